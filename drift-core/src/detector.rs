@@ -1,0 +1,1051 @@
+//! The detector (ARCHITECTURE §6): the pipeline's logic, free of I/O and of any async runtime.
+//!
+//! It owns the desired index and the live cache, and turns events into drift lifecycle transitions:
+//!
+//! 1. [`Detector::observe`] takes a live event. If nothing compared can have changed (the
+//!    [fingerprint](crate::fingerprint) is unchanged) it stops there; otherwise the key is queued.
+//! 2. The queue coalesces per key (latest wins): a storm of updates to one object is one diff.
+//! 3. [`Detector::process`] diffs the key, compares the result with the open-drift table and emits
+//!    only transitions: opened, updated, resolved, corrected.
+//! 4. Each new or changed drift gets a policy decision; fixes pass the safety gates (never unattended
+//!    for critical drifts, a rate limit, a flap guard) and come out as [`RemediationPlan`]s.
+//! 5. [`Detector::record_fix`] takes the remediator's answer; a fixed drift counts as corrected only
+//!    when a later live event shows it gone.
+//!
+//! The caller drives it: feed events, call `process` while [`Detector::next_key`] returns keys, append
+//! the returned events to the drift log, run the returned plans through a remediator (dry run first).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use drift_core::clock::ManualClock;
+//! use drift_core::detector::{Detector, DetectorConfig};
+//! use drift_core::ports::{DesiredResource, LiveEvent, Provenance, RelistScope, DriftEventKind};
+//! use drift_core::{DiffEngine, Resource};
+//! use serde_json::json;
+//!
+//! let deploy = |replicas: i64| Resource::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+//!     "metadata": {"name": "web", "namespace": "shop", "generation": replicas}, "spec": {"replicas": replicas}})).unwrap();
+//! let mut d = Detector::new(DiffEngine::default(), DetectorConfig::default(), Arc::new(ManualClock::new(0)));
+//! d.set_desired(vec![DesiredResource { resource: deploy(3), provenance: Provenance::file("web.yaml") }]);
+//! d.observe(LiveEvent::Restarted { scope: RelistScope::All, resources: vec![deploy(3)] });
+//! d.observe(LiveEvent::Ready);
+//! while let Some(k) = d.next_key() { d.process(&k); }
+//! assert!(d.open_drifts().is_empty());
+//!
+//! d.observe(LiveEvent::Applied(deploy(5)));
+//! let key = d.next_key().unwrap();
+//! let out = d.process(&key);
+//! assert_eq!(out.events[0].kind, DriftEventKind::Opened);
+//! assert_eq!(out.events[0].drift.describe(), "spec.replicas expected=3, actual=5");
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, Millis};
+use crate::cost::PriceTable;
+use crate::diff::{DiffContext, DiffEngine};
+use crate::drift::{Change, Drift, DriftId, DriftReport, DriftStatus};
+use crate::fingerprint::{Fingerprint, fingerprint};
+use crate::model::ResourceKey;
+use crate::object::{Autoscalers, DesiredObject, LiveObject};
+use crate::patch::{PatchError, revert_patch};
+use crate::path::FieldPath;
+use crate::policy::{Action, Policy, is_critical};
+use crate::ports::{
+    AnalysisItem, DesiredResource, DriftEvent, DriftEventKind, DriftRecord, DriftState, LiveEvent,
+    Provenance, RecommendedAction, RelistScope, RemediationAction, RemediationOutcome, RemediationPlan,
+    RemediationStatus,
+};
+use crate::rules::{DriftSet, Severity};
+use crate::safety::{FlapGuard, FlapGuardConfig, RateLimitConfig, RateLimiter};
+
+/// Detector settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DetectorConfig {
+    /// The remediation policy.
+    pub policy: Policy,
+    /// Fix rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Flap guard.
+    pub flap_guard: FlapGuardConfig,
+    /// Prices for the cost model.
+    pub prices: PriceTable,
+    /// The detector's identity in drift records and change descriptions.
+    pub actor: String,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            policy: Policy::default(),
+            rate_limit: RateLimitConfig::default(),
+            flap_guard: FlapGuardConfig::default(),
+            prices: PriceTable::default(),
+            actor: "drift-detector".to_string(),
+        }
+    }
+}
+
+/// Errors of detector commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetectorError {
+    /// No open drift has this id.
+    #[error("no open drift with id {0}")]
+    UnknownDrift(DriftId),
+    /// The fix cannot be built.
+    #[error("cannot fix {id}: {reason}")]
+    CannotFix {
+        /// The drift.
+        id: DriftId,
+        /// Why.
+        reason: String,
+    },
+}
+
+struct DesiredEntry {
+    object: DesiredObject,
+    provenance: Provenance,
+}
+
+struct LiveEntry {
+    object: Arc<LiveObject>,
+    fingerprint: Fingerprint,
+}
+
+/// An open drift as the detector tracks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenDrift {
+    /// The drift.
+    pub drift: Drift,
+    /// Its state.
+    pub state: DriftState,
+    /// When it opened.
+    pub opened_at: Millis,
+    /// When it last changed.
+    pub updated_at: Millis,
+    /// The policy decision.
+    pub action: Action,
+    /// Why (policy, gate, escalation), for people.
+    pub note: String,
+    /// Environment of the desired object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Provenance of the desired object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+    /// Monthly cost delta (cost model), for replica and resource drifts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_cost_delta: Option<f64>,
+    /// Whether a fix was applied and awaits verification.
+    pub fix_pending: bool,
+    /// Whether fixing it needs a person's approval.
+    pub needs_approval: bool,
+}
+
+/// Something for a person to look at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    /// The drift.
+    pub drift: Drift,
+    /// Environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Why it needs attention.
+    pub reason: String,
+    /// Whether the flap guard escalated it.
+    pub escalation: bool,
+}
+
+/// What processing one key produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The diff report (`None` when the key is not desired, or its kind has not been listed yet).
+    pub report: Option<DriftReport>,
+    /// Lifecycle events to append to the drift log.
+    pub events: Vec<DriftEvent>,
+    /// Fixes that passed policy and gates; run each as a dry run first.
+    pub fixes: Vec<RemediationPlan>,
+    /// Drifts that need a person.
+    pub alerts: Vec<Alert>,
+}
+
+/// What [`Detector::observe`] did with an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Keys queued for a diff.
+    pub queued: usize,
+    /// Objects recognised as unchanged without a diff.
+    pub skipped: usize,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DetectorStats {
+    /// Live objects seen in events.
+    pub objects_seen: u64,
+    /// Of those, recognised as unchanged by fingerprint.
+    pub objects_skipped: u64,
+    /// Diffs run.
+    pub diffs: u64,
+    /// Re-lists received.
+    pub relists: u64,
+    /// Drifts opened.
+    pub opened: u64,
+    /// Drifts corrected.
+    pub corrected: u64,
+    /// Drifts resolved on their own.
+    pub resolved: u64,
+    /// Fix plans emitted.
+    pub fixes_planned: u64,
+    /// Fixes held back by the rate limit.
+    pub fixes_rate_limited: u64,
+    /// Escalations by the flap guard.
+    pub escalations: u64,
+}
+
+/// The detector. See the [module documentation](self).
+pub struct Detector {
+    engine: DiffEngine,
+    config: DetectorConfig,
+    clock: Arc<dyn Clock>,
+    desired: HashMap<ResourceKey, DesiredEntry>,
+    live: HashMap<ResourceKey, LiveEntry>,
+    autoscalers: Autoscalers,
+    open: HashMap<ResourceKey, BTreeMap<DriftId, OpenDrift>>,
+    queue: VecDeque<ResourceKey>,
+    queued: HashSet<ResourceKey>,
+    listed: Vec<RelistScope>,
+    ready: bool,
+    rate: RateLimiter,
+    flap: FlapGuard,
+    approved: HashSet<DriftId>,
+    stats: DetectorStats,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("desired", &self.desired.len())
+            .field("live", &self.live.len())
+            .field("open", &self.open.values().map(BTreeMap::len).sum::<usize>())
+            .field("queued", &self.queue.len())
+            .field("ready", &self.ready)
+            .finish()
+    }
+}
+
+/// The drift standing for a whole object missing from live.
+pub fn missing_live_drift(key: &ResourceKey) -> Drift {
+    Drift {
+        id: DriftId::of(key, ""),
+        key: key.clone(),
+        path: FieldPath::root(),
+        change: Change::Missing,
+        expected: None,
+        actual: None,
+        rule: "missing-live".to_string(),
+        set: DriftSet::Critical,
+        severity: Severity::Critical,
+        desired_pointer: Some(String::new()),
+    }
+}
+
+impl Detector {
+    /// A detector with an engine, settings and a clock.
+    pub fn new(engine: DiffEngine, config: DetectorConfig, clock: Arc<dyn Clock>) -> Self {
+        Detector {
+            rate: RateLimiter::new(config.rate_limit),
+            flap: FlapGuard::new(config.flap_guard),
+            engine,
+            config,
+            clock,
+            desired: HashMap::new(),
+            live: HashMap::new(),
+            autoscalers: Autoscalers::default(),
+            open: HashMap::new(),
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            listed: Vec::new(),
+            ready: false,
+            approved: HashSet::new(),
+            stats: DetectorStats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &DiffEngine {
+        &self.engine
+    }
+
+    /// Turns auto-fix on or off at run time.
+    pub fn set_auto_fix(&mut self, on: bool) {
+        self.config.policy.auto_fix = on;
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DetectorStats {
+        self.stats
+    }
+
+    /// Whether every watch has listed once.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Number of desired and live objects held.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.desired.len(), self.live.len())
+    }
+
+    fn enqueue(&mut self, key: &ResourceKey) -> bool {
+        if self.queued.insert(key.clone()) {
+            self.queue.push_back(key.clone());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The next key to process, in arrival order; each key is queued at most once (latest wins).
+    pub fn next_key(&mut self) -> Option<ResourceKey> {
+        let k = self.queue.pop_front()?;
+        self.queued.remove(&k);
+        Some(k)
+    }
+
+    /// Keys waiting.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // desired state
+
+    /// Replaces the whole desired set. Changed, added and removed keys are queued.
+    pub fn set_desired(&mut self, resources: Vec<DesiredResource>) -> usize {
+        let mut next: HashMap<ResourceKey, DesiredEntry> = HashMap::with_capacity(resources.len());
+        for r in resources {
+            next.insert(
+                r.resource.key.clone(),
+                DesiredEntry {
+                    object: DesiredObject::new(r.resource),
+                    provenance: r.provenance,
+                },
+            );
+        }
+        let old = std::mem::replace(&mut self.desired, next);
+        let mut changed: Vec<ResourceKey> = old
+            .iter()
+            .filter(|(k, e)| self.desired.get(k).is_none_or(|n| n.object != e.object))
+            .map(|(k, _)| k.clone())
+            .collect();
+        changed.extend(self.desired.keys().filter(|k| !old.contains_key(k)).cloned());
+        changed.iter().filter(|k| self.enqueue(k)).count()
+    }
+
+    /// Replaces the resources of one source (a file, a ConfigHub unit). Only affected keys are queued.
+    pub fn replace_source(&mut self, source: &str, resources: Vec<DesiredResource>) -> usize {
+        let previous: Vec<ResourceKey> = self
+            .desired
+            .iter()
+            .filter(|(_, e)| e.provenance.source == source)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut touched = Vec::new();
+        let mut fresh = HashSet::new();
+        for r in resources {
+            let key = r.resource.key.clone();
+            let object = DesiredObject::new(r.resource);
+            fresh.insert(key.clone());
+            let same = self
+                .desired
+                .get(&key)
+                .is_some_and(|e| e.object == object && e.provenance == r.provenance);
+            if !same {
+                self.desired.insert(
+                    key.clone(),
+                    DesiredEntry {
+                        object,
+                        provenance: r.provenance,
+                    },
+                );
+                touched.push(key);
+            }
+        }
+        for k in previous {
+            if !fresh.contains(&k) {
+                self.desired.remove(&k);
+                touched.push(k);
+            }
+        }
+        touched.iter().filter(|k| self.enqueue(k)).count()
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // live state
+
+    /// Takes a live event.
+    pub fn observe(&mut self, event: LiveEvent) -> Observed {
+        let mut obs = Observed::default();
+        match event {
+            LiveEvent::Applied(r) => self.apply_live(r, &mut obs),
+            LiveEvent::Deleted(key) => self.delete_live(&key, &mut obs),
+            LiveEvent::Restarted { scope, resources } => {
+                self.stats.relists += 1;
+                let incoming: HashSet<ResourceKey> = resources.iter().map(|r| r.key.clone()).collect();
+                let gone: Vec<ResourceKey> = self
+                    .live
+                    .keys()
+                    .filter(|k| scope.covers(k) && !incoming.contains(*k))
+                    .cloned()
+                    .collect();
+                for k in gone {
+                    self.delete_live(&k, &mut obs);
+                }
+                for r in resources {
+                    self.apply_live(r, &mut obs);
+                }
+                if !self.listed.contains(&scope) {
+                    self.listed.push(scope.clone());
+                    // First listing of this scope: desired objects there can now be judged.
+                    let keys: Vec<ResourceKey> =
+                        self.desired.keys().filter(|k| scope.covers(k)).cloned().collect();
+                    for k in keys {
+                        if self.enqueue(&k) {
+                            obs.queued += 1;
+                        }
+                    }
+                }
+            }
+            LiveEvent::Ready => {
+                if !self.ready {
+                    self.ready = true;
+                    let keys: Vec<ResourceKey> = self.desired.keys().cloned().collect();
+                    for k in keys {
+                        if self.enqueue(&k) {
+                            obs.queued += 1;
+                        }
+                    }
+                }
+            }
+        }
+        obs
+    }
+
+    fn apply_live(&mut self, r: crate::model::Resource, obs: &mut Observed) {
+        self.stats.objects_seen += 1;
+        let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
+        let fp = fingerprint(&r.object, has_generation);
+        if self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp) {
+            self.stats.objects_skipped += 1;
+            obs.skipped += 1;
+            return;
+        }
+        let key = r.key.clone();
+        if is_autoscaler(&key) {
+            let before = self.autoscaler_targets_of(&key);
+            self.autoscalers.observe(&r);
+            self.live.insert(
+                key.clone(),
+                LiveEntry {
+                    object: Arc::new(LiveObject::new(r)),
+                    fingerprint: fp,
+                },
+            );
+            let after = self.autoscaler_targets_of(&key);
+            for t in before.into_iter().chain(after) {
+                if self.desired.contains_key(&t) && self.enqueue(&t) {
+                    obs.queued += 1;
+                }
+            }
+        } else {
+            self.live.insert(
+                key.clone(),
+                LiveEntry {
+                    object: Arc::new(LiveObject::new(r)),
+                    fingerprint: fp,
+                },
+            );
+        }
+        if self.desired.contains_key(&key) && self.enqueue(&key) {
+            obs.queued += 1;
+        }
+    }
+
+    fn delete_live(&mut self, key: &ResourceKey, obs: &mut Observed) {
+        if self.live.remove(key).is_none() {
+            return;
+        }
+        if is_autoscaler(key) {
+            let targets = self.autoscaler_targets_of(key);
+            self.autoscalers.forget(key);
+            for t in targets {
+                if self.desired.contains_key(&t) && self.enqueue(&t) {
+                    obs.queued += 1;
+                }
+            }
+        }
+        if self.desired.contains_key(key) && self.enqueue(key) {
+            obs.queued += 1;
+        }
+    }
+
+    fn autoscaler_targets_of(&self, autoscaler: &ResourceKey) -> Vec<ResourceKey> {
+        // Workloads in the same namespace named by the autoscaler's scaleTargetRef.
+        let Some(e) = self.live.get(autoscaler) else {
+            return Vec::new();
+        };
+        let obj = e.object.object();
+        let Some(t) = obj.pointer("/spec/scaleTargetRef") else {
+            return Vec::new();
+        };
+        let name = t.get("name").and_then(|v| v.as_str()).unwrap_or("");
+        let kind = t.get("kind").and_then(|v| v.as_str()).unwrap_or("Deployment");
+        self.desired
+            .keys()
+            .filter(|k| k.kind == kind && k.name == name && k.namespace == autoscaler.namespace)
+            .cloned()
+            .collect()
+    }
+
+    fn is_listed(&self, key: &ResourceKey) -> bool {
+        self.ready || self.listed.iter().any(|s| s.covers(key))
+    }
+
+    /// The live object for a key.
+    pub fn live_object(&self, key: &ResourceKey) -> Option<Arc<LiveObject>> {
+        self.live.get(key).map(|e| e.object.clone())
+    }
+
+    /// The desired object and its provenance.
+    pub fn desired_object(&self, key: &ResourceKey) -> Option<(&DesiredObject, &Provenance)> {
+        self.desired.get(key).map(|e| (&e.object, &e.provenance))
+    }
+
+    /// Every desired key.
+    pub fn desired_keys(&self) -> Vec<ResourceKey> {
+        let mut k: Vec<ResourceKey> = self.desired.keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// Queues every desired key (a full scan).
+    pub fn queue_all(&mut self) -> usize {
+        let keys: Vec<ResourceKey> = self.desired.keys().cloned().collect();
+        keys.iter().filter(|k| self.enqueue(k)).count()
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // processing
+
+    /// Diffs one key and returns the transitions, fixes and alerts.
+    pub fn process(&mut self, key: &ResourceKey) -> Outcome {
+        let now = self.clock.now();
+        let mut out = Outcome::default();
+        let Some(entry) = self.desired.get(key) else {
+            // No longer desired: whatever was open is resolved.
+            let closed = self.open.remove(key).unwrap_or_default();
+            for (_, o) in closed {
+                self.stats.resolved += 1;
+                out.events.push(self.event(
+                    DriftEventKind::Resolved,
+                    now,
+                    o.drift,
+                    o.provenance,
+                    "the desired state no longer has this resource",
+                ));
+            }
+            return out;
+        };
+        if !self.is_listed(key) {
+            return out;
+        }
+        self.stats.diffs += 1;
+        let live = self.live.get(key).map(|e| e.object.clone());
+        let ctx = DiffContext {
+            autoscalers: Some(&self.autoscalers),
+        };
+        let report = self.engine.diff_with(&entry.object, live.as_deref(), &ctx);
+        let provenance = entry.provenance.clone();
+        let env = provenance.environment.clone();
+        let current: Vec<Drift> = if report.status == DriftStatus::MissingLive {
+            vec![missing_live_drift(key)]
+        } else {
+            report.drifts.clone()
+        };
+        let current_ids: HashSet<&DriftId> = current.iter().map(|d| &d.id).collect();
+
+        // Closed drifts.
+        let mut table = self.open.remove(key).unwrap_or_default();
+        let gone: Vec<DriftId> = table
+            .keys()
+            .filter(|id| !current_ids.contains(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            let Some(o) = table.remove(&id) else { continue };
+            self.approved.remove(&id);
+            if o.fix_pending {
+                self.stats.corrected += 1;
+                self.flap.fixed(&id);
+                let mut d = o.drift;
+                d.set = DriftSet::Corrected;
+                d.severity = Severity::Info;
+                out.events.push(self.event(
+                    DriftEventKind::Corrected,
+                    now,
+                    d,
+                    Some(provenance.clone()),
+                    "live matches desired after the fix",
+                ));
+            } else {
+                self.stats.resolved += 1;
+                out.events.push(self.event(
+                    DriftEventKind::Resolved,
+                    now,
+                    o.drift,
+                    Some(provenance.clone()),
+                    "live matches desired again",
+                ));
+            }
+        }
+
+        // New and changed drifts.
+        let mut to_decide: Vec<DriftId> = Vec::new();
+        for d in current {
+            let cost = self.cost_of(key, &d);
+            match table.get_mut(&d.id) {
+                None => {
+                    self.stats.opened += 1;
+                    let id = d.id.clone();
+                    let escalate = self.flap.opened(&id, now);
+                    out.events.push(self.event(
+                        DriftEventKind::Opened,
+                        now,
+                        d.clone(),
+                        Some(provenance.clone()),
+                        "live differs from desired",
+                    ));
+                    let mut o = OpenDrift {
+                        drift: d,
+                        state: DriftState::Open,
+                        opened_at: now,
+                        updated_at: now,
+                        action: Action::Track,
+                        note: String::new(),
+                        environment: env.clone(),
+                        provenance: Some(provenance.clone()),
+                        monthly_cost_delta: cost,
+                        fix_pending: false,
+                        needs_approval: false,
+                    };
+                    if escalate || self.flap.is_escalated(&id) {
+                        if escalate {
+                            self.stats.escalations += 1;
+                            let reason = format!(
+                                "{} re-opened {} times within {} s after being fixed: another controller keeps changing it; auto-fix stopped",
+                                o.drift.path.readable(),
+                                self.flap.reopen_count(&id),
+                                self.config.flap_guard.window_ms / 1000
+                            );
+                            out.events.push(self.event(
+                                DriftEventKind::Escalated,
+                                now,
+                                o.drift.clone(),
+                                Some(provenance.clone()),
+                                &reason,
+                            ));
+                            out.alerts.push(Alert {
+                                drift: o.drift.clone(),
+                                environment: env.clone(),
+                                reason: reason.clone(),
+                                escalation: true,
+                            });
+                            o.note = reason;
+                        }
+                        o.state = DriftState::Escalated;
+                        o.action = Action::Alert;
+                        o.needs_approval = true;
+                    } else {
+                        to_decide.push(id.clone());
+                    }
+                    table.insert(id, o);
+                }
+                Some(o) => {
+                    if o.drift.expected != d.expected
+                        || o.drift.actual != d.actual
+                        || o.drift.change != d.change
+                    {
+                        o.drift = d.clone();
+                        o.updated_at = now;
+                        o.monthly_cost_delta = cost;
+                        o.fix_pending = false;
+                        if o.state == DriftState::Remediating {
+                            o.state = DriftState::Open;
+                        }
+                        let (id, st) = (d.id.clone(), o.state);
+                        out.events.push(self.event(
+                            DriftEventKind::Updated,
+                            now,
+                            d,
+                            Some(provenance.clone()),
+                            "live value changed again",
+                        ));
+                        if matches!(st, DriftState::Open) {
+                            to_decide.push(id);
+                        }
+                    }
+                }
+            }
+        }
+
+        // Decisions.
+        let mut fix: Vec<DriftId> = Vec::new();
+        for id in to_decide {
+            let Some(o) = table.get_mut(&id) else { continue };
+            let approved = self.approved.contains(&id);
+            let requested = self
+                .config
+                .policy
+                .requested(&o.drift, env.as_deref(), &provenance.labels);
+            let decided = if approved {
+                Action::AutoFix
+            } else {
+                self.config
+                    .policy
+                    .decide(&o.drift, env.as_deref(), &provenance.labels)
+            };
+            o.action = decided;
+            o.needs_approval = !approved && decided == Action::Alert;
+            match decided {
+                Action::AutoFix => fix.push(id),
+                Action::Alert => {
+                    o.note = if is_critical(&o.drift) && requested != Action::Track {
+                        "critical drift: fixing it needs approval".to_string()
+                    } else if requested == Action::AutoFix {
+                        "auto-fix is off: fixing it needs approval".to_string()
+                    } else {
+                        "policy: alert".to_string()
+                    };
+                    out.alerts.push(Alert {
+                        drift: o.drift.clone(),
+                        environment: env.clone(),
+                        reason: o.note.clone(),
+                        escalation: false,
+                    });
+                }
+                Action::Track => o.note = "policy: track".to_string(),
+            }
+        }
+        self.open.insert(key.clone(), table);
+        if !fix.is_empty() {
+            match self.plan_fix(key, &fix, "policy: auto-fix", &self.config.actor.clone()) {
+                Ok(plan) => out.fixes.push(plan),
+                Err(reason) => {
+                    if let Some(table) = self.open.get_mut(key) {
+                        for id in &fix {
+                            if let Some(o) = table.get_mut(id) {
+                                o.note = reason.clone();
+                                o.needs_approval = true;
+                                out.alerts.push(Alert {
+                                    drift: o.drift.clone(),
+                                    environment: env.clone(),
+                                    reason: reason.clone(),
+                                    escalation: false,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.report = Some(report);
+        if self.open.get(key).is_some_and(BTreeMap::is_empty) {
+            self.open.remove(key);
+        }
+        out
+    }
+
+    fn cost_of(&self, key: &ResourceKey, d: &Drift) -> Option<f64> {
+        let desired = &self.desired.get(key)?.object;
+        let live = self.live.get(key)?;
+        self.config.prices.drift_delta(desired, &live.object, d)
+    }
+
+    fn event(
+        &self,
+        kind: DriftEventKind,
+        at: Millis,
+        drift: Drift,
+        provenance: Option<Provenance>,
+        reason: &str,
+    ) -> DriftEvent {
+        DriftEvent::new(kind, at, drift, self.config.actor.clone(), reason).with_provenance(provenance)
+    }
+
+    /// Builds a plan for some open drifts of one resource, after the rate limit.
+    fn plan_fix(
+        &mut self,
+        key: &ResourceKey,
+        ids: &[DriftId],
+        reason: &str,
+        actor: &str,
+    ) -> Result<RemediationPlan, String> {
+        let now = self.clock.now();
+        if let Err(e) = self.rate.check(key, now) {
+            self.stats.fixes_rate_limited += 1;
+            return Err(format!("fix held back: {e}"));
+        }
+        let drifts: Vec<Drift> = self
+            .open
+            .get(key)
+            .map(|t| {
+                ids.iter()
+                    .filter_map(|id| t.get(id))
+                    .map(|o| o.drift.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if drifts.is_empty() {
+            return Err("no open drift to fix".to_string());
+        }
+        let entry = self.desired.get(key).ok_or("the resource is no longer desired")?;
+        let action = if drifts.iter().any(|d| d.rule == "missing-live") {
+            RemediationAction::Reapply
+        } else {
+            let live = self.live.get(key).ok_or("the resource is not live")?;
+            match revert_patch(&entry.object, &live.object, &drifts) {
+                Ok(patch) => RemediationAction::Revert { patch },
+                Err(PatchError::SecretValue { .. }) => RemediationAction::Reapply,
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        self.rate.record(key, now);
+        self.stats.fixes_planned += 1;
+        Ok(RemediationPlan {
+            key: key.clone(),
+            drifts,
+            action,
+            provenance: Some(entry.provenance.clone()),
+            desired: Some(entry.object.resource().clone()),
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Takes the remediator's answer for a plan (the final, non-dry-run outcome).
+    pub fn record_fix(&mut self, plan: &RemediationPlan, outcome: &RemediationOutcome) -> Outcome {
+        let now = self.clock.now();
+        let mut out = Outcome::default();
+        let env = plan.provenance.as_ref().and_then(|p| p.environment.clone());
+        for d in &plan.drifts {
+            let Some(o) = self.open.get_mut(&plan.key).and_then(|t| t.get_mut(&d.id)) else {
+                continue;
+            };
+            match outcome.status {
+                RemediationStatus::Applied => {
+                    o.fix_pending = true;
+                    o.state = DriftState::Remediating;
+                    o.note = format!(
+                        "fixed by {} ({}); waiting for live to confirm",
+                        plan.actor,
+                        plan.action.name()
+                    );
+                    let (drift, prov) = (o.drift.clone(), o.provenance.clone());
+                    out.events.push(self.event(
+                        DriftEventKind::Remediated,
+                        now,
+                        drift,
+                        prov,
+                        &format!("{}: {}", plan.reason, outcome.message),
+                    ));
+                }
+                RemediationStatus::Conflict => {
+                    o.note = format!("live changed while fixing ({}); re-planning", outcome.message);
+                }
+                RemediationStatus::DryRunOk => {}
+                _ => {
+                    o.needs_approval = true;
+                    o.note = format!("fix {}: {}", status_word(outcome.status), outcome.message);
+                    let (drift, prov, note) = (o.drift.clone(), o.provenance.clone(), o.note.clone());
+                    out.events
+                        .push(self.event(DriftEventKind::FixFailed, now, drift.clone(), prov, &note));
+                    out.alerts.push(Alert {
+                        drift,
+                        environment: env.clone(),
+                        reason: note,
+                        escalation: false,
+                    });
+                }
+            }
+        }
+        if outcome.status == RemediationStatus::Conflict {
+            // Re-read and re-plan on the next live event, never force: the key is diffed again.
+            self.enqueue(&plan.key);
+        }
+        out
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // commands from people
+
+    fn find(&self, id: &DriftId) -> Option<(&ResourceKey, &OpenDrift)> {
+        self.open.iter().find_map(|(k, t)| t.get(id).map(|o| (k, o)))
+    }
+
+    /// A person approves fixing a drift (or asks for a fix): records the approval and plans the fix
+    /// now (dry run first is still the caller's job). Critical drifts and escalated ones need this.
+    ///
+    /// # Errors
+    /// [`DetectorError`] when the drift is not open or no fix can be built.
+    pub fn approve(
+        &mut self,
+        id: &DriftId,
+        actor: &str,
+    ) -> Result<(Vec<DriftEvent>, RemediationPlan), DetectorError> {
+        let now = self.clock.now();
+        let (key, o) = self
+            .find(id)
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .ok_or_else(|| DetectorError::UnknownDrift(id.clone()))?;
+        self.approved.insert(id.clone());
+        self.flap.reset(id);
+        let ev = DriftEvent::new(
+            DriftEventKind::Approved,
+            now,
+            o.drift.clone(),
+            actor,
+            "approved for a fix",
+        )
+        .with_provenance(o.provenance.clone());
+        if let Some(t) = self.open.get_mut(&key).and_then(|t| t.get_mut(id)) {
+            t.state = DriftState::Open;
+            t.needs_approval = false;
+            t.action = Action::AutoFix;
+        }
+        let plan = self
+            .plan_fix(
+                &key,
+                std::slice::from_ref(id),
+                &format!("approved by {actor}"),
+                actor,
+            )
+            .map_err(|reason| DetectorError::CannotFix {
+                id: id.clone(),
+                reason,
+            })?;
+        Ok((vec![ev], plan))
+    }
+
+    /// A person chooses to ignore a drift: no more alerts or fixes while it stays as it is.
+    ///
+    /// # Errors
+    /// [`DetectorError::UnknownDrift`] when the drift is not open.
+    pub fn ignore(&mut self, id: &DriftId, actor: &str) -> Result<DriftEvent, DetectorError> {
+        let now = self.clock.now();
+        let o = self
+            .open
+            .values_mut()
+            .find_map(|t| t.get_mut(id))
+            .ok_or_else(|| DetectorError::UnknownDrift(id.clone()))?;
+        o.state = DriftState::Ignored;
+        o.action = Action::Track;
+        o.needs_approval = false;
+        o.note = format!("ignored by {actor}");
+        let (drift, prov) = (o.drift.clone(), o.provenance.clone());
+        Ok(
+            DriftEvent::new(DriftEventKind::Ignored, now, drift, actor, "ignored by a person")
+                .with_provenance(prov),
+        )
+    }
+
+    /// Seeds the open-drift table from the drift log after a restart, so drifts still present are not
+    /// opened twice and drifts that went away while the detector was down are closed.
+    pub fn restore(&mut self, records: Vec<DriftRecord>) {
+        for r in records.into_iter().filter(|r| r.state.is_open()) {
+            let key = r.drift.key.clone();
+            let o = OpenDrift {
+                state: r.state,
+                opened_at: r.opened_at,
+                updated_at: r.updated_at,
+                action: Action::Track,
+                note: "restored from the drift log".to_string(),
+                environment: r.environment,
+                fix_pending: r.state == DriftState::Remediating,
+                needs_approval: false,
+                monthly_cost_delta: None,
+                provenance: r.provenance,
+                drift: r.drift,
+            };
+            self.open
+                .entry(key.clone())
+                .or_default()
+                .insert(o.drift.id.clone(), o);
+            self.enqueue(&key);
+        }
+    }
+
+    /// Open drifts, oldest first.
+    pub fn open_drifts(&self) -> Vec<OpenDrift> {
+        let mut v: Vec<OpenDrift> = self.open.values().flat_map(|t| t.values().cloned()).collect();
+        v.sort_by(|a, b| {
+            (a.opened_at, &a.drift.key, &a.drift.id).cmp(&(b.opened_at, &b.drift.key, &b.drift.id))
+        });
+        v
+    }
+
+    /// One open drift.
+    pub fn open_drift(&self, id: &DriftId) -> Option<OpenDrift> {
+        self.find(id).map(|(_, o)| o.clone())
+    }
+
+    /// Items for the analyzer: the open drifts with the ids given (all when empty), with cost deltas
+    /// and the actions the engine can build for each.
+    pub fn analysis_items(&self, ids: &[DriftId]) -> Vec<AnalysisItem> {
+        self.open_drifts()
+            .into_iter()
+            .filter(|o| ids.is_empty() || ids.contains(&o.drift.id))
+            .map(|o| {
+                let mut allowed = vec![RecommendedAction::Revert, RecommendedAction::Track];
+                let secret = o.drift.key.group.is_empty() && o.drift.key.kind == "Secret";
+                if o.drift.rule != "missing-live" && !secret {
+                    allowed.insert(1, RecommendedAction::Adopt);
+                }
+                AnalysisItem {
+                    drift: o.drift,
+                    environment: o.environment,
+                    monthly_cost_delta: o.monthly_cost_delta,
+                    allowed_actions: allowed,
+                }
+            })
+            .collect()
+    }
+}
+
+fn is_autoscaler(key: &ResourceKey) -> bool {
+    (key.group == "autoscaling" && key.kind == "HorizontalPodAutoscaler")
+        || (key.group == "keda.sh" && key.kind == "ScaledObject")
+}
+
+fn status_word(s: RemediationStatus) -> &'static str {
+    match s {
+        RemediationStatus::Applied => "applied",
+        RemediationStatus::DryRunOk => "dry run passed",
+        RemediationStatus::Conflict => "conflict",
+        RemediationStatus::Failed => "failed",
+        RemediationStatus::Skipped => "skipped",
+    }
+}

@@ -1,0 +1,705 @@
+//! The diff engine: ARCHITECTURE §3, the normative diff semantics.
+//!
+//! One walk over the desired object, with the live object and the kind's schema alongside:
+//! every desired field is compared after normalization; a live field the desired object lacks is
+//! drift only when it edits a server default, was applied by the owner of the desired state, or sits
+//! in a closed collection; otherwise it is reported as unmanaged. Nothing is allocated on the path
+//! where the two agree except the walker's small stacks.
+
+use serde_json::{Map, Value};
+
+use crate::drift::{Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
+use crate::ignore::{IgnoreSet, ResourceIgnores};
+use crate::load::MAX_DEPTH;
+use crate::object::{Autoscalers, DesiredObject, LiveObject};
+use crate::ownership::Step;
+use crate::path::{FieldPath, Segment, escape_pointer_token};
+use crate::rules::{DriftSite, RuleSet};
+use crate::schema::{self, ListSpec, Node};
+use crate::value::{is_effectively_empty, is_empty, is_zero, loose_eq, number_eq, quantity_eq};
+
+/// Options of the diff engine.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DiffOptions {
+    /// Field managers that apply the desired state (`--manager`): a live field they own that the
+    /// desired state no longer has is drift (ARCHITECTURE §3.2b).
+    pub appliers: Vec<String>,
+    /// Field managers whose changes are not drift (`--ignore-manager`, ARCHITECTURE §3.6).
+    pub ignore_managers: Vec<String>,
+    /// Ignore rules and presets.
+    pub ignore: IgnoreSet,
+}
+
+impl DiffOptions {
+    /// Adds an applier field manager.
+    #[must_use]
+    pub fn applier(mut self, manager: impl Into<String>) -> Self {
+        self.appliers.push(manager.into());
+        self
+    }
+
+    /// Adds an ignored field manager.
+    #[must_use]
+    pub fn ignore_manager(mut self, manager: impl Into<String>) -> Self {
+        self.ignore_managers.push(manager.into());
+        self
+    }
+
+    /// Sets the ignore rules.
+    #[must_use]
+    pub fn ignore(mut self, ignore: IgnoreSet) -> Self {
+        self.ignore = ignore;
+        self
+    }
+}
+
+/// Per-comparison context that comes from outside the two objects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiffContext<'a> {
+    /// Autoscaler targets in the live set.
+    pub autoscalers: Option<&'a Autoscalers>,
+}
+
+/// Compares desired objects with live ones and classifies the differences.
+///
+/// ```
+/// use drift_core::{DiffEngine, DesiredObject, LiveObject, Resource};
+/// use serde_json::json;
+///
+/// let desired = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+///     "metadata": {"name": "backend-api", "namespace": "drift-test"}, "spec": {"replicas": 3}});
+/// // Live carries server defaults and status, and someone scaled it to 5.
+/// let live = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+///     "metadata": {"name": "backend-api", "namespace": "drift-test", "resourceVersion": "42", "generation": 2},
+///     "spec": {"replicas": 5, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+///              "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}},
+///     "status": {"replicas": 5}});
+///
+/// let engine = DiffEngine::default();
+/// let report = engine.diff(
+///     &DesiredObject::new(Resource::from_value(desired).unwrap()),
+///     Some(&LiveObject::new(Resource::from_value(live).unwrap())),
+/// );
+/// assert_eq!(report.drifts.len(), 1);
+/// assert_eq!(report.drifts[0].describe(), "spec.replicas expected=3, actual=5");
+/// assert_eq!(report.drifts[0].rule, "replicas");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DiffEngine {
+    options: DiffOptions,
+    rules: RuleSet,
+}
+
+impl DiffEngine {
+    /// An engine with these options and rules.
+    pub fn new(options: DiffOptions, rules: RuleSet) -> Self {
+        DiffEngine { options, rules }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &DiffOptions {
+        &self.options
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Compares one desired object with its live counterpart (`None` when live has no such object).
+    pub fn diff(&self, desired: &DesiredObject, live: Option<&LiveObject>) -> DriftReport {
+        self.diff_with(desired, live, &DiffContext::default())
+    }
+
+    /// [`DiffEngine::diff`] with context from the rest of the live set.
+    pub fn diff_with(
+        &self,
+        desired: &DesiredObject,
+        live: Option<&LiveObject>,
+        ctx: &DiffContext<'_>,
+    ) -> DriftReport {
+        let key = desired.key().clone();
+        let Some(live) = live else {
+            return DriftReport {
+                key,
+                status: DriftStatus::MissingLive,
+                drifts: Vec::new(),
+                unmanaged: Vec::new(),
+            };
+        };
+        let lkey = live.key();
+        let (root, defaults) = schema::root_for(&lkey.group, &lkey.version, &lkey.kind);
+        let ignores = self.options.ignore.for_resource(lkey, live.object());
+        let autoscaled = crate::kinds::is_scalable_workload(&lkey.group, &lkey.kind)
+            && ctx.autoscalers.is_some_and(|a| a.targets(lkey));
+        let mut w = Walker {
+            options: &self.options,
+            live,
+            defaults,
+            autoscaled,
+            nested: false,
+            ignores: &ignores,
+            segs: Vec::with_capacity(16),
+            anc: Vec::with_capacity(16),
+            raw: Vec::new(),
+            unmanaged: Vec::new(),
+        };
+        match (desired.object(), live.object()) {
+            (Value::Object(d), Value::Object(l)) => w.compare_map(d, l, root),
+            (d, l) => w.compare(d, Some(l), root),
+        }
+        let Walker { raw, unmanaged, .. } = w;
+        let drifts = raw
+            .into_iter()
+            .map(|r| {
+                let site = DriftSite {
+                    key: &key,
+                    path: &r.path,
+                    change: r.change,
+                    expected: r.expected,
+                    actual: r.actual,
+                };
+                let (rule, class) = self.rules.classify(&site);
+                Drift {
+                    id: DriftId::of(&key, &r.path.readable()),
+                    key: key.clone(),
+                    change: r.change,
+                    expected: r.expected.cloned(),
+                    actual: r.actual.cloned(),
+                    rule,
+                    set: class.set,
+                    severity: class.severity,
+                    desired_pointer: r.desired_pointer,
+                    path: r.path,
+                }
+            })
+            .collect::<Vec<_>>();
+        let unmanaged = unmanaged
+            .into_iter()
+            .map(|(path, v)| UnmanagedField {
+                path: path.pointer(),
+                field: path.readable(),
+                actual: v.clone(),
+            })
+            .collect();
+        let status = if drifts.is_empty() {
+            DriftStatus::InSync
+        } else {
+            DriftStatus::Drifted
+        };
+        DriftReport {
+            key,
+            status,
+            drifts,
+            unmanaged,
+        }
+    }
+}
+
+/// A step of the walk.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Field(&'a str),
+    Index(usize),
+    Keyed {
+        spec: &'static ListSpec,
+        el: &'a Map<String, Value>,
+        live: Option<usize>,
+        desired: Option<usize>,
+    },
+}
+
+struct RawDrift<'a> {
+    path: FieldPath,
+    desired_pointer: Option<String>,
+    change: Change,
+    expected: Option<&'a Value>,
+    actual: Option<&'a Value>,
+}
+
+struct Walker<'a, 'o> {
+    options: &'o DiffOptions,
+    live: &'a LiveObject,
+    defaults: bool,
+    autoscaled: bool,
+    /// A walk inside a set element: paths are relative, so ownership and ignore rules do not apply.
+    nested: bool,
+    ignores: &'o ResourceIgnores,
+    segs: Vec<Seg<'a>>,
+    anc: Vec<&'a Map<String, Value>>,
+    raw: Vec<RawDrift<'a>>,
+    unmanaged: Vec<(FieldPath, &'a Value)>,
+}
+
+impl<'a> Walker<'a, '_> {
+    fn compare(&mut self, d: &'a Value, l: Option<&'a Value>, node: &'static Node) {
+        if node.skip {
+            return;
+        }
+        if self.segs.len() > MAX_DEPTH {
+            if !l.is_some_and(|l| loose_eq(d, l)) {
+                self.emit(Change::Changed, Some(d), l);
+            }
+            return;
+        }
+        if d.is_null() {
+            // `null` in desired says nothing: treat the field as absent from desired.
+            if let Some(l) = l {
+                self.live_only(l, node, false);
+            }
+            return;
+        }
+        let Some(l) = l.filter(|l| !l.is_null()) else {
+            if node.presence || !is_effectively_empty(d) {
+                self.emit(Change::Missing, Some(d), None);
+            }
+            return;
+        };
+        match (d, l) {
+            (Value::Object(dm), Value::Object(lm)) => self.compare_map(dm, lm, node),
+            (Value::Array(_), Value::Array(_)) => self.compare_list(d, l, node),
+            _ => {
+                if self.scalar_eq(d, l, node) {
+                    return;
+                }
+                if node.zero_is_default && is_zero(d) && self.default_matches(node, l) {
+                    return;
+                }
+                self.emit(Change::Changed, Some(d), Some(l));
+            }
+        }
+    }
+
+    #[inline]
+    fn scalar_eq(&self, d: &Value, l: &Value, node: &Node) -> bool {
+        if d == l {
+            return true;
+        }
+        match node.leaf {
+            schema::Leaf::Quantity => quantity_eq(d, l),
+            schema::Leaf::Image => match (d, l) {
+                (Value::String(a), Value::String(b)) => crate::image::same_image(a, b),
+                _ => false,
+            },
+            schema::Leaf::IntOrString | schema::Leaf::Plain => match (d, l) {
+                (Value::Number(a), Value::Number(b)) => number_eq(a, b),
+                _ => false,
+            },
+        }
+    }
+
+    fn compare_map(&mut self, dm: &'a Map<String, Value>, lm: &'a Map<String, Value>, node: &'static Node) {
+        self.anc.push(lm);
+        let mut live_iter = lm.iter().peekable();
+        for (k, dv) in dm {
+            while let Some((lk, lv)) = live_iter.peek() {
+                if lk.as_str() < k.as_str() {
+                    self.live_only_entry(lk, lv, node);
+                    live_iter.next();
+                } else {
+                    break;
+                }
+            }
+            let lv = match live_iter.peek() {
+                Some((lk, lv)) if *lk == k => {
+                    let lv = *lv;
+                    live_iter.next();
+                    Some(lv)
+                }
+                _ => None,
+            };
+            let child = node.child(k);
+            self.segs.push(Seg::Field(k));
+            if dv.is_null() {
+                if let Some(lv) = lv {
+                    self.live_only(lv, child, node.closed);
+                }
+            } else {
+                self.compare(dv, lv, child);
+            }
+            self.segs.pop();
+        }
+        for (lk, lv) in live_iter {
+            self.live_only_entry(lk, lv, node);
+        }
+        self.anc.pop();
+    }
+
+    fn live_only_entry(&mut self, k: &'a str, v: &'a Value, parent: &'static Node) {
+        let child = parent.child(k);
+        if child.skip || is_empty(v) {
+            return;
+        }
+        self.segs.push(Seg::Field(k));
+        self.live_only(v, child, parent.closed);
+        self.segs.pop();
+    }
+
+    /// A live value at a place the desired object leaves open.
+    fn live_only(&mut self, lv: &'a Value, node: &'static Node, parent_closed: bool) {
+        if node.skip || is_empty(lv) {
+            return;
+        }
+        if self.default_matches(node, lv) {
+            return;
+        }
+        if !parent_closed
+            && self.segs.len() <= MAX_DEPTH
+            && let Value::Object(lm) = lv
+            && node.has_structure()
+        {
+            self.anc.push(lm);
+            for (k, v) in lm {
+                self.live_only_entry(k, v, node);
+            }
+            self.anc.pop();
+            return;
+        }
+        self.unexplained(lv, parent_closed);
+    }
+
+    fn default_matches(&self, node: &Node, lv: &Value) -> bool {
+        if !self.defaults {
+            return false;
+        }
+        let Some(d) = &node.default else { return false };
+        let key = match self.segs.last() {
+            Some(Seg::Field(k)) => k,
+            _ => "",
+        };
+        schema::default_matches(d, key, lv, &self.anc)
+    }
+
+    /// A live value nothing explains: drift if it is ours to remove, else unmanaged.
+    fn unexplained(&mut self, lv: &'a Value, closed: bool) {
+        if closed || self.owned_by_applier() {
+            self.emit(Change::Extra, None, Some(lv));
+        } else {
+            let path = self.field_path();
+            if !self.ignores.covers(&path) {
+                self.unmanaged.push((path, lv));
+            }
+        }
+    }
+
+    fn compare_list(&mut self, d: &'a Value, l: &'a Value, node: &'static Node) {
+        let (Value::Array(da), Value::Array(la)) = (d, l) else {
+            return;
+        };
+        let spec = node.list;
+        match spec {
+            Some(spec) if spec.set => {
+                if !self.set_equivalent(da, la, spec) {
+                    self.emit(Change::Changed, Some(d), Some(l));
+                }
+            }
+            Some(spec) if !spec.keys.is_empty() => self.compare_keyed(da, la, spec, node.closed),
+            _ => {
+                let item = spec.map_or(&schema::GENERIC, |s| s.item);
+                for i in 0..da.len().max(la.len()) {
+                    self.segs.push(Seg::Index(i));
+                    match (da.get(i), la.get(i)) {
+                        (Some(d), Some(l)) => self.compare(d, Some(l), item),
+                        (Some(d), None) => self.emit(Change::Missing, Some(d), None),
+                        (None, Some(l)) => self.emit(Change::Extra, None, Some(l)),
+                        (None, None) => {}
+                    }
+                    self.segs.pop();
+                }
+            }
+        }
+    }
+
+    fn compare_keyed(&mut self, da: &'a [Value], la: &'a [Value], spec: &'static ListSpec, closed: bool) {
+        let mut matched = vec![false; la.len()];
+        let index = (la.len() > 32).then(|| key_index(la, spec));
+        for (i, del) in da.iter().enumerate() {
+            let Some(dm) = del.as_object() else {
+                // Not an element with keys: compare it by position.
+                self.segs.push(Seg::Index(i));
+                self.compare(del, la.get(i), &schema::GENERIC);
+                self.segs.pop();
+                continue;
+            };
+            let found = match &index {
+                Some(ix) => ix
+                    .get(&key_string(dm, spec))
+                    .and_then(|cands| cands.iter().copied().find(|j| !matched[*j])),
+                None => la.iter().enumerate().position(|(j, l)| {
+                    !matched[j] && l.as_object().is_some_and(|lm| keys_equal(dm, lm, spec))
+                }),
+            };
+            match found {
+                Some(j) => {
+                    matched[j] = true;
+                    let Some(lm) = la[j].as_object() else { continue };
+                    self.segs.push(Seg::Keyed {
+                        spec,
+                        el: lm,
+                        live: Some(j),
+                        desired: Some(i),
+                    });
+                    self.compare_map(dm, lm, spec.item);
+                    self.segs.pop();
+                }
+                None => {
+                    self.segs.push(Seg::Keyed {
+                        spec,
+                        el: dm,
+                        live: None,
+                        desired: Some(i),
+                    });
+                    self.emit(Change::Missing, Some(del), None);
+                    self.segs.pop();
+                }
+            }
+        }
+        for (j, lel) in la.iter().enumerate() {
+            if matched[j] || is_empty(lel) {
+                continue;
+            }
+            match lel.as_object() {
+                Some(lm) => {
+                    self.segs.push(Seg::Keyed {
+                        spec,
+                        el: lm,
+                        live: Some(j),
+                        desired: None,
+                    });
+                    self.unexplained(lel, closed);
+                    self.segs.pop();
+                }
+                None => {
+                    self.segs.push(Seg::Index(j));
+                    self.unexplained(lel, closed);
+                    self.segs.pop();
+                }
+            }
+        }
+    }
+
+    /// Sets compare without order: every desired element has its own equivalent live element and
+    /// neither side has more.
+    fn set_equivalent(&self, da: &[Value], la: &[Value], spec: &'static ListSpec) -> bool {
+        if da.len() != la.len() {
+            return false;
+        }
+        let mut used = vec![false; la.len()];
+        da.iter().all(|d| {
+            match (0..la.len()).find(|&j| !used[j] && self.element_equivalent(d, &la[j], spec.item)) {
+                Some(j) => {
+                    used[j] = true;
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Whether two set elements are equivalent under the diff semantics (no drift between them).
+    fn element_equivalent(&self, d: &Value, l: &Value, item: &'static Node) -> bool {
+        if d == l {
+            return true;
+        }
+        match (d, l) {
+            (Value::Object(dm), Value::Object(lm)) => {
+                let mut sub = Walker {
+                    options: self.options,
+                    live: self.live,
+                    defaults: self.defaults,
+                    autoscaled: false,
+                    nested: true,
+                    ignores: &NO_IGNORES,
+                    segs: Vec::new(),
+                    anc: vec![],
+                    raw: Vec::new(),
+                    unmanaged: Vec::new(),
+                };
+                sub.compare_map(dm, lm, item);
+                sub.raw.is_empty()
+            }
+            _ => self.scalar_eq(d, l, item),
+        }
+    }
+
+    fn emit(&mut self, change: Change, expected: Option<&'a Value>, actual: Option<&'a Value>) {
+        let path = self.field_path();
+        if self.ignores.covers(&path) {
+            return;
+        }
+        if self.autoscaled && is_spec_replicas(&path) {
+            return;
+        }
+        if matches!(change, Change::Changed | Change::Extra) && self.owned_by_ignored_manager() {
+            return;
+        }
+        let desired_pointer = self.desired_pointer();
+        self.raw.push(RawDrift {
+            path,
+            desired_pointer,
+            change,
+            expected,
+            actual,
+        });
+    }
+
+    fn field_path(&self) -> FieldPath {
+        let segments = self
+            .segs
+            .iter()
+            .map(|s| match s {
+                Seg::Field(f) => Segment::Field((*f).to_string()),
+                Seg::Index(i) => Segment::Index(*i),
+                Seg::Keyed { spec, el, live, .. } => Segment::Key {
+                    fields: key_fields(el, spec),
+                    index: *live,
+                },
+            })
+            .collect();
+        FieldPath::from_segments(segments)
+    }
+
+    fn desired_pointer(&self) -> Option<String> {
+        let mut out = String::new();
+        for s in &self.segs {
+            out.push('/');
+            match s {
+                Seg::Field(f) => escape_pointer_token(f, &mut out),
+                Seg::Index(i) => out.push_str(&i.to_string()),
+                Seg::Keyed { desired: Some(i), .. } => out.push_str(&i.to_string()),
+                Seg::Keyed { desired: None, .. } => return None,
+            }
+        }
+        Some(out)
+    }
+
+    fn steps(&self) -> Vec<Step<'a>> {
+        self.segs
+            .iter()
+            .map(|s| match s {
+                Seg::Field(f) => Step::Field(f),
+                Seg::Index(i) => Step::Index(*i),
+                Seg::Keyed { spec, el, .. } => Step::Key(
+                    spec.keys
+                        .iter()
+                        .zip(key_fields(el, spec))
+                        .map(|(k, (_, v))| (k.name, v))
+                        .collect(),
+                ),
+            })
+            .collect()
+    }
+
+    fn owned_by_applier(&self) -> bool {
+        if self.nested {
+            return false;
+        }
+        let own = self.live.ownership();
+        if own.last_applied.is_none() && (self.options.appliers.is_empty() || own.managed.is_empty()) {
+            return false;
+        }
+        let steps = self.steps();
+        let key_default = |depth: usize, name: &str| match self.segs.get(depth) {
+            Some(Seg::Keyed { spec, .. }) => spec
+                .keys
+                .iter()
+                .find(|k| k.name == name)
+                .and_then(|k| k.default)
+                .map(|d| Value::String(d.to_string())),
+            _ => None,
+        };
+        own.in_last_applied(&steps, &key_default) || own.owned_by(&self.options.appliers, &steps)
+    }
+
+    fn owned_by_ignored_manager(&self) -> bool {
+        if self.nested || self.options.ignore_managers.is_empty() && self.ignores.managers.is_empty() {
+            return false;
+        }
+        let own = self.live.ownership();
+        if own.managed.is_empty() {
+            return false;
+        }
+        let steps = self.steps();
+        own.owned_by(&self.options.ignore_managers, &steps) || own.owned_by(&self.ignores.managers, &steps)
+    }
+}
+
+static NO_IGNORES: ResourceIgnores = ResourceIgnores {
+    paths: Vec::new(),
+    managers: Vec::new(),
+};
+
+fn is_spec_replicas(path: &FieldPath) -> bool {
+    matches!(path.segments(), [Segment::Field(a), Segment::Field(b)] if a == "spec" && b == "replicas")
+}
+
+/// The key fields of a list element, with key defaults applied.
+pub(crate) fn key_fields(el: &Map<String, Value>, spec: &ListSpec) -> Vec<(String, Value)> {
+    spec.keys
+        .iter()
+        .map(|k| {
+            let v = el
+                .get(k.name)
+                .cloned()
+                .or_else(|| k.default.map(|d| Value::String(d.to_string())))
+                .unwrap_or(Value::Null);
+            (k.name.to_string(), v)
+        })
+        .collect()
+}
+
+fn key_value<'v>(el: &'v Map<String, Value>, k: &crate::schema::KeySpec) -> KeyVal<'v> {
+    match el.get(k.name) {
+        Some(v) if !v.is_null() => KeyVal::Value(v),
+        _ => match k.default {
+            Some(d) => KeyVal::Str(d),
+            None => KeyVal::Absent,
+        },
+    }
+}
+
+enum KeyVal<'v> {
+    Value(&'v Value),
+    Str(&'static str),
+    Absent,
+}
+
+/// Whether two list elements have the same key, with key defaults applied.
+pub(crate) fn keys_equal(a: &Map<String, Value>, b: &Map<String, Value>, spec: &ListSpec) -> bool {
+    spec.keys
+        .iter()
+        .all(|k| match (key_value(a, k), key_value(b, k)) {
+            (KeyVal::Value(x), KeyVal::Value(y)) => x == y || loose_eq(x, y),
+            (KeyVal::Value(x), KeyVal::Str(s)) | (KeyVal::Str(s), KeyVal::Value(x)) => x.as_str() == Some(s),
+            (KeyVal::Str(x), KeyVal::Str(y)) => x == y,
+            (KeyVal::Absent, KeyVal::Absent) => true,
+            _ => false,
+        })
+}
+
+fn key_string(el: &Map<String, Value>, spec: &ListSpec) -> String {
+    let mut s = String::new();
+    for k in spec.keys {
+        match key_value(el, k) {
+            KeyVal::Value(Value::Number(n)) => {
+                s.push_str(&n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string()))
+            }
+            KeyVal::Value(v) => s.push_str(&v.to_string()),
+            KeyVal::Str(d) => s.push_str(&Value::String(d.to_string()).to_string()),
+            KeyVal::Absent => s.push('-'),
+        }
+        s.push('\u{0}');
+    }
+    s
+}
+
+fn key_index(la: &[Value], spec: &ListSpec) -> std::collections::HashMap<String, Vec<usize>> {
+    let mut ix: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+    for (j, l) in la.iter().enumerate() {
+        if let Some(lm) = l.as_object() {
+            ix.entry(key_string(lm, spec)).or_default().push(j);
+        }
+    }
+    ix
+}

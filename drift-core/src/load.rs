@@ -1,0 +1,464 @@
+//! Loading resources from YAML and JSON: multi-document streams, `kind: List`, files, directories and
+//! readers such as stdin.
+//!
+//! Loading never stops at the first broken document: every document that parses becomes a
+//! [`Resource`], every one that does not becomes a [`LoadError`] naming the source, the document and
+//! the reason.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::model::{ObjectError, Resource, json_type};
+
+/// Deepest nesting accepted in a document. YAML input is already limited to 64 levels by the parser's
+/// budget and JSON to 128 by serde_json; this bound keeps every recursive walk in the engine safe.
+pub const MAX_DEPTH: usize = 128;
+
+/// Why a document did not load.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file, directory or stream could not be read.
+    #[error("{source_name}: {error}")]
+    Io {
+        /// The file or stream name.
+        source_name: String,
+        /// The I/O error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// A document is not valid YAML or JSON.
+    #[error("{source_name}: document {index} (line {line}): {reason}")]
+    Syntax {
+        /// The file or stream name.
+        source_name: String,
+        /// Zero-based position of the document among the non-empty documents of the source.
+        index: usize,
+        /// One-based line in the source where the error was found (or where the document starts).
+        line: u64,
+        /// What the parser objected to.
+        reason: String,
+    },
+    /// A document parsed but is not a Kubernetes object.
+    #[error("{source_name}: document {index}{}: {error}", item.map(|i| format!(" item {i}")).unwrap_or_default())]
+    NotAnObject {
+        /// The file or stream name.
+        source_name: String,
+        /// Zero-based position of the document.
+        index: usize,
+        /// Zero-based position inside a `kind: List`, when the document is a list.
+        item: Option<usize>,
+        /// What is wrong with it.
+        #[source]
+        error: ObjectError,
+    },
+}
+
+impl LoadError {
+    /// The file or stream the error is about.
+    pub fn source_name(&self) -> &str {
+        match self {
+            LoadError::Io { source_name, .. }
+            | LoadError::Syntax { source_name, .. }
+            | LoadError::NotAnObject { source_name, .. } => source_name,
+        }
+    }
+}
+
+/// The result of loading: the resources that loaded and the errors for those that did not.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Resources in input order.
+    pub resources: Vec<Resource>,
+    /// One error per document (or file) that did not load.
+    pub errors: Vec<LoadError>,
+}
+
+impl Loaded {
+    /// Appends another load result.
+    pub fn extend(&mut self, other: Loaded) {
+        self.resources.extend(other.resources);
+        self.errors.extend(other.errors);
+    }
+}
+
+/// Parses YAML or JSON text holding one or more documents.
+///
+/// ```
+/// let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: [\n---\n\
+///             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n";
+/// let loaded = drift_core::parse_documents("example.yaml", text);
+/// assert_eq!(loaded.resources.len(), 2);
+/// assert_eq!(loaded.errors.len(), 1);
+/// assert!(loaded.errors[0].to_string().starts_with("example.yaml: document 1 (line 5)"));
+/// ```
+pub fn parse_documents(source_name: &str, text: &str) -> Loaded {
+    let mut out = Loaded::default();
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        parse_json_stream(source_name, trimmed, &mut out);
+        return out;
+    }
+    for (index, (line, doc)) in split_yaml_documents(text).into_iter().enumerate() {
+        match serde_saphyr::from_str::<Value>(doc) {
+            Ok(value) => push_value(source_name, index, value, &mut out),
+            Err(e) => {
+                let rel = e.location().map(|l| l.line()).filter(|l| *l > 0).unwrap_or(1);
+                out.errors.push(LoadError::Syntax {
+                    source_name: source_name.to_string(),
+                    index,
+                    line: line + rel - 1,
+                    reason: yaml_reason(&e.to_string()),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn parse_json_stream(source_name: &str, text: &str, out: &mut Loaded) {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut index = 0;
+    loop {
+        match stream.next() {
+            None => break,
+            Some(Ok(value)) => push_value(source_name, index, value, out),
+            Some(Err(e)) => {
+                // A JSON stream cannot be resynchronised after a syntax error: report and stop.
+                out.errors.push(LoadError::Syntax {
+                    source_name: source_name.to_string(),
+                    index,
+                    line: e.line() as u64,
+                    reason: e.to_string(),
+                });
+                break;
+            }
+        }
+        index += 1;
+    }
+}
+
+/// Reduces a serde-saphyr error message (which carries a source snippet) to its first line, without
+/// the `error: line N column M:` prefix whose line is relative to the document.
+fn yaml_reason(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match first.split_once(": ") {
+        Some((loc, rest)) if loc.starts_with("line ") => rest.to_string(),
+        _ => first.to_string(),
+    }
+}
+
+/// Splits a YAML stream into documents on `---` lines (as the Kubernetes YAML reader does), skipping
+/// empty ones. Returns each document with the one-based line it starts on.
+fn split_yaml_documents(text: &str) -> Vec<(u64, &str)> {
+    fn push<'t>(text: &'t str, from: usize, to: usize, line: u64, docs: &mut Vec<(u64, &'t str)>) {
+        let doc = &text[from..to];
+        if doc.lines().any(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && t != "..."
+        }) {
+            docs.push((line, doc));
+        }
+    }
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1u64;
+    let mut offset = 0usize;
+    for (line_no, line) in (1u64..).zip(text.split_inclusive('\n')) {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_separator = bare == "---"
+            || ((bare.starts_with("--- ") || bare.starts_with("---\t"))
+                && bare[3..].trim_start().starts_with('#'));
+        if is_separator || bare == "..." {
+            push(text, start, offset, start_line, &mut docs);
+            start = offset + line.len();
+            start_line = line_no + 1;
+        }
+        offset += line.len();
+    }
+    push(text, start, text.len(), start_line, &mut docs);
+    docs
+}
+
+fn push_value(source_name: &str, index: usize, value: Value, out: &mut Loaded) {
+    if value.is_null() {
+        return; // an empty document
+    }
+    if is_list(&value) {
+        let Value::Object(mut map) = value else { return };
+        let list_api = map.get("apiVersion").and_then(Value::as_str).map(str::to_string);
+        let list_kind = map.get("kind").and_then(Value::as_str).map(str::to_string);
+        // `kubectl get -o yaml` prints `kind: List` whose items carry their own apiVersion and kind;
+        // a raw API list (`DeploymentList`) omits them from items.
+        let item_kind = list_kind
+            .as_deref()
+            .and_then(|k| k.strip_suffix("List"))
+            .filter(|k| !k.is_empty());
+        let items = match map.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        for (i, mut item) in items.into_iter().enumerate() {
+            if let Some(obj) = item.as_object_mut()
+                && let (Some(api), Some(kind)) = (&list_api, item_kind)
+            {
+                obj.entry("apiVersion")
+                    .or_insert_with(|| Value::String(api.clone()));
+                obj.entry("kind")
+                    .or_insert_with(|| Value::String(kind.to_string()));
+            }
+            match Resource::from_value(item) {
+                Ok(r) => out.resources.push(r),
+                Err(error) => out.errors.push(LoadError::NotAnObject {
+                    source_name: source_name.to_string(),
+                    index,
+                    item: Some(i),
+                    error,
+                }),
+            }
+        }
+        return;
+    }
+    match Resource::from_value(value) {
+        Ok(r) => out.resources.push(r),
+        Err(error) => out.errors.push(LoadError::NotAnObject {
+            source_name: source_name.to_string(),
+            index,
+            item: None,
+            error,
+        }),
+    }
+}
+
+fn is_list(v: &Value) -> bool {
+    let Some(map) = v.as_object() else { return false };
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    kind.ends_with("List")
+        && map.get("items").is_some_and(|i| i.is_array() || i.is_null())
+        && map.get("metadata").and_then(|m| m.get("name")).is_none()
+}
+
+/// Loads a file, or every `.yaml`, `.yml` and `.json` file under a directory (recursively, in path
+/// order, skipping hidden entries). `-` reads standard input.
+pub fn load_path(path: &Path) -> Loaded {
+    if path == Path::new("-") {
+        return load_reader("<stdin>", std::io::stdin().lock());
+    }
+    let mut out = Loaded::default();
+    let display = path.display().to_string();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(error) => {
+            out.errors.push(LoadError::Io {
+                source_name: display,
+                error,
+            });
+            return out;
+        }
+    };
+    if meta.is_dir() {
+        let mut files = Vec::new();
+        if let Err(error) = collect_manifest_files(path, &mut files) {
+            out.errors.push(LoadError::Io {
+                source_name: display,
+                error,
+            });
+        }
+        files.sort();
+        for f in files {
+            out.extend(load_file(&f));
+        }
+    } else {
+        out.extend(load_file(path));
+    }
+    out
+}
+
+fn load_file(path: &Path) -> Loaded {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => parse_bytes(&name, &bytes),
+        Err(error) => Loaded {
+            resources: Vec::new(),
+            errors: vec![LoadError::Io {
+                source_name: name,
+                error,
+            }],
+        },
+    }
+}
+
+/// Reads a whole stream (for example standard input) and parses it.
+pub fn load_reader(source_name: &str, mut reader: impl Read) -> Loaded {
+    let mut bytes = Vec::new();
+    match reader.read_to_end(&mut bytes) {
+        Ok(_) => parse_bytes(source_name, &bytes),
+        Err(error) => Loaded {
+            resources: Vec::new(),
+            errors: vec![LoadError::Io {
+                source_name: source_name.to_string(),
+                error,
+            }],
+        },
+    }
+}
+
+fn parse_bytes(source_name: &str, bytes: &[u8]) -> Loaded {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_documents(source_name, text),
+        Err(e) => Loaded {
+            resources: Vec::new(),
+            errors: vec![LoadError::Syntax {
+                source_name: source_name.to_string(),
+                index: 0,
+                line: 1 + bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() as u64,
+                reason: "input is not valid UTF-8".to_string(),
+            }],
+        },
+    }
+}
+
+fn collect_manifest_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            collect_manifest_files(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Depth of a JSON value (a scalar has depth 1). Iterative, so it is safe on any input.
+pub fn depth(value: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|c| (c, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Checks that a value is an object no deeper than [`MAX_DEPTH`], for callers that build values
+/// themselves instead of parsing them.
+pub fn check_shape(value: &Value) -> Result<(), String> {
+    if !value.is_object() {
+        return Err(format!("not an object (found {})", json_type(value)));
+    }
+    let d = depth(value);
+    if d > MAX_DEPTH {
+        return Err(format!("nested {d} levels deep; the limit is {MAX_DEPTH}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_with_a_broken_one() {
+        let text = "---\n# comment only\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: [\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n";
+        let l = parse_documents("f.yaml", text);
+        assert_eq!(
+            l.resources
+                .iter()
+                .map(|r| r.key.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "s"]
+        );
+        assert_eq!(l.errors.len(), 1);
+        let msg = l.errors[0].to_string();
+        assert!(msg.starts_with("f.yaml: document 1 (line 10)"), "{msg}");
+    }
+
+    #[test]
+    fn missing_name_names_document() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n";
+        let l = parse_documents("x.yaml", text);
+        assert_eq!(
+            l.errors[0].to_string(),
+            "x.yaml: document 0: missing or non-string field `metadata.name`"
+        );
+    }
+
+    #[test]
+    fn kubectl_list_and_raw_api_list() {
+        let text = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"x"}},
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d","namespace":"x"}}]}"#;
+        let l = parse_documents("-", text);
+        assert_eq!(l.resources.len(), 2);
+        assert_eq!(l.resources[1].key.group, "apps");
+        let raw = r#"{"apiVersion":"apps/v1","kind":"DeploymentList","metadata":{"resourceVersion":"1"},
+            "items":[{"metadata":{"name":"d","namespace":"x"}}]}"#;
+        let l = parse_documents("-", raw);
+        assert_eq!(l.resources[0].key.kind, "Deployment");
+        assert!(l.errors.is_empty());
+    }
+
+    #[test]
+    fn list_items_errors_name_item() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n- kind: ConfigMap\n";
+        let l = parse_documents("l.yaml", text);
+        assert_eq!(l.resources.len(), 1);
+        assert_eq!(
+            l.errors[0].to_string(),
+            "l.yaml: document 0 item 1: missing or non-string field `apiVersion`"
+        );
+    }
+
+    #[test]
+    fn deep_yaml_is_an_error_not_a_crash() {
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata: {}{}",
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        let l = parse_documents("deep.yaml", &text);
+        assert!(l.resources.is_empty());
+        assert_eq!(l.errors.len(), 1);
+    }
+
+    #[test]
+    fn deep_json_is_an_error_not_a_crash() {
+        let text = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let l = parse_documents("deep.json", &text);
+        assert!(l.resources.is_empty());
+        assert_eq!(l.errors.len(), 1);
+    }
+
+    #[test]
+    fn separator_with_comment_and_document_end() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n--- # next\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n...\n";
+        let l = parse_documents("f", text);
+        assert_eq!(l.resources.len(), 2, "{:?}", l.errors);
+    }
+
+    #[test]
+    fn depth_is_iterative() {
+        let mut v = Value::Null;
+        for _ in 0..10 {
+            v = Value::Array(vec![v]);
+        }
+        assert_eq!(depth(&v), 11);
+    }
+}

@@ -1,0 +1,275 @@
+//! Resource identity and the resource model.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::kinds;
+
+/// Identity of a Kubernetes object.
+///
+/// The API version is carried (it selects the server-defaults table) but is **not** part of identity:
+/// `apps/v1beta1` and `apps/v1` name the same Deployment. Equality, hashing and ordering use
+/// group, kind, namespace and name only. Cluster-scoped kinds have no namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceKey {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version within the group, e.g. `v1`.
+    pub version: String,
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Namespace; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: String,
+}
+
+impl ResourceKey {
+    /// Builds a key from an `apiVersion` (`apps/v1` or `v1`), kind, namespace and name.
+    ///
+    /// ```
+    /// use drift_core::ResourceKey;
+    /// let k = ResourceKey::new("apps/v1", "Deployment", Some("shop"), "web");
+    /// assert_eq!(k.group, "apps");
+    /// assert_eq!(k.to_string(), "apps/Deployment shop/web");
+    /// ```
+    pub fn new(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Self {
+        let (group, version) = split_api_version(api_version);
+        ResourceKey {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: kind.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        }
+    }
+
+    /// The `apiVersion` string (`apps/v1`, or `v1` for the core group).
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Whether `self` and `other` have the same group and kind.
+    pub fn same_kind(&self, other: &ResourceKey) -> bool {
+        self.group == other.group && self.kind == other.kind
+    }
+
+    fn identity(&self) -> (&str, &str, Option<&str>, &str) {
+        (&self.group, &self.kind, self.namespace.as_deref(), &self.name)
+    }
+}
+
+/// Splits `apps/v1` into (`apps`, `v1`) and `v1` into (``, `v1`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+impl PartialEq for ResourceKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+impl Eq for ResourceKey {}
+impl Hash for ResourceKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+impl PartialOrd for ResourceKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ResourceKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Namespace first, then kind and name: the order people read reports in.
+        (self.namespace.as_deref(), &self.group, &self.kind, &self.name).cmp(&(
+            other.namespace.as_deref(),
+            &other.group,
+            &other.kind,
+            &other.name,
+        ))
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gk = if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}/{}", self.group, self.kind)
+        };
+        match &self.namespace {
+            Some(ns) => write!(f, "{gk} {ns}/{}", self.name),
+            None => write!(f, "{gk} {}", self.name),
+        }
+    }
+}
+
+/// A Kubernetes object: its identity and its JSON body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Identity, derived from `apiVersion`, `kind`, `metadata.namespace` and `metadata.name`.
+    pub key: ResourceKey,
+    /// The object as JSON.
+    pub object: Value,
+}
+
+/// Why a JSON value is not a Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObjectError {
+    /// The document is not a JSON/YAML mapping.
+    #[error("not an object (found {found})")]
+    NotAnObject {
+        /// The JSON type that was found instead.
+        found: &'static str,
+    },
+    /// A required field is missing or is not a string.
+    #[error("missing or non-string field `{field}`")]
+    MissingField {
+        /// Dotted path of the field.
+        field: &'static str,
+    },
+}
+
+impl Resource {
+    /// Reads identity from an object. Cluster-scoped kinds drop a namespace given in the manifest
+    /// (ARCHITECTURE §3.8).
+    ///
+    /// # Errors
+    /// [`ObjectError`] when `apiVersion`, `kind` or `metadata.name` is missing.
+    pub fn from_value(mut object: Value) -> Result<Self, ObjectError> {
+        let Some(map) = object.as_object() else {
+            return Err(ObjectError::NotAnObject {
+                found: json_type(&object),
+            });
+        };
+        let api_version = map
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or(ObjectError::MissingField { field: "apiVersion" })?;
+        let kind = map
+            .get("kind")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or(ObjectError::MissingField { field: "kind" })?;
+        let metadata = map.get("metadata").and_then(Value::as_object);
+        let name = metadata
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or(ObjectError::MissingField {
+                field: "metadata.name",
+            })?;
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let mut key = ResourceKey::new(api_version, kind, namespace, name);
+        if key.namespace.is_some() && kinds::is_cluster_scoped(&key.group, &key.kind) {
+            key.namespace = None;
+            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("namespace");
+            }
+        }
+        Ok(Resource { key, object })
+    }
+
+    /// Gives a namespaced object without a namespace the namespace `ns` (as kubectl does with
+    /// `--namespace`). Cluster-scoped kinds are left alone.
+    pub fn default_namespace(&mut self, ns: &str) {
+        if self.key.namespace.is_none() && !kinds::is_cluster_scoped(&self.key.group, &self.key.kind) {
+            self.key.namespace = Some(ns.to_string());
+            if let Some(meta) = self.object.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("namespace".into(), Value::String(ns.to_string()));
+            }
+        }
+    }
+
+    /// `metadata.labels` as a map (empty when absent).
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)))
+    }
+}
+
+/// The JSON type name of a value, for error messages.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn version_is_not_identity() {
+        let a = ResourceKey::new("apps/v1", "Deployment", Some("a"), "x");
+        let b = ResourceKey::new("apps/v1beta1", "Deployment", Some("a"), "x");
+        assert_eq!(a, b);
+        let mut set = std::collections::HashSet::new();
+        set.insert(a);
+        assert!(set.contains(&b));
+    }
+
+    #[test]
+    fn cluster_scoped_drops_namespace() {
+        let r = Resource::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "x", "namespace": "oops"}
+        }))
+        .unwrap();
+        assert_eq!(r.key.namespace, None);
+        assert!(r.object.pointer("/metadata/namespace").is_none());
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let e = Resource::from_value(json!({"apiVersion": "v1", "metadata": {"name": "x"}})).unwrap_err();
+        assert_eq!(e.to_string(), "missing or non-string field `kind`");
+        let e = Resource::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap"})).unwrap_err();
+        assert_eq!(e.to_string(), "missing or non-string field `metadata.name`");
+        let e = Resource::from_value(json!([1])).unwrap_err();
+        assert_eq!(e.to_string(), "not an object (found list)");
+    }
+
+    #[test]
+    fn default_namespace_only_for_namespaced() {
+        let mut r =
+            Resource::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}))
+                .unwrap();
+        r.default_namespace("shop");
+        assert_eq!(r.key.namespace.as_deref(), Some("shop"));
+        let mut n = Resource::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+        )
+        .unwrap();
+        n.default_namespace("shop");
+        assert_eq!(n.key.namespace, None);
+    }
+}

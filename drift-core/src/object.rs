@@ -1,0 +1,165 @@
+//! Desired and live objects prepared for comparison.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::model::{Resource, ResourceKey};
+use crate::ownership::Ownership;
+use crate::redact::Redactor;
+
+/// A desired object, normalized once: Secret `stringData` folded into `data` and every Secret value
+/// replaced by its redaction token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObject {
+    resource: Resource,
+}
+
+impl DesiredObject {
+    /// Prepares a desired resource with the process-wide [`Redactor`].
+    pub fn new(resource: Resource) -> Self {
+        Self::with_redactor(resource, Redactor::global())
+    }
+
+    /// Prepares a desired resource with a given redactor.
+    pub fn with_redactor(mut resource: Resource, redactor: &Redactor) -> Self {
+        redactor.redact_secret(&mut resource.object);
+        DesiredObject { resource }
+    }
+
+    /// The normalized resource.
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// Identity.
+    pub fn key(&self) -> &ResourceKey {
+        &self.resource.key
+    }
+
+    /// The normalized object.
+    pub fn object(&self) -> &Value {
+        &self.resource.object
+    }
+}
+
+/// A live object with Secret values redacted and field ownership parsed on first use.
+#[derive(Debug)]
+pub struct LiveObject {
+    resource: Resource,
+    ownership: OnceLock<Ownership>,
+}
+
+impl Clone for LiveObject {
+    fn clone(&self) -> Self {
+        LiveObject {
+            resource: self.resource.clone(),
+            ownership: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for LiveObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.resource == other.resource
+    }
+}
+
+impl LiveObject {
+    /// Prepares a live resource with the process-wide [`Redactor`].
+    pub fn new(resource: Resource) -> Self {
+        Self::with_redactor(resource, Redactor::global())
+    }
+
+    /// Prepares a live resource with a given redactor.
+    pub fn with_redactor(mut resource: Resource, redactor: &Redactor) -> Self {
+        redactor.redact_secret(&mut resource.object);
+        LiveObject {
+            resource,
+            ownership: OnceLock::new(),
+        }
+    }
+
+    /// The resource.
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// Identity.
+    pub fn key(&self) -> &ResourceKey {
+        &self.resource.key
+    }
+
+    /// The object.
+    pub fn object(&self) -> &Value {
+        &self.resource.object
+    }
+
+    /// Consumes the wrapper.
+    pub fn into_resource(self) -> Resource {
+        self.resource
+    }
+
+    pub(crate) fn ownership(&self) -> &Ownership {
+        self.ownership
+            .get_or_init(|| Ownership::from_object(&self.resource.object))
+    }
+}
+
+/// Workloads whose replica count an autoscaler owns: targets of HorizontalPodAutoscalers and KEDA
+/// ScaledObjects in the live set. Their `spec.replicas` is never drift (ARCHITECTURE §3.6).
+#[derive(Debug, Clone, Default)]
+pub struct Autoscalers {
+    // (namespace, kind, name) of targets, with the autoscaler that targets each
+    targets: HashSet<(String, String, String, ResourceKey)>,
+}
+
+impl Autoscalers {
+    /// Builds the index from live objects.
+    pub fn from_live<'a>(live: impl IntoIterator<Item = &'a Resource>) -> Self {
+        let mut a = Autoscalers::default();
+        for r in live {
+            a.observe(r);
+        }
+        a
+    }
+
+    /// Records (or updates) an autoscaler; objects of other kinds are ignored.
+    pub fn observe(&mut self, r: &Resource) {
+        let is_hpa = r.key.group == "autoscaling" && r.key.kind == "HorizontalPodAutoscaler";
+        let is_keda = r.key.group == "keda.sh" && r.key.kind == "ScaledObject";
+        if !is_hpa && !is_keda {
+            return;
+        }
+        self.forget(&r.key);
+        let Some(target) = r.object.pointer("/spec/scaleTargetRef") else {
+            return;
+        };
+        let Some(name) = target.get("name").and_then(Value::as_str) else {
+            return;
+        };
+        let kind = target.get("kind").and_then(Value::as_str).unwrap_or("Deployment");
+        let ns = r.key.namespace.clone().unwrap_or_default();
+        self.targets
+            .insert((ns, kind.to_string(), name.to_string(), r.key.clone()));
+    }
+
+    /// Forgets an autoscaler that was deleted.
+    pub fn forget(&mut self, autoscaler: &ResourceKey) {
+        self.targets.retain(|(_, _, _, owner)| owner != autoscaler);
+    }
+
+    /// Whether an autoscaler targets this workload.
+    pub fn targets(&self, key: &ResourceKey) -> bool {
+        let ns = key.namespace.as_deref().unwrap_or("");
+        self.targets
+            .iter()
+            .any(|(n, k, name, _)| n == ns && *k == key.kind && *name == key.name)
+    }
+
+    /// Whether nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+}

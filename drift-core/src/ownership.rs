@@ -1,0 +1,230 @@
+//! Field ownership from `metadata.managedFields` (FieldsV1) and the
+//! `kubectl.kubernetes.io/last-applied-configuration` annotation.
+//!
+//! FieldsV1 is a trie whose keys are `f:<field>` (a map field), `k:<json>` (a list element by its key
+//! fields), `v:<json>` (a set element by value), `i:<n>` (a list element by position) and `.` (the node
+//! itself). A `{}` leaf owns its whole subtree.
+
+use serde_json::{Map, Value};
+
+/// One step of a FieldsV1 path.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Element {
+    Field(String),
+    Key(Map<String, Value>),
+    Value(Value),
+    Index(usize),
+}
+
+/// A parsed FieldsV1 set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct FieldSet {
+    children: Vec<(Element, FieldSet)>,
+}
+
+impl FieldSet {
+    /// Parses a FieldsV1 JSON object. Unknown or malformed keys are skipped: ownership is advisory.
+    pub(crate) fn parse(v: &Value) -> FieldSet {
+        let mut set = FieldSet::default();
+        let Some(map) = v.as_object() else { return set };
+        for (k, child) in map {
+            let el = if let Some(f) = k.strip_prefix("f:") {
+                Element::Field(f.to_string())
+            } else if let Some(j) = k.strip_prefix("k:") {
+                match serde_json::from_str::<Value>(j) {
+                    Ok(Value::Object(m)) => Element::Key(m),
+                    _ => continue,
+                }
+            } else if let Some(j) = k.strip_prefix("v:") {
+                match serde_json::from_str::<Value>(j) {
+                    Ok(v) => Element::Value(v),
+                    Err(_) => continue,
+                }
+            } else if let Some(i) = k.strip_prefix("i:") {
+                match i.parse() {
+                    Ok(i) => Element::Index(i),
+                    Err(_) => continue,
+                }
+            } else {
+                continue; // "." marks the node itself; presence of the parent entry already says so
+            };
+            set.children.push((el, FieldSet::parse(child)));
+        }
+        set
+    }
+
+    fn is_leaf(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    fn child(&self, pred: impl Fn(&Element) -> bool) -> Option<&FieldSet> {
+        self.children.iter().find(|(e, _)| pred(e)).map(|(_, s)| s)
+    }
+}
+
+/// A step used to look ownership up, produced by the diff walker.
+#[derive(Debug)]
+pub(crate) enum Step<'a> {
+    Field(&'a str),
+    Index(usize),
+    /// A keyed list element: its key fields and values (defaults applied).
+    Key(Vec<(&'a str, Value)>),
+}
+
+impl FieldSet {
+    /// Whether the set owns the node at `path` (or an ancestor of it as a leaf).
+    pub(crate) fn owns(&self, path: &[Step<'_>]) -> bool {
+        let mut node = self;
+        for (depth, step) in path.iter().enumerate() {
+            if depth > 0 && node.is_leaf() {
+                return true; // atomic ownership of the subtree
+            }
+            let next = match step {
+                Step::Field(f) => node.child(|e| matches!(e, Element::Field(g) if g == f)),
+                Step::Index(i) => node.child(|e| matches!(e, Element::Index(j) if j == i)),
+                Step::Key(fields) => node.child(|e| match e {
+                    Element::Key(m) => {
+                        m.len() == fields.len()
+                            && fields
+                                .iter()
+                                .all(|(k, v)| m.get(*k).is_some_and(|w| crate::value::loose_eq(v, w)))
+                    }
+                    _ => false,
+                }),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone)]
+pub(crate) struct ManagedEntry {
+    pub manager: String,
+    pub set: FieldSet,
+}
+
+/// Everything the engine needs to know about who set what in a live object.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ownership {
+    /// The parsed last-applied configuration, if any.
+    pub last_applied: Option<Value>,
+    pub managed: Vec<ManagedEntry>,
+}
+
+impl Ownership {
+    pub(crate) fn from_object(obj: &Value) -> Ownership {
+        let meta = obj.get("metadata");
+        let last_applied = meta
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get("kubectl.kubernetes.io/last-applied-configuration"))
+            .and_then(Value::as_str)
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .filter(Value::is_object);
+        let managed = meta
+            .and_then(|m| m.get("managedFields"))
+            .and_then(Value::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| {
+                        let manager = e.get("manager").and_then(Value::as_str)?;
+                        let fields = e.get("fieldsV1")?;
+                        Some(ManagedEntry {
+                            manager: manager.to_string(),
+                            set: FieldSet::parse(fields),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ownership {
+            last_applied,
+            managed,
+        }
+    }
+
+    /// Whether any entry of a manager in `managers` owns `path`.
+    pub(crate) fn owned_by(&self, managers: &[String], path: &[Step<'_>]) -> bool {
+        !managers.is_empty()
+            && self
+                .managed
+                .iter()
+                .any(|e| managers.iter().any(|m| m == &e.manager) && e.set.owns(path))
+    }
+
+    /// Whether `path` is present in the last-applied configuration.
+    pub(crate) fn in_last_applied(
+        &self,
+        path: &[Step<'_>],
+        key_defaults: &dyn Fn(usize, &str) -> Option<Value>,
+    ) -> bool {
+        let Some(mut v) = self.last_applied.as_ref() else {
+            return false;
+        };
+        for (depth, step) in path.iter().enumerate() {
+            let next = match (step, v) {
+                (Step::Field(f), Value::Object(m)) => m.get(*f),
+                (Step::Index(i), Value::Array(a)) => a.get(*i),
+                (Step::Key(fields), Value::Array(a)) => a.iter().find(|el| {
+                    fields.iter().all(|(k, want)| match el.get(*k) {
+                        Some(have) => crate::value::loose_eq(have, want),
+                        None => key_defaults(depth, k).is_some_and(|d| crate::value::loose_eq(&d, want)),
+                    })
+                }),
+                _ => None,
+            };
+            match next {
+                Some(n) if !n.is_null() => v = n,
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fieldsv1_keys() {
+        let set = FieldSet::parse(&json!({
+            "f:metadata": {"f:labels": {"f:app": {}, "f:delete-me": {}}},
+            "f:spec": {"f:ports": {"k:{\"port\":7777,\"protocol\":\"TCP\"}": {".": {}, "f:name": {}}},
+                       "f:selector": {}}
+        }));
+        assert!(set.owns(&[
+            Step::Field("metadata"),
+            Step::Field("labels"),
+            Step::Field("delete-me")
+        ]));
+        assert!(!set.owns(&[
+            Step::Field("metadata"),
+            Step::Field("labels"),
+            Step::Field("other")
+        ]));
+        let port = Step::Key(vec![("port", json!(7777)), ("protocol", json!("TCP"))]);
+        assert!(set.owns(&[Step::Field("spec"), Step::Field("ports"), port]));
+        // a leaf owns its subtree
+        assert!(set.owns(&[Step::Field("spec"), Step::Field("selector"), Step::Field("app")]));
+    }
+
+    #[test]
+    fn last_applied_lookup_with_key_defaults() {
+        let o = Ownership {
+            last_applied: Some(json!({"spec": {"ports": [{"port": 443}]}})),
+            managed: vec![],
+        };
+        let key = Step::Key(vec![("port", json!(443)), ("protocol", json!("TCP"))]);
+        let defaults = |_: usize, k: &str| if k == "protocol" { Some(json!("TCP")) } else { None };
+        assert!(o.in_last_applied(&[Step::Field("spec"), Step::Field("ports"), key], &defaults));
+        let udp = Step::Key(vec![("port", json!(443)), ("protocol", json!("UDP"))]);
+        assert!(!o.in_last_applied(&[Step::Field("spec"), Step::Field("ports"), udp], &defaults));
+    }
+}

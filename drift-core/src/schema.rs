@@ -1,0 +1,1324 @@
+//! What the engine knows about the shape of built-in kinds: server defaults, list keys, value kinds
+//! (quantities, images, int-or-string), closed collections and never-compared fields.
+//!
+//! Transcribed from `shared/reference/k8s-defaults.yaml` and `k8s-defaults.md` §3 (API-server
+//! defaulting in `pkg/apis/{apps,core,batch,autoscaling}/v*/defaults.go`, list-map keys from the
+//! `+listType`/`+listMapKey` markers in `k8s.io/api`). `tests/defaults_table.rs` checks every entry of the
+//! YAML against this module. Field lists are sorted by key: the diff walks desired, live and schema keys
+//! in one merge pass.
+
+use serde_json::{Map, Value, json};
+
+/// How a scalar is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leaf {
+    /// Strings by text, numbers by value.
+    Plain,
+    /// `resource.Quantity`: by value (`0.5` = `500m`, `1` = `"1"`).
+    Quantity,
+    /// Container image reference: by normalized reference.
+    Image,
+    /// `IntOrString`: numbers by value, strings by text, never a number equal to a string.
+    IntOrString,
+}
+
+/// A server default: the value the API server fills in when a field is absent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dflt {
+    Str(&'static str),
+    Int(i64),
+    Bool(bool),
+    /// A structured default, built on demand.
+    Build(fn() -> Value),
+    /// `Always` for `:latest` or untagged images without digest, else `IfNotPresent` (needs `image`).
+    ImagePullPolicy,
+    /// Service `targetPort` defaults to `port`.
+    TargetPort,
+    /// Allocated or set by the server (clusterIP, nodePort, generated selectors): any value is expected.
+    ServerSet,
+    /// The value of a sibling field (e.g. the deprecated `serviceAccount` mirrors `serviceAccountName`).
+    Sibling(&'static str),
+    /// `metadata.labels[kubernetes.io/metadata.name]` of a Namespace: its name.
+    NamespaceName,
+    /// A label copied from `spec.template.metadata.labels` (Job, ReplicationController).
+    TemplateLabel,
+    /// Pod `resources.requests[k]` defaults to `resources.limits[k]`.
+    LimitOfSameResource,
+    /// RBAC subject `apiGroup`: `rbac.authorization.k8s.io` for User and Group subjects.
+    SubjectApiGroup,
+}
+
+/// A key field of a keyed list, with the value it takes when absent.
+#[derive(Debug)]
+pub(crate) struct KeySpec {
+    pub name: &'static str,
+    pub default: Option<&'static str>,
+}
+
+/// List semantics.
+#[derive(Debug)]
+pub(crate) struct ListSpec {
+    /// Key fields; empty for positional lists.
+    pub keys: &'static [KeySpec],
+    /// Compare as an unordered set.
+    pub set: bool,
+    /// Schema of each element.
+    pub item: &'static Node,
+}
+
+/// Schema of one field.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// Known child fields, sorted by key.
+    pub fields: &'static [(&'static str, &'static Node)],
+    /// Schema of every other child of a map (e.g. each entry of `resources.requests`).
+    pub values: Option<&'static Node>,
+    pub list: Option<&'static ListSpec>,
+    pub leaf: Leaf,
+    pub default: Option<Dflt>,
+    /// A desired zero value (`0`, `""`) means "use the default".
+    pub zero_is_default: bool,
+    /// Every entry of this map or list is ours: a live entry the desired state lacks is drift.
+    pub closed: bool,
+    /// Never compared (status, resourceVersion, ...).
+    pub skip: bool,
+    /// An empty value (`{}`) is meaningful and not the same as absent (`emptyDir: {}`).
+    pub presence: bool,
+}
+
+impl Node {
+    pub(crate) const GENERIC: Node = Node {
+        fields: &[],
+        values: None,
+        list: None,
+        leaf: Leaf::Plain,
+        default: None,
+        zero_is_default: false,
+        closed: false,
+        skip: false,
+        presence: false,
+    };
+
+    /// The schema of child `key`: a known field, else the map-values schema, else generic.
+    #[inline]
+    pub(crate) fn child(&self, key: &str) -> &'static Node {
+        if let Ok(i) = self.fields.binary_search_by(|(k, _)| (*k).cmp(key)) {
+            return self.fields[i].1;
+        }
+        self.values.unwrap_or(&GENERIC)
+    }
+
+    /// Whether this node or anything below it carries a default or a skip, so that a live-only subtree
+    /// must be examined field by field rather than as a unit.
+    pub(crate) fn has_structure(&self) -> bool {
+        !self.fields.is_empty()
+            || self
+                .values
+                .is_some_and(|v| v.default.is_some() || v.skip || v.has_structure())
+    }
+}
+
+pub(crate) static GENERIC: Node = Node::GENERIC;
+
+const fn leaf(kind: Leaf) -> Node {
+    Node {
+        leaf: kind,
+        ..Node::GENERIC
+    }
+}
+const fn dflt(d: Dflt) -> Node {
+    Node {
+        default: Some(d),
+        ..Node::GENERIC
+    }
+}
+const fn map(fields: &'static [(&'static str, &'static Node)]) -> Node {
+    Node {
+        fields,
+        ..Node::GENERIC
+    }
+}
+
+static SKIP: Node = Node {
+    skip: true,
+    ..Node::GENERIC
+};
+static PLAIN: Node = Node::GENERIC;
+static QUANTITY: Node = leaf(Leaf::Quantity);
+static INT_OR_STRING: Node = leaf(Leaf::IntOrString);
+static QUANTITY_MAP: Node = Node {
+    values: Some(&QUANTITY),
+    ..Node::GENERIC
+};
+static SET_OF_SCALARS: ListSpec = ListSpec {
+    keys: &[],
+    set: true,
+    item: &PLAIN,
+};
+static SET: Node = Node {
+    list: Some(&SET_OF_SCALARS),
+    ..Node::GENERIC
+};
+static SERVER_SET: Node = dflt(Dflt::ServerSet);
+
+// ---------------------------------------------------------------------------------------------
+// metadata
+
+static ANNOTATIONS: Node = Node {
+    fields: &[
+        ("deployment.kubernetes.io/desired-replicas", &SKIP),
+        ("deployment.kubernetes.io/max-replicas", &SKIP),
+        ("deployment.kubernetes.io/revision", &SKIP),
+        ("deprecated.daemonset.template.generation", &SKIP),
+        ("kubectl.kubernetes.io/last-applied-configuration", &SKIP),
+    ],
+    values: Some(&PLAIN),
+    ..Node::GENERIC
+};
+
+static METADATA: Node = map(&[
+    ("annotations", &ANNOTATIONS),
+    ("creationTimestamp", &SKIP),
+    ("deletionGracePeriodSeconds", &SKIP),
+    ("deletionTimestamp", &SKIP),
+    ("generateName", &SKIP),
+    ("generation", &SKIP),
+    ("managedFields", &SKIP),
+    ("name", &SKIP),
+    ("namespace", &SKIP),
+    ("ownerReferences", &SKIP),
+    ("resourceVersion", &SKIP),
+    ("selfLink", &SKIP),
+    ("uid", &SKIP),
+]);
+
+static TEMPLATE_METADATA: Node = map(&[("annotations", &ANNOTATIONS), ("creationTimestamp", &SKIP)]);
+
+// ---------------------------------------------------------------------------------------------
+// containers
+
+static HTTP_GET: Node = map(&[
+    ("path", &dflt(Dflt::Str("/"))),
+    ("port", &INT_OR_STRING),
+    ("scheme", &dflt(Dflt::Str("HTTP"))),
+]);
+static TCP_SOCKET: Node = map(&[("port", &INT_OR_STRING)]);
+static GRPC: Node = map(&[("service", &dflt(Dflt::Str("")))]);
+
+static PROBE: Node = map(&[
+    (
+        "failureThreshold",
+        &Node {
+            zero_is_default: true,
+            ..dflt(Dflt::Int(3))
+        },
+    ),
+    ("grpc", &GRPC),
+    ("httpGet", &HTTP_GET),
+    (
+        "periodSeconds",
+        &Node {
+            zero_is_default: true,
+            ..dflt(Dflt::Int(10))
+        },
+    ),
+    (
+        "successThreshold",
+        &Node {
+            zero_is_default: true,
+            ..dflt(Dflt::Int(1))
+        },
+    ),
+    ("tcpSocket", &TCP_SOCKET),
+    (
+        "timeoutSeconds",
+        &Node {
+            zero_is_default: true,
+            ..dflt(Dflt::Int(1))
+        },
+    ),
+]);
+
+static LIFECYCLE_HANDLER: Node = map(&[("httpGet", &HTTP_GET), ("tcpSocket", &TCP_SOCKET)]);
+static LIFECYCLE: Node = map(&[("postStart", &LIFECYCLE_HANDLER), ("preStop", &LIFECYCLE_HANDLER)]);
+
+static ENV_VALUE_FROM: Node = map(&[
+    ("fieldRef", &map(&[("apiVersion", &dflt(Dflt::Str("v1")))])),
+    (
+        "resourceFieldRef",
+        &map(&[(
+            "divisor",
+            &Node {
+                leaf: Leaf::Quantity,
+                ..dflt(Dflt::Str("0"))
+            },
+        )]),
+    ),
+]);
+static ENV: Node = map(&[("valueFrom", &ENV_VALUE_FROM)]);
+
+static CONTAINER_PORT: Node = map(&[("protocol", &dflt(Dflt::Str("TCP")))]);
+
+static RESOURCES: Node = map(&[("limits", &QUANTITY_MAP), ("requests", &QUANTITY_MAP)]);
+static POD_REQUESTS: Node = Node {
+    values: Some(&Node {
+        leaf: Leaf::Quantity,
+        ..dflt(Dflt::LimitOfSameResource)
+    }),
+    ..Node::GENERIC
+};
+static POD_RESOURCES: Node = map(&[("limits", &QUANTITY_MAP), ("requests", &POD_REQUESTS)]);
+
+static PORT_KEYS: &[KeySpec] = &[
+    KeySpec {
+        name: "containerPort",
+        default: None,
+    },
+    KeySpec {
+        name: "protocol",
+        default: Some("TCP"),
+    },
+];
+static NAME_KEY: &[KeySpec] = &[KeySpec {
+    name: "name",
+    default: None,
+}];
+
+macro_rules! keyed {
+    ($keys:expr, $item:expr) => {
+        Node {
+            list: Some(&ListSpec {
+                keys: $keys,
+                set: false,
+                item: $item,
+            }),
+            ..Node::GENERIC
+        }
+    };
+}
+
+static CONTAINER: Node = map(&[
+    ("env", &keyed!(NAME_KEY, &ENV)),
+    ("image", &leaf(Leaf::Image)),
+    ("imagePullPolicy", &dflt(Dflt::ImagePullPolicy)),
+    ("lifecycle", &LIFECYCLE),
+    ("livenessProbe", &PROBE),
+    ("ports", &keyed!(PORT_KEYS, &CONTAINER_PORT)),
+    ("readinessProbe", &PROBE),
+    ("resources", &RESOURCES),
+    ("startupProbe", &PROBE),
+    ("terminationMessagePath", &dflt(Dflt::Str("/dev/termination-log"))),
+    ("terminationMessagePolicy", &dflt(Dflt::Str("File"))),
+    (
+        "volumeDevices",
+        &keyed!(
+            &[KeySpec {
+                name: "devicePath",
+                default: None
+            }],
+            &PLAIN
+        ),
+    ),
+    (
+        "volumeMounts",
+        &keyed!(
+            &[KeySpec {
+                name: "mountPath",
+                default: None
+            }],
+            &PLAIN
+        ),
+    ),
+]);
+
+static POD_CONTAINER: Node = map(&[
+    ("env", &keyed!(NAME_KEY, &ENV)),
+    ("image", &leaf(Leaf::Image)),
+    ("imagePullPolicy", &dflt(Dflt::ImagePullPolicy)),
+    ("lifecycle", &LIFECYCLE),
+    ("livenessProbe", &PROBE),
+    ("ports", &keyed!(PORT_KEYS, &CONTAINER_PORT)),
+    ("readinessProbe", &PROBE),
+    ("resources", &POD_RESOURCES),
+    ("startupProbe", &PROBE),
+    ("terminationMessagePath", &dflt(Dflt::Str("/dev/termination-log"))),
+    ("terminationMessagePolicy", &dflt(Dflt::Str("File"))),
+    (
+        "volumeDevices",
+        &keyed!(
+            &[KeySpec {
+                name: "devicePath",
+                default: None
+            }],
+            &PLAIN
+        ),
+    ),
+    (
+        "volumeMounts",
+        &keyed!(
+            &[KeySpec {
+                name: "mountPath",
+                default: None
+            }],
+            &PLAIN
+        ),
+    ),
+]);
+
+static MODE_420: Node = dflt(Dflt::Int(420));
+static VOLUME: Node = map(&[
+    ("configMap", &map(&[("defaultMode", &MODE_420)])),
+    ("downwardAPI", &map(&[("defaultMode", &MODE_420)])),
+    (
+        "emptyDir",
+        &Node {
+            fields: &[("sizeLimit", &QUANTITY)],
+            presence: true,
+            ..Node::GENERIC
+        },
+    ),
+    ("hostPath", &map(&[("type", &dflt(Dflt::Str("")))])),
+    (
+        "projected",
+        &map(&[
+            ("defaultMode", &MODE_420),
+            (
+                "sources",
+                &Node {
+                    list: Some(&ListSpec {
+                        keys: &[],
+                        set: false,
+                        item: &map(&[(
+                            "serviceAccountToken",
+                            &map(&[("expirationSeconds", &dflt(Dflt::Int(3600)))]),
+                        )]),
+                    }),
+                    ..Node::GENERIC
+                },
+            ),
+        ]),
+    ),
+    ("secret", &map(&[("defaultMode", &MODE_420)])),
+]);
+
+macro_rules! pod_spec {
+    ($container:expr, $extra:expr) => {
+        map(&[
+            ("containers", &keyed!(NAME_KEY, $container)),
+            ("dnsPolicy", &dflt(Dflt::Str("ClusterFirst"))),
+            ("enableServiceLinks", $extra),
+            ("ephemeralContainers", &keyed!(NAME_KEY, $container)),
+            (
+                "hostAliases",
+                &keyed!(
+                    &[KeySpec {
+                        name: "ip",
+                        default: None
+                    }],
+                    &PLAIN
+                ),
+            ),
+            ("imagePullSecrets", &keyed!(NAME_KEY, &PLAIN)),
+            ("initContainers", &keyed!(NAME_KEY, $container)),
+            ("restartPolicy", &dflt(Dflt::Str("Always"))),
+            ("schedulerName", &dflt(Dflt::Str("default-scheduler"))),
+            ("serviceAccount", &dflt(Dflt::Sibling("serviceAccountName"))),
+            ("terminationGracePeriodSeconds", &dflt(Dflt::Int(30))),
+            (
+                "topologySpreadConstraints",
+                &keyed!(
+                    &[
+                        KeySpec {
+                            name: "topologyKey",
+                            default: None
+                        },
+                        KeySpec {
+                            name: "whenUnsatisfiable",
+                            default: None
+                        }
+                    ],
+                    &PLAIN
+                ),
+            ),
+            ("volumes", &keyed!(NAME_KEY, &VOLUME)),
+        ])
+    };
+}
+
+/// PodSpec inside templates (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob).
+static POD_SPEC: Node = pod_spec!(&CONTAINER, &PLAIN);
+/// PodSpec of a bare Pod: `SetDefaults_Pod` adds more than templates get (k8s#69445).
+static POD_ONLY_SPEC: Node = pod_spec!(&POD_CONTAINER, &dflt(Dflt::Bool(true)));
+
+static POD_TEMPLATE: Node = map(&[("metadata", &TEMPLATE_METADATA), ("spec", &POD_SPEC)]);
+
+// ---------------------------------------------------------------------------------------------
+// workloads
+
+static INT_OR_STRING_25: Node = Node {
+    leaf: Leaf::IntOrString,
+    ..dflt(Dflt::Str("25%"))
+};
+
+static DEPLOYMENT_SPEC: Node = map(&[
+    ("progressDeadlineSeconds", &dflt(Dflt::Int(600))),
+    ("replicas", &dflt(Dflt::Int(1))),
+    ("revisionHistoryLimit", &dflt(Dflt::Int(10))),
+    (
+        "strategy",
+        &map(&[
+            (
+                "rollingUpdate",
+                &map(&[
+                    ("maxSurge", &INT_OR_STRING_25),
+                    ("maxUnavailable", &INT_OR_STRING_25),
+                ]),
+            ),
+            ("type", &dflt(Dflt::Str("RollingUpdate"))),
+        ]),
+    ),
+    ("template", &POD_TEMPLATE),
+]);
+
+static PVC_SPEC: Node = map(&[
+    ("resources", &RESOURCES),
+    ("volumeMode", &dflt(Dflt::Str("Filesystem"))),
+    ("volumeName", &SERVER_SET),
+]);
+
+static CLAIM_TEMPLATE: Node = map(&[
+    ("apiVersion", &dflt(Dflt::Str("v1"))),
+    ("kind", &dflt(Dflt::Str("PersistentVolumeClaim"))),
+    ("metadata", &TEMPLATE_METADATA),
+    ("spec", &PVC_SPEC),
+    ("status", &SKIP),
+]);
+
+static STATEFULSET_SPEC: Node = map(&[
+    (
+        "persistentVolumeClaimRetentionPolicy",
+        &map(&[
+            ("whenDeleted", &dflt(Dflt::Str("Retain"))),
+            ("whenScaled", &dflt(Dflt::Str("Retain"))),
+        ]),
+    ),
+    ("podManagementPolicy", &dflt(Dflt::Str("OrderedReady"))),
+    ("replicas", &dflt(Dflt::Int(1))),
+    ("revisionHistoryLimit", &dflt(Dflt::Int(10))),
+    ("template", &POD_TEMPLATE),
+    (
+        "updateStrategy",
+        &map(&[
+            (
+                "rollingUpdate",
+                &map(&[
+                    (
+                        "maxUnavailable",
+                        &Node {
+                            leaf: Leaf::IntOrString,
+                            ..dflt(Dflt::Int(1))
+                        },
+                    ),
+                    ("partition", &dflt(Dflt::Int(0))),
+                ]),
+            ),
+            ("type", &dflt(Dflt::Str("RollingUpdate"))),
+        ]),
+    ),
+    (
+        "volumeClaimTemplates",
+        &Node {
+            list: Some(&ListSpec {
+                keys: &[],
+                set: false,
+                item: &CLAIM_TEMPLATE,
+            }),
+            ..Node::GENERIC
+        },
+    ),
+]);
+
+static DAEMONSET_SPEC: Node = map(&[
+    ("revisionHistoryLimit", &dflt(Dflt::Int(10))),
+    ("template", &POD_TEMPLATE),
+    (
+        "updateStrategy",
+        &map(&[
+            (
+                "rollingUpdate",
+                &map(&[
+                    (
+                        "maxSurge",
+                        &Node {
+                            leaf: Leaf::IntOrString,
+                            ..dflt(Dflt::Int(0))
+                        },
+                    ),
+                    (
+                        "maxUnavailable",
+                        &Node {
+                            leaf: Leaf::IntOrString,
+                            ..dflt(Dflt::Int(1))
+                        },
+                    ),
+                ]),
+            ),
+            ("type", &dflt(Dflt::Str("RollingUpdate"))),
+        ]),
+    ),
+]);
+
+static REPLICASET_SPEC: Node = map(&[("replicas", &dflt(Dflt::Int(1))), ("template", &POD_TEMPLATE)]);
+
+static TEMPLATE_LABELS_META: Node = map(&[
+    ("annotations", &ANNOTATIONS),
+    ("creationTimestamp", &SKIP),
+    ("deletionGracePeriodSeconds", &SKIP),
+    ("deletionTimestamp", &SKIP),
+    ("generateName", &SKIP),
+    ("generation", &SKIP),
+    (
+        "labels",
+        &Node {
+            values: Some(&dflt(Dflt::TemplateLabel)),
+            ..Node::GENERIC
+        },
+    ),
+    ("managedFields", &SKIP),
+    ("name", &SKIP),
+    ("namespace", &SKIP),
+    ("ownerReferences", &SKIP),
+    ("resourceVersion", &SKIP),
+    ("selfLink", &SKIP),
+    ("uid", &SKIP),
+]);
+
+static RC_SPEC: Node = map(&[
+    ("replicas", &dflt(Dflt::Int(1))),
+    (
+        "selector",
+        &Node {
+            values: Some(&dflt(Dflt::TemplateLabel)),
+            ..Node::GENERIC
+        },
+    ),
+    ("template", &POD_TEMPLATE),
+]);
+
+static JOB_TEMPLATE_LABELS: Node = Node {
+    fields: &[
+        ("batch.kubernetes.io/controller-uid", &SERVER_SET),
+        ("batch.kubernetes.io/job-name", &SERVER_SET),
+        ("controller-uid", &SERVER_SET),
+        ("job-name", &SERVER_SET),
+    ],
+    values: Some(&PLAIN),
+    ..Node::GENERIC
+};
+static JOB_POD_TEMPLATE: Node = map(&[
+    (
+        "metadata",
+        &map(&[
+            ("annotations", &ANNOTATIONS),
+            ("creationTimestamp", &SKIP),
+            ("labels", &JOB_TEMPLATE_LABELS),
+        ]),
+    ),
+    ("spec", &POD_SPEC),
+]);
+
+static JOB_SPEC: Node = map(&[
+    ("backoffLimit", &dflt(Dflt::Int(6))),
+    ("completionMode", &dflt(Dflt::Str("NonIndexed"))),
+    ("completions", &dflt(Dflt::Int(1))),
+    ("parallelism", &dflt(Dflt::Int(1))),
+    ("selector", &SERVER_SET),
+    ("suspend", &dflt(Dflt::Bool(false))),
+    ("template", &JOB_POD_TEMPLATE),
+]);
+
+static CRONJOB_SPEC: Node = map(&[
+    ("concurrencyPolicy", &dflt(Dflt::Str("Allow"))),
+    ("failedJobsHistoryLimit", &dflt(Dflt::Int(1))),
+    (
+        "jobTemplate",
+        &map(&[("spec", &map(&[("template", &POD_TEMPLATE)]))]),
+    ),
+    ("successfulJobsHistoryLimit", &dflt(Dflt::Int(3))),
+    ("suspend", &dflt(Dflt::Bool(false))),
+]);
+
+// ---------------------------------------------------------------------------------------------
+// services and core objects
+
+static SERVICE_PORT: Node = map(&[
+    ("nodePort", &SERVER_SET),
+    ("protocol", &dflt(Dflt::Str("TCP"))),
+    (
+        "targetPort",
+        &Node {
+            leaf: Leaf::IntOrString,
+            zero_is_default: true,
+            ..dflt(Dflt::TargetPort)
+        },
+    ),
+]);
+
+static SERVICE_SPEC: Node = map(&[
+    ("allocateLoadBalancerNodePorts", &dflt(Dflt::Bool(true))),
+    ("clusterIP", &SERVER_SET),
+    ("clusterIPs", &SERVER_SET),
+    ("externalTrafficPolicy", &dflt(Dflt::Str("Cluster"))),
+    ("healthCheckNodePort", &SERVER_SET),
+    ("internalTrafficPolicy", &dflt(Dflt::Str("Cluster"))),
+    ("ipFamilies", &SERVER_SET),
+    ("ipFamilyPolicy", &SERVER_SET),
+    (
+        "ports",
+        &Node {
+            list: Some(&ListSpec {
+                keys: &[
+                    KeySpec {
+                        name: "port",
+                        default: None,
+                    },
+                    KeySpec {
+                        name: "protocol",
+                        default: Some("TCP"),
+                    },
+                ],
+                set: false,
+                item: &SERVICE_PORT,
+            }),
+            closed: true,
+            ..Node::GENERIC
+        },
+    ),
+    ("sessionAffinity", &dflt(Dflt::Str("None"))),
+    (
+        "sessionAffinityConfig",
+        &map(&[("clientIP", &map(&[("timeoutSeconds", &dflt(Dflt::Int(10800)))]))]),
+    ),
+    ("type", &dflt(Dflt::Str("ClusterIP"))),
+]);
+
+static CLOSED_MAP: Node = Node {
+    values: Some(&PLAIN),
+    closed: true,
+    ..Node::GENERIC
+};
+
+static NAMESPACE_LABELS: Node = Node {
+    fields: &[("kubernetes.io/metadata.name", &dflt(Dflt::NamespaceName))],
+    values: Some(&PLAIN),
+    ..Node::GENERIC
+};
+static NAMESPACE_METADATA: Node = map(&[
+    ("annotations", &ANNOTATIONS),
+    ("creationTimestamp", &SKIP),
+    ("deletionGracePeriodSeconds", &SKIP),
+    ("deletionTimestamp", &SKIP),
+    ("generateName", &SKIP),
+    ("generation", &SKIP),
+    ("labels", &NAMESPACE_LABELS),
+    ("managedFields", &SKIP),
+    ("name", &SKIP),
+    ("namespace", &SKIP),
+    ("ownerReferences", &SKIP),
+    ("resourceVersion", &SKIP),
+    ("selfLink", &SKIP),
+    ("uid", &SKIP),
+]);
+
+fn kubernetes_finalizer() -> Value {
+    json!(["kubernetes"])
+}
+
+static ENDPOINT_PORTS: ListSpec = ListSpec {
+    keys: &[],
+    set: true,
+    item: &map(&[("protocol", &dflt(Dflt::Str("TCP")))]),
+};
+static ENDPOINT_SUBSET: Node = map(&[
+    (
+        "addresses",
+        &Node {
+            list: Some(&ListSpec {
+                keys: &[],
+                set: true,
+                item: &PLAIN,
+            }),
+            ..Node::GENERIC
+        },
+    ),
+    (
+        "notReadyAddresses",
+        &Node {
+            list: Some(&ListSpec {
+                keys: &[],
+                set: true,
+                item: &PLAIN,
+            }),
+            ..Node::GENERIC
+        },
+    ),
+    (
+        "ports",
+        &Node {
+            list: Some(&ENDPOINT_PORTS),
+            ..Node::GENERIC
+        },
+    ),
+]);
+
+static PV_SPEC: Node = map(&[
+    ("capacity", &QUANTITY_MAP),
+    ("persistentVolumeReclaimPolicy", &dflt(Dflt::Str("Retain"))),
+    ("volumeMode", &dflt(Dflt::Str("Filesystem"))),
+]);
+
+static RESOURCE_QUOTA_SPEC: Node = map(&[("hard", &QUANTITY_MAP)]);
+static LIMIT_RANGE_ITEM: Node = map(&[
+    ("default", &QUANTITY_MAP),
+    ("defaultRequest", &QUANTITY_MAP),
+    ("max", &QUANTITY_MAP),
+    ("maxLimitRequestRatio", &QUANTITY_MAP),
+    ("min", &QUANTITY_MAP),
+]);
+
+// ---------------------------------------------------------------------------------------------
+// RBAC and autoscaling
+
+static POLICY_RULE: Node = map(&[
+    ("apiGroups", &SET),
+    ("nonResourceURLs", &SET),
+    ("resourceNames", &SET),
+    ("resources", &SET),
+    ("verbs", &SET),
+]);
+static RULES: Node = Node {
+    list: Some(&ListSpec {
+        keys: &[],
+        set: false,
+        item: &POLICY_RULE,
+    }),
+    closed: true,
+    ..Node::GENERIC
+};
+
+static SUBJECT: Node = map(&[("apiGroup", &dflt(Dflt::SubjectApiGroup))]);
+static SUBJECTS: Node = Node {
+    list: Some(&ListSpec {
+        keys: &[
+            KeySpec {
+                name: "kind",
+                default: None,
+            },
+            KeySpec {
+                name: "namespace",
+                default: None,
+            },
+            KeySpec {
+                name: "name",
+                default: None,
+            },
+        ],
+        set: false,
+        item: &SUBJECT,
+    }),
+    closed: true,
+    ..Node::GENERIC
+};
+
+fn hpa_default_metrics() -> Value {
+    json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}])
+}
+fn hpa_scale_up_policies() -> Value {
+    json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}])
+}
+fn hpa_scale_down_policies() -> Value {
+    json!([{"type": "Percent", "value": 100, "periodSeconds": 15}])
+}
+
+static HPA_SPEC: Node = map(&[
+    (
+        "behavior",
+        &map(&[
+            (
+                "scaleDown",
+                &map(&[
+                    ("policies", &dflt(Dflt::Build(hpa_scale_down_policies))),
+                    ("selectPolicy", &dflt(Dflt::Str("Max"))),
+                ]),
+            ),
+            (
+                "scaleUp",
+                &map(&[
+                    ("policies", &dflt(Dflt::Build(hpa_scale_up_policies))),
+                    ("selectPolicy", &dflt(Dflt::Str("Max"))),
+                    ("stabilizationWindowSeconds", &dflt(Dflt::Int(0))),
+                ]),
+            ),
+        ]),
+    ),
+    // The HPA controller reorders metrics (kubernetes#74099): compare them as a set.
+    (
+        "metrics",
+        &Node {
+            list: Some(&ListSpec {
+                keys: &[],
+                set: true,
+                item: &PLAIN,
+            }),
+            default: Some(Dflt::Build(hpa_default_metrics)),
+            ..Node::GENERIC
+        },
+    ),
+    ("minReplicas", &dflt(Dflt::Int(1))),
+    ("selectionStrategy", &dflt(Dflt::Str("LabelSelector"))),
+]);
+
+// ---------------------------------------------------------------------------------------------
+// roots
+
+macro_rules! root {
+    ($($extra:expr),* $(,)?) => {
+        map(&[("apiVersion", &SKIP), ("kind", &SKIP), ("metadata", &METADATA), $($extra,)* ("status", &SKIP)])
+    };
+}
+
+static GENERIC_ROOT: Node = root!();
+static DEPLOYMENT: Node = root!(("spec", &DEPLOYMENT_SPEC));
+static STATEFULSET: Node = root!(("spec", &STATEFULSET_SPEC));
+static DAEMONSET: Node = root!(("spec", &DAEMONSET_SPEC));
+static REPLICASET: Node = root!(("spec", &REPLICASET_SPEC));
+static POD: Node = root!(("spec", &POD_ONLY_SPEC));
+static SERVICE: Node = root!(("spec", &SERVICE_SPEC));
+static CONFIGMAP: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("binaryData", &CLOSED_MAP),
+    ("data", &CLOSED_MAP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+]);
+static SECRET: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("data", &CLOSED_MAP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+    ("type", &dflt(Dflt::Str("Opaque"))),
+]);
+static NAMESPACE: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &NAMESPACE_METADATA),
+    (
+        "spec",
+        &map(&[("finalizers", &dflt(Dflt::Build(kubernetes_finalizer)))]),
+    ),
+    ("status", &SKIP),
+]);
+static ENDPOINTS: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+    (
+        "subsets",
+        &Node {
+            list: Some(&ListSpec {
+                keys: &[],
+                set: true,
+                item: &ENDPOINT_SUBSET,
+            }),
+            ..Node::GENERIC
+        },
+    ),
+]);
+static PVC: Node = root!(("spec", &PVC_SPEC));
+static PV: Node = root!(("spec", &PV_SPEC));
+static SERVICE_ACCOUNT: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+    ("secrets", &keyed!(NAME_KEY, &PLAIN)),
+]);
+static REPLICATION_CONTROLLER: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &TEMPLATE_LABELS_META),
+    ("spec", &RC_SPEC),
+    ("status", &SKIP),
+]);
+static JOB: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &TEMPLATE_LABELS_META),
+    ("spec", &JOB_SPEC),
+    ("status", &SKIP),
+]);
+static CRONJOB: Node = root!(("spec", &CRONJOB_SPEC));
+static HPA: Node = root!(("spec", &HPA_SPEC));
+static ROLE: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+    ("rules", &RULES),
+]);
+static BINDING: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+    ("subjects", &SUBJECTS),
+]);
+static RESOURCE_QUOTA: Node = root!(("spec", &RESOURCE_QUOTA_SPEC));
+static LIMIT_RANGE: Node = root!((
+    "spec",
+    &map(&[(
+        "limits",
+        &Node {
+            list: Some(&ListSpec {
+                keys: &[],
+                set: false,
+                item: &LIMIT_RANGE_ITEM
+            }),
+            ..Node::GENERIC
+        }
+    )])
+));
+
+/// A kind's schema and the API version whose defaults the table holds.
+pub(crate) struct KindSchema {
+    pub group: &'static str,
+    pub kind: &'static str,
+    /// The version the defaults apply to; other versions get structure but no defaults.
+    pub defaults_version: Option<&'static str>,
+    pub root: &'static Node,
+}
+
+pub(crate) static KINDS: &[KindSchema] = &[
+    KindSchema {
+        group: "apps",
+        kind: "Deployment",
+        defaults_version: Some("v1"),
+        root: &DEPLOYMENT,
+    },
+    KindSchema {
+        group: "apps",
+        kind: "StatefulSet",
+        defaults_version: Some("v1"),
+        root: &STATEFULSET,
+    },
+    KindSchema {
+        group: "apps",
+        kind: "DaemonSet",
+        defaults_version: Some("v1"),
+        root: &DAEMONSET,
+    },
+    KindSchema {
+        group: "apps",
+        kind: "ReplicaSet",
+        defaults_version: Some("v1"),
+        root: &REPLICASET,
+    },
+    KindSchema {
+        group: "",
+        kind: "Pod",
+        defaults_version: Some("v1"),
+        root: &POD,
+    },
+    KindSchema {
+        group: "",
+        kind: "Service",
+        defaults_version: Some("v1"),
+        root: &SERVICE,
+    },
+    KindSchema {
+        group: "",
+        kind: "ConfigMap",
+        defaults_version: Some("v1"),
+        root: &CONFIGMAP,
+    },
+    KindSchema {
+        group: "",
+        kind: "Secret",
+        defaults_version: Some("v1"),
+        root: &SECRET,
+    },
+    KindSchema {
+        group: "",
+        kind: "Namespace",
+        defaults_version: Some("v1"),
+        root: &NAMESPACE,
+    },
+    KindSchema {
+        group: "",
+        kind: "Endpoints",
+        defaults_version: Some("v1"),
+        root: &ENDPOINTS,
+    },
+    KindSchema {
+        group: "",
+        kind: "PersistentVolumeClaim",
+        defaults_version: Some("v1"),
+        root: &PVC,
+    },
+    KindSchema {
+        group: "",
+        kind: "PersistentVolume",
+        defaults_version: Some("v1"),
+        root: &PV,
+    },
+    KindSchema {
+        group: "",
+        kind: "ServiceAccount",
+        defaults_version: Some("v1"),
+        root: &SERVICE_ACCOUNT,
+    },
+    KindSchema {
+        group: "",
+        kind: "ReplicationController",
+        defaults_version: Some("v1"),
+        root: &REPLICATION_CONTROLLER,
+    },
+    KindSchema {
+        group: "",
+        kind: "ResourceQuota",
+        defaults_version: Some("v1"),
+        root: &RESOURCE_QUOTA,
+    },
+    KindSchema {
+        group: "",
+        kind: "LimitRange",
+        defaults_version: Some("v1"),
+        root: &LIMIT_RANGE,
+    },
+    KindSchema {
+        group: "batch",
+        kind: "Job",
+        defaults_version: Some("v1"),
+        root: &JOB,
+    },
+    KindSchema {
+        group: "batch",
+        kind: "CronJob",
+        defaults_version: Some("v1"),
+        root: &CRONJOB,
+    },
+    KindSchema {
+        group: "autoscaling",
+        kind: "HorizontalPodAutoscaler",
+        defaults_version: Some("v2"),
+        root: &HPA,
+    },
+    KindSchema {
+        group: "rbac.authorization.k8s.io",
+        kind: "Role",
+        defaults_version: Some("v1"),
+        root: &ROLE,
+    },
+    KindSchema {
+        group: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        defaults_version: Some("v1"),
+        root: &ROLE,
+    },
+    KindSchema {
+        group: "rbac.authorization.k8s.io",
+        kind: "RoleBinding",
+        defaults_version: Some("v1"),
+        root: &BINDING,
+    },
+    KindSchema {
+        group: "rbac.authorization.k8s.io",
+        kind: "ClusterRoleBinding",
+        defaults_version: Some("v1"),
+        root: &BINDING,
+    },
+];
+
+/// The schema root for a kind and whether its defaults apply to `version`.
+pub(crate) fn root_for(group: &str, version: &str, kind: &str) -> (&'static Node, bool) {
+    match KINDS.iter().find(|k| k.group == group && k.kind == kind) {
+        Some(k) => (k.root, k.defaults_version == Some(version)),
+        None => (&GENERIC_ROOT, false),
+    }
+}
+
+/// The schema node at a path below `root`.
+pub(crate) fn node_at(root: &'static Node, segs: &[crate::path::Segment]) -> &'static Node {
+    let mut n = root;
+    for s in segs {
+        n = match s {
+            crate::path::Segment::Field(f) => n.child(f),
+            _ => n.list.map_or(&GENERIC, |l| l.item),
+        };
+    }
+    n
+}
+
+// ---------------------------------------------------------------------------------------------
+// default evaluation
+
+/// Whether `live` equals the default of `node`.
+///
+/// `parent` is the live map holding the field, `key` its name, `ancestors` the live maps from the
+/// object root down to `parent` (inclusive).
+pub(crate) fn default_matches(d: &Dflt, key: &str, live: &Value, ancestors: &[&Map<String, Value>]) -> bool {
+    let parent = ancestors.last().copied();
+    match d {
+        Dflt::Str(s) => live.as_str() == Some(s),
+        Dflt::Int(i) => crate::value::number_eq_i64(live, *i),
+        Dflt::Bool(b) => live.as_bool() == Some(*b),
+        Dflt::Build(f) => crate::value::loose_eq(live, &f()),
+        Dflt::ImagePullPolicy => {
+            let Some(image) = parent.and_then(|p| p.get("image")).and_then(Value::as_str) else {
+                return false;
+            };
+            let expected = match crate::image::tag(image) {
+                Some("latest") => "Always",
+                _ => "IfNotPresent",
+            };
+            live.as_str() == Some(expected)
+        }
+        Dflt::TargetPort => parent
+            .and_then(|p| p.get("port"))
+            .is_some_and(|p| crate::value::loose_eq(p, live)),
+        Dflt::ServerSet => true,
+        Dflt::Sibling(s) => parent.and_then(|p| p.get(*s)) == Some(live),
+        Dflt::NamespaceName => ancestors
+            .len()
+            .checked_sub(2)
+            .and_then(|i| ancestors.get(i))
+            .and_then(|meta| meta.get("name"))
+            .is_some_and(|n| n == live),
+        Dflt::TemplateLabel => ancestors
+            .first()
+            .and_then(|root| root.get("spec"))
+            .and_then(|s| s.pointer("/template/metadata/labels"))
+            .and_then(|l| l.get(key))
+            .is_some_and(|v| v == live),
+        Dflt::LimitOfSameResource => ancestors
+            .len()
+            .checked_sub(2)
+            .and_then(|i| ancestors.get(i))
+            .and_then(|res| res.get("limits"))
+            .and_then(|l| l.get(key))
+            .is_some_and(|v| crate::value::quantity_eq(v, live)),
+        Dflt::SubjectApiGroup => {
+            let kind = parent.and_then(|p| p.get("kind")).and_then(Value::as_str);
+            match kind {
+                Some("User" | "Group") => live.as_str() == Some("rbac.authorization.k8s.io"),
+                _ => live.as_str() == Some(""),
+            }
+        }
+    }
+}
+
+/// The default value for display (`None` for defaults that depend on other fields).
+pub(crate) fn default_value(d: &Dflt) -> Option<Value> {
+    match d {
+        Dflt::Str(s) => Some(Value::String((*s).to_string())),
+        Dflt::Int(i) => Some(Value::from(*i)),
+        Dflt::Bool(b) => Some(Value::Bool(*b)),
+        Dflt::Build(f) => Some(f()),
+        _ => None,
+    }
+}
+
+/// Describes the server default of a field, for documentation and tests.
+///
+/// `path` is dotted, with `[]` for "every element of a list" (as in `k8s-defaults.yaml`), relative to
+/// the object root: `spec.template.spec.containers[].imagePullPolicy`. Returns `None` when the table
+/// has no default there for that version.
+///
+/// ```
+/// assert_eq!(
+///     drift_core::describe_default("apps/v1", "Deployment", "spec.strategy.rollingUpdate.maxSurge").as_deref(),
+///     Some("\"25%\"")
+/// );
+/// assert_eq!(drift_core::describe_default("apps/v1beta1", "Deployment", "spec.replicas"), None);
+/// ```
+pub fn describe_default(api_version: &str, kind: &str, path: &str) -> Option<String> {
+    let (group, version) = crate::model::split_api_version(api_version);
+    let (mut node, enabled) = root_for(group, version, kind);
+    if !enabled {
+        return None;
+    }
+    for part in path.split('.') {
+        let (name, every) = match part.strip_suffix("[]") {
+            Some(n) => (n, true),
+            None => (part, false),
+        };
+        node = node.child(name);
+        if every {
+            node = node.list?.item;
+        }
+    }
+    let d = node.default.as_ref()?;
+    Some(match default_value(d) {
+        Some(v) => v.to_string(),
+        None => format!("{d:?}"),
+    })
+}
+
+#[cfg(test)]
+pub(crate) fn all_nodes() -> Vec<(&'static str, &'static Node)> {
+    fn visit(name: &'static str, n: &'static Node, out: &mut Vec<(&'static str, &'static Node)>) {
+        if out.iter().any(|(_, m)| std::ptr::eq(*m, n)) {
+            return;
+        }
+        out.push((name, n));
+        for (k, c) in n.fields {
+            visit(k, c, out);
+        }
+        if let Some(v) = n.values {
+            visit("<values>", v, out);
+        }
+        if let Some(l) = n.list {
+            visit("<item>", l.item, out);
+        }
+    }
+    let mut out = Vec::new();
+    for k in KINDS {
+        visit(k.kind, k.root, &mut out);
+    }
+    visit("<generic>", &GENERIC_ROOT, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_sorted_and_unique() {
+        for (name, node) in all_nodes() {
+            for w in node.fields.windows(2) {
+                assert!(
+                    w[0].0 < w[1].0,
+                    "fields of `{name}` not sorted: {} >= {}",
+                    w[0].0,
+                    w[1].0
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn describe() {
+        assert_eq!(
+            describe_default("v1", "Service", "spec.ports[].protocol").as_deref(),
+            Some("\"TCP\"")
+        );
+        assert_eq!(
+            describe_default(
+                "apps/v1",
+                "Deployment",
+                "spec.template.spec.containers[].imagePullPolicy"
+            )
+            .as_deref(),
+            Some("ImagePullPolicy")
+        );
+        assert_eq!(describe_default("apps/v1", "Deployment", "spec.paused"), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! Small helpers over JSON values: emptiness, numbers by value, equality without representation noise.
+
+use serde_json::{Number, Value};
+
+/// `null`, `{}` and `[]`: what the API server omits.
+#[inline]
+pub(crate) fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Empty, or a zero value (`0`, `""`, `false`) that an `omitempty` field drops, or a map whose every
+/// value is so. A desired value like this is satisfied by an absent live field.
+pub(crate) fn is_effectively_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.values().all(is_effectively_empty),
+    }
+}
+
+/// A zero scalar: `0`, `""` or `false`.
+#[inline]
+pub(crate) fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        _ => false,
+    }
+}
+
+/// Numbers compared by value: `1 == 1.0`, and integers exactly.
+#[inline]
+pub(crate) fn number_eq(a: &Number, b: &Number) -> bool {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x == y;
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return x == y;
+    }
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+#[inline]
+pub(crate) fn number_eq_i64(v: &Value, i: i64) -> bool {
+    match v {
+        Value::Number(n) => n.as_i64() == Some(i) || n.as_f64() == Some(i as f64),
+        _ => false,
+    }
+}
+
+/// Structural equality with numbers by value. Iterative, so it is safe on any input.
+pub(crate) fn loose_eq(a: &Value, b: &Value) -> bool {
+    let mut stack = vec![(a, b)];
+    while let Some((a, b)) = stack.pop() {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                if !number_eq(x, y) {
+                    return false;
+                }
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                if x.len() != y.len() {
+                    return false;
+                }
+                stack.extend(x.iter().zip(y));
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                if x.len() != y.len() {
+                    return false;
+                }
+                for (k, v) in x {
+                    match y.get(k) {
+                        Some(w) => stack.push((v, w)),
+                        None => return false,
+                    }
+                }
+            }
+            (x, y) => {
+                if x != y {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Quantities by value, falling back to [`loose_eq`] when either side is not a quantity.
+pub(crate) fn quantity_eq(a: &Value, b: &Value) -> bool {
+    if a == b {
+        return true;
+    }
+    match (
+        crate::quantity::Quantity::from_json(a),
+        crate::quantity::Quantity::from_json(b),
+    ) {
+        (Some(x), Some(y)) => x == y,
+        _ => loose_eq(a, b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_by_value() {
+        assert!(loose_eq(&json!({"a": [1, 2.0]}), &json!({"a": [1.0, 2]})));
+        assert!(!loose_eq(&json!({"a": 1}), &json!({"a": "1"})));
+        assert!(!loose_eq(&json!([1]), &json!([1, 1])));
+        assert!(loose_eq(&json!(u64::MAX), &json!(u64::MAX)));
+    }
+
+    #[test]
+    fn emptiness() {
+        assert!(is_effectively_empty(
+            &json!({"requests": {}, "limits": {"cpu": ""}})
+        ));
+        assert!(!is_effectively_empty(&json!({"requests": {"cpu": "1"}})));
+        assert!(is_empty(&json!([])) && is_empty(&json!(null)) && !is_empty(&json!("")));
+    }
+}
