@@ -6,6 +6,8 @@
 //! in a closed collection; otherwise it is reported as unmanaged. Nothing is allocated on the path
 //! where the two agree except the walker's small stacks.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::drift::{Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
@@ -15,7 +17,7 @@ use crate::object::{Autoscalers, DesiredObject, LiveObject};
 use crate::ownership::Step;
 use crate::path::{FieldPath, Segment, escape_pointer_token};
 use crate::rules::{DriftSite, RuleSet};
-use crate::schema::{self, ListSpec, Node};
+use crate::schema::{self, DefaultVerdict, Level, ListSpec, Node};
 use crate::value::{is_effectively_empty, is_empty, is_zero, loose_eq, number_eq, quantity_eq};
 
 /// Options of the diff engine.
@@ -157,7 +159,7 @@ impl DiffEngine {
                     key: &key,
                     path: &r.path,
                     change: r.change,
-                    expected: r.expected,
+                    expected: r.expected.as_deref(),
                     actual: r.actual,
                 };
                 let (rule, class) = self.rules.classify(&site);
@@ -165,7 +167,7 @@ impl DiffEngine {
                     id: DriftId::of(&key, &r.path.readable()),
                     key: key.clone(),
                     change: r.change,
-                    expected: r.expected.cloned(),
+                    expected: r.expected.map(Cow::into_owned),
                     actual: r.actual.cloned(),
                     rule,
                     set: class.set,
@@ -214,7 +216,7 @@ struct RawDrift<'a> {
     path: FieldPath,
     desired_pointer: Option<String>,
     change: Change,
-    expected: Option<&'a Value>,
+    expected: Option<Cow<'a, Value>>,
     actual: Option<&'a Value>,
 }
 
@@ -227,7 +229,7 @@ struct Walker<'a, 'o> {
     nested: bool,
     ignores: &'o ResourceIgnores,
     segs: Vec<Seg<'a>>,
-    anc: Vec<&'a Map<String, Value>>,
+    anc: Vec<Level<'a>>,
     raw: Vec<RawDrift<'a>>,
     unmanaged: Vec<(FieldPath, &'a Value)>,
 }
@@ -239,7 +241,7 @@ impl<'a> Walker<'a, '_> {
         }
         if self.segs.len() > MAX_DEPTH {
             if !l.is_some_and(|l| loose_eq(d, l)) {
-                self.emit(Change::Changed, Some(d), l);
+                self.emit(Change::Changed, Some(Cow::Borrowed(d)), l);
             }
             return;
         }
@@ -252,7 +254,7 @@ impl<'a> Walker<'a, '_> {
         }
         let Some(l) = l.filter(|l| !l.is_null()) else {
             if node.presence || !is_effectively_empty(d) {
-                self.emit(Change::Missing, Some(d), None);
+                self.emit(Change::Missing, Some(Cow::Borrowed(d)), None);
             }
             return;
         };
@@ -266,7 +268,7 @@ impl<'a> Walker<'a, '_> {
                 if node.zero_is_default && is_zero(d) && self.default_matches(node, l) {
                     return;
                 }
-                self.emit(Change::Changed, Some(d), Some(l));
+                self.emit(Change::Changed, Some(Cow::Borrowed(d)), Some(l));
             }
         }
     }
@@ -290,7 +292,10 @@ impl<'a> Walker<'a, '_> {
     }
 
     fn compare_map(&mut self, dm: &'a Map<String, Value>, lm: &'a Map<String, Value>, node: &'static Node) {
-        self.anc.push(lm);
+        self.anc.push(Level {
+            live: lm,
+            desired: Some(dm),
+        });
         let mut live_iter = lm.iter().peekable();
         for (k, dv) in dm {
             while let Some((lk, lv)) = live_iter.peek() {
@@ -341,15 +346,24 @@ impl<'a> Walker<'a, '_> {
         if node.skip || is_empty(lv) {
             return;
         }
-        if self.default_matches(node, lv) {
-            return;
+        match self.default_verdict(node, lv) {
+            DefaultVerdict::Matches => return,
+            // Someone edited a field the server defaults (§3.2a): drift against the default.
+            DefaultVerdict::Differs(default) => {
+                self.emit(Change::Changed, Some(Cow::Owned(default)), Some(lv));
+                return;
+            }
+            DefaultVerdict::None => {}
         }
         if !parent_closed
             && self.segs.len() <= MAX_DEPTH
             && let Value::Object(lm) = lv
             && node.has_structure()
         {
-            self.anc.push(lm);
+            self.anc.push(Level {
+                live: lm,
+                desired: None,
+            });
             for (k, v) in lm {
                 self.live_only_entry(k, v, node);
             }
@@ -359,16 +373,19 @@ impl<'a> Walker<'a, '_> {
         self.unexplained(lv, parent_closed);
     }
 
-    fn default_matches(&self, node: &Node, lv: &Value) -> bool {
+    fn default_verdict(&self, node: &Node, lv: &Value) -> DefaultVerdict {
         if !self.defaults {
-            return false;
+            return DefaultVerdict::None;
         }
-        let Some(d) = &node.default else { return false };
         let key = match self.segs.last() {
             Some(Seg::Field(k)) => k,
             _ => "",
         };
-        schema::default_matches(d, key, lv, &self.anc)
+        schema::default_verdict(node, key, lv, &self.anc)
+    }
+
+    fn default_matches(&self, node: &Node, lv: &Value) -> bool {
+        self.default_verdict(node, lv) == DefaultVerdict::Matches
     }
 
     /// A live value nothing explains: drift if it is ours to remove, else unmanaged.
@@ -391,7 +408,7 @@ impl<'a> Walker<'a, '_> {
         match spec {
             Some(spec) if spec.set => {
                 if !self.set_equivalent(da, la, spec) {
-                    self.emit(Change::Changed, Some(d), Some(l));
+                    self.emit(Change::Changed, Some(Cow::Borrowed(d)), Some(l));
                 }
             }
             Some(spec) if !spec.keys.is_empty() => self.compare_keyed(da, la, spec, node.closed),
@@ -401,7 +418,7 @@ impl<'a> Walker<'a, '_> {
                     self.segs.push(Seg::Index(i));
                     match (da.get(i), la.get(i)) {
                         (Some(d), Some(l)) => self.compare(d, Some(l), item),
-                        (Some(d), None) => self.emit(Change::Missing, Some(d), None),
+                        (Some(d), None) => self.emit(Change::Missing, Some(Cow::Borrowed(d)), None),
                         (None, Some(l)) => self.emit(Change::Extra, None, Some(l)),
                         (None, None) => {}
                     }
@@ -450,7 +467,7 @@ impl<'a> Walker<'a, '_> {
                         live: None,
                         desired: Some(i),
                     });
-                    self.emit(Change::Missing, Some(del), None);
+                    self.emit(Change::Missing, Some(Cow::Borrowed(del)), None);
                     self.segs.pop();
                 }
             }
@@ -523,7 +540,7 @@ impl<'a> Walker<'a, '_> {
         }
     }
 
-    fn emit(&mut self, change: Change, expected: Option<&'a Value>, actual: Option<&'a Value>) {
+    fn emit(&mut self, change: Change, expected: Option<Cow<'a, Value>>, actual: Option<&'a Value>) {
         let path = self.field_path();
         if self.ignores.covers(&path) {
             return;

@@ -148,15 +148,23 @@ pub fn reverted(desired: &DesiredObject, live: &LiveObject, drifts: &[Drift]) ->
                 obj.remove(name);
             }
             Change::Changed | Change::Missing => {
-                let dp = d
+                let in_desired = d
                     .desired_pointer
                     .as_deref()
-                    .ok_or_else(|| inconsistent("no desired position"))?;
-                let value = desired
-                    .object()
-                    .pointer(dp)
-                    .cloned()
-                    .ok_or_else(|| inconsistent("desired value not found"))?;
+                    .and_then(|dp| desired.object().pointer(dp));
+                let value = match in_desired {
+                    Some(v) => v.clone(),
+                    // An edited server default (the field is not in desired): put the default back,
+                    // recomputed from the schema, never read from the drift record.
+                    None => schema::default_at(
+                        root,
+                        &target,
+                        desired.object(),
+                        segs,
+                        d.desired_pointer.as_deref(),
+                    )
+                    .ok_or_else(|| inconsistent("no default to restore"))?,
+                };
                 set_pointer(&mut target, &live_ptr, value).map_err(|r| inconsistent(&r))?;
             }
         }

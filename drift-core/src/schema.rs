@@ -30,6 +30,8 @@ pub(crate) enum Dflt {
     Bool(bool),
     /// A structured default, built on demand.
     Build(fn() -> Value),
+    /// `{}`: the server fills in an empty map, so any content is an edit.
+    EmptyMap,
     /// `Always` for `:latest` or untagged images without digest, else `IfNotPresent` (needs `image`).
     ImagePullPolicy,
     /// Service `targetPort` defaults to `port`.
@@ -46,6 +48,41 @@ pub(crate) enum Dflt {
     LimitOfSameResource,
     /// RBAC subject `apiGroup`: `rbac.authorization.k8s.io` for User and Group subjects.
     SubjectApiGroup,
+}
+
+/// One map on the way from the object root to a field: the live map and, where the desired object
+/// has it, the desired map. Defaults computed from sibling fields read desired first: the server
+/// defaults what was applied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Level<'a> {
+    pub live: &'a Map<String, Value>,
+    pub desired: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Level<'a> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+        self.desired
+            .and_then(|d| d.get(key))
+            .or_else(|| self.live.get(key))
+    }
+
+    fn pointer(&self, ptr: &str) -> Option<&'a Value> {
+        self.desired
+            .and_then(|d| d.get(ptr_first(ptr)?)?.pointer(ptr_rest(ptr)))
+            .or_else(|| self.live.get(ptr_first(ptr)?)?.pointer(ptr_rest(ptr)))
+    }
+}
+
+fn ptr_first(ptr: &str) -> Option<&str> {
+    ptr.trim_start_matches('/').split('/').next()
+}
+
+fn ptr_rest(ptr: &str) -> &str {
+    let p = ptr.trim_start_matches('/');
+    match p.find('/') {
+        Some(i) => &p[i..],
+        None => "",
+    }
 }
 
 /// A key field of a keyed list, with the value it takes when absent.
@@ -306,6 +343,7 @@ static CONTAINER: Node = map(&[
     ("ports", &keyed!(PORT_KEYS, &CONTAINER_PORT)),
     ("readinessProbe", &PROBE),
     ("resources", &RESOURCES),
+    ("securityContext", &SECURITY_CONTEXT),
     ("startupProbe", &PROBE),
     ("terminationMessagePath", &dflt(Dflt::Str("/dev/termination-log"))),
     ("terminationMessagePolicy", &dflt(Dflt::Str("File"))),
@@ -340,6 +378,7 @@ static POD_CONTAINER: Node = map(&[
     ("ports", &keyed!(PORT_KEYS, &CONTAINER_PORT)),
     ("readinessProbe", &PROBE),
     ("resources", &POD_RESOURCES),
+    ("securityContext", &SECURITY_CONTEXT),
     ("startupProbe", &PROBE),
     ("terminationMessagePath", &dflt(Dflt::Str("/dev/termination-log"))),
     ("terminationMessagePolicy", &dflt(Dflt::Str("File"))),
@@ -366,40 +405,53 @@ static POD_CONTAINER: Node = map(&[
 ]);
 
 static MODE_420: Node = dflt(Dflt::Int(420));
-static VOLUME: Node = map(&[
-    ("configMap", &map(&[("defaultMode", &MODE_420)])),
-    ("downwardAPI", &map(&[("defaultMode", &MODE_420)])),
-    (
-        "emptyDir",
-        &Node {
-            fields: &[("sizeLimit", &QUANTITY)],
-            presence: true,
-            ..Node::GENERIC
-        },
-    ),
-    ("hostPath", &map(&[("type", &dflt(Dflt::Str("")))])),
-    (
-        "projected",
-        &map(&[
-            ("defaultMode", &MODE_420),
-            (
-                "sources",
-                &Node {
-                    list: Some(&ListSpec {
-                        keys: &[],
-                        set: false,
-                        item: &map(&[(
-                            "serviceAccountToken",
-                            &map(&[("expirationSeconds", &dflt(Dflt::Int(3600)))]),
-                        )]),
-                    }),
-                    ..Node::GENERIC
-                },
-            ),
-        ]),
-    ),
-    ("secret", &map(&[("defaultMode", &MODE_420)])),
-]);
+/// A security context is wholly the manifest's: the server fills in `{}` and nothing inside, so live
+/// content the desired state does not have is an edit.
+static SECURITY_CONTEXT: Node = Node {
+    closed: true,
+    default: Some(Dflt::EmptyMap),
+    ..Node::GENERIC
+};
+static FALSE: Node = dflt(Dflt::Bool(false));
+/// A volume element is closed: its source is one of a union, so a live source the desired volume does
+/// not name (a hostPath where an emptyDir was) is drift.
+static VOLUME: Node = Node {
+    closed: true,
+    ..map(&[
+        ("configMap", &map(&[("defaultMode", &MODE_420)])),
+        ("downwardAPI", &map(&[("defaultMode", &MODE_420)])),
+        (
+            "emptyDir",
+            &Node {
+                fields: &[("sizeLimit", &QUANTITY)],
+                presence: true,
+                ..Node::GENERIC
+            },
+        ),
+        ("hostPath", &map(&[("type", &dflt(Dflt::Str("")))])),
+        (
+            "projected",
+            &map(&[
+                ("defaultMode", &MODE_420),
+                (
+                    "sources",
+                    &Node {
+                        list: Some(&ListSpec {
+                            keys: &[],
+                            set: false,
+                            item: &map(&[(
+                                "serviceAccountToken",
+                                &map(&[("expirationSeconds", &dflt(Dflt::Int(3600)))]),
+                            )]),
+                        }),
+                        ..Node::GENERIC
+                    },
+                ),
+            ]),
+        ),
+        ("secret", &map(&[("defaultMode", &MODE_420)])),
+    ])
+};
 
 macro_rules! pod_spec {
     ($container:expr, $extra:expr) => {
@@ -418,11 +470,17 @@ macro_rules! pod_spec {
                     &PLAIN
                 ),
             ),
+            ("hostIPC", &FALSE),
+            ("hostNetwork", &FALSE),
+            ("hostPID", &FALSE),
             ("imagePullSecrets", &keyed!(NAME_KEY, &PLAIN)),
             ("initContainers", &keyed!(NAME_KEY, $container)),
             ("restartPolicy", &dflt(Dflt::Str("Always"))),
             ("schedulerName", &dflt(Dflt::Str("default-scheduler"))),
+            ("securityContext", &SECURITY_CONTEXT),
             ("serviceAccount", &dflt(Dflt::Sibling("serviceAccountName"))),
+            ("serviceAccountName", &dflt(Dflt::Str("default"))),
+            ("shareProcessNamespace", &FALSE),
             ("terminationGracePeriodSeconds", &dflt(Dflt::Int(30))),
             (
                 "topologySpreadConstraints",
@@ -1159,59 +1217,127 @@ pub(crate) fn node_at(root: &'static Node, segs: &[crate::path::Segment]) -> &'s
 // ---------------------------------------------------------------------------------------------
 // default evaluation
 
-/// Whether `live` equals the default of `node`.
+/// The value the server would have filled in for a field, computed from its live surroundings, or
+/// `None` when no default applies here (e.g. a label that is not in the pod template).
 ///
-/// `parent` is the live map holding the field, `key` its name, `ancestors` the live maps from the
-/// object root down to `parent` (inclusive).
-pub(crate) fn default_matches(d: &Dflt, key: &str, live: &Value, ancestors: &[&Map<String, Value>]) -> bool {
-    let parent = ancestors.last().copied();
+/// `key` is the field's name, `ancestors` the live maps from the object root down to the field's
+/// parent (inclusive).
+pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Option<Value> {
+    let parent = levels.last();
+    let grandparent = levels.len().checked_sub(2).and_then(|i| levels.get(i));
     match d {
-        Dflt::Str(s) => live.as_str() == Some(s),
-        Dflt::Int(i) => crate::value::number_eq_i64(live, *i),
-        Dflt::Bool(b) => live.as_bool() == Some(*b),
-        Dflt::Build(f) => crate::value::loose_eq(live, &f()),
+        Dflt::Str(s) => Some(Value::String((*s).to_string())),
+        Dflt::Int(i) => Some(Value::from(*i)),
+        Dflt::Bool(b) => Some(Value::Bool(*b)),
+        Dflt::Build(f) => Some(f()),
+        Dflt::EmptyMap => Some(Value::Object(Map::new())),
         Dflt::ImagePullPolicy => {
-            let Some(image) = parent.and_then(|p| p.get("image")).and_then(Value::as_str) else {
-                return false;
-            };
-            let expected = match crate::image::tag(image) {
-                Some("latest") => "Always",
-                _ => "IfNotPresent",
-            };
-            live.as_str() == Some(expected)
+            let image = parent?.get("image")?.as_str()?;
+            Some(Value::String(
+                if crate::image::tag(image) == Some("latest") {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                }
+                .to_string(),
+            ))
         }
-        Dflt::TargetPort => parent
-            .and_then(|p| p.get("port"))
-            .is_some_and(|p| crate::value::loose_eq(p, live)),
-        Dflt::ServerSet => true,
-        Dflt::Sibling(s) => parent.and_then(|p| p.get(*s)) == Some(live),
-        Dflt::NamespaceName => ancestors
-            .len()
-            .checked_sub(2)
-            .and_then(|i| ancestors.get(i))
-            .and_then(|meta| meta.get("name"))
-            .is_some_and(|n| n == live),
-        Dflt::TemplateLabel => ancestors
-            .first()
-            .and_then(|root| root.get("spec"))
-            .and_then(|s| s.pointer("/template/metadata/labels"))
-            .and_then(|l| l.get(key))
-            .is_some_and(|v| v == live),
-        Dflt::LimitOfSameResource => ancestors
-            .len()
-            .checked_sub(2)
-            .and_then(|i| ancestors.get(i))
-            .and_then(|res| res.get("limits"))
-            .and_then(|l| l.get(key))
-            .is_some_and(|v| crate::value::quantity_eq(v, live)),
-        Dflt::SubjectApiGroup => {
-            let kind = parent.and_then(|p| p.get("kind")).and_then(Value::as_str);
-            match kind {
-                Some("User" | "Group") => live.as_str() == Some("rbac.authorization.k8s.io"),
-                _ => live.as_str() == Some(""),
+        Dflt::TargetPort => parent?.get("port").cloned(),
+        Dflt::ServerSet => None,
+        Dflt::Sibling(s) => parent?.get(s).cloned(),
+        Dflt::NamespaceName => grandparent?.get("name").cloned(),
+        Dflt::TemplateLabel => levels
+            .first()?
+            .pointer("/spec/template/metadata/labels")?
+            .get(key)
+            .cloned(),
+        Dflt::LimitOfSameResource => grandparent?.get("limits")?.get(key).cloned(),
+        Dflt::SubjectApiGroup => match parent?.get("kind").and_then(Value::as_str) {
+            Some("User" | "Group") => Some(Value::String("rbac.authorization.k8s.io".to_string())),
+            _ => Some(Value::String(String::new())),
+        },
+    }
+}
+
+/// How a live value relates to the server default of its field.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum DefaultVerdict {
+    /// No default applies.
+    None,
+    /// Live holds the default (or a value the server sets itself).
+    Matches,
+    /// Live differs from this default: someone edited a defaulted field.
+    Differs(Value),
+}
+
+/// Compares a live value with the default of `node`.
+pub(crate) fn default_verdict(node: &Node, key: &str, live: &Value, levels: &[Level<'_>]) -> DefaultVerdict {
+    let Some(d) = &node.default else {
+        return DefaultVerdict::None;
+    };
+    if matches!(d, Dflt::ServerSet) {
+        return DefaultVerdict::Matches;
+    }
+    match default_value_in(d, key, levels) {
+        None => DefaultVerdict::None,
+        Some(v) => {
+            let equal = match node.leaf {
+                Leaf::Quantity => crate::value::quantity_eq(&v, live),
+                _ => crate::value::loose_eq(&v, live),
+            };
+            if equal {
+                DefaultVerdict::Matches
+            } else {
+                DefaultVerdict::Differs(v)
             }
         }
     }
+}
+
+/// The default of the field at `segs` in `live` (with `desired` for sibling values), for reverting an
+/// edited default. `desired_pointer` locates the same field in the desired object.
+pub(crate) fn default_at(
+    root: &'static Node,
+    live: &Value,
+    desired: &Value,
+    segs: &[crate::path::Segment],
+    desired_pointer: Option<&str>,
+) -> Option<Value> {
+    let (last, parents) = segs.split_last()?;
+    let crate::path::Segment::Field(key) = last else {
+        return None;
+    };
+    let dtokens = desired_pointer
+        .map(crate::path::pointer_tokens)
+        .unwrap_or_default();
+    let mut levels: Vec<Level<'_>> = Vec::with_capacity(parents.len() + 1);
+    let (mut l, mut d) = (live, Some(desired));
+    levels.push(Level {
+        live: l.as_object()?,
+        desired: d.and_then(Value::as_object),
+    });
+    for (i, s) in parents.iter().enumerate() {
+        l = match s {
+            crate::path::Segment::Field(f) => l.get(f)?,
+            crate::path::Segment::Index(i) | crate::path::Segment::Key { index: Some(i), .. } => l.get(*i)?,
+            crate::path::Segment::Key { index: None, .. } => return None,
+        };
+        d = d.and_then(|d| {
+            let t = dtokens.get(i)?;
+            match d {
+                Value::Array(a) => a.get(t.parse::<usize>().ok()?),
+                _ => d.get(t.as_str()),
+            }
+        });
+        if let Some(m) = l.as_object() {
+            levels.push(Level {
+                live: m,
+                desired: d.and_then(Value::as_object),
+            });
+        }
+    }
+    let node = node_at(root, segs);
+    default_value_in(node.default.as_ref()?, key, &levels)
 }
 
 /// The default value for display (`None` for defaults that depend on other fields).
@@ -1221,6 +1347,7 @@ pub(crate) fn default_value(d: &Dflt) -> Option<Value> {
         Dflt::Int(i) => Some(Value::from(*i)),
         Dflt::Bool(b) => Some(Value::Bool(*b)),
         Dflt::Build(f) => Some(f()),
+        Dflt::EmptyMap => Some(Value::Object(Map::new())),
         _ => None,
     }
 }
@@ -1244,14 +1371,35 @@ pub fn describe_default(api_version: &str, kind: &str, path: &str) -> Option<Str
     if !enabled {
         return None;
     }
-    for part in path.split('.') {
-        let (name, every) = match part.strip_suffix("[]") {
-            Some(n) => (n, true),
-            None => (part, false),
+    // Split on dots outside brackets: `metadata.labels[kubernetes.io/metadata.name]`.
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in path.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            '.' if depth == 0 => {
+                parts.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&path[start..]);
+    for part in parts {
+        let (name, selector) = match part.split_once('[') {
+            Some((n, rest)) => (n, Some(rest.trim_end_matches(']'))),
+            None => (part, None),
         };
         node = node.child(name);
-        if every {
-            node = node.list?.item;
+        match selector {
+            None => {}
+            // every element of a list
+            Some("") => node = node.list?.item,
+            // any key of a map
+            Some("k" | "*") => node = node.values?,
+            // one key of a map
+            Some(key) => node = node.child(key),
         }
     }
     let d = node.default.as_ref()?;

@@ -52,14 +52,6 @@ pub(crate) fn number_eq(a: &Number, b: &Number) -> bool {
     }
 }
 
-#[inline]
-pub(crate) fn number_eq_i64(v: &Value, i: i64) -> bool {
-    match v {
-        Value::Number(n) => n.as_i64() == Some(i) || n.as_f64() == Some(i as f64),
-        _ => false,
-    }
-}
-
 /// Structural equality with numbers by value. Iterative, so it is safe on any input.
 pub(crate) fn loose_eq(a: &Value, b: &Value) -> bool {
     let mut stack = vec![(a, b)];

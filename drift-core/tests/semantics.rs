@@ -1,0 +1,724 @@
+//! The diff semantics of ARCHITECTURE §3, one behaviour per test: equivalences, never-compared fields,
+//! server defaults (from k8s-defaults.md), ownership, closed collections, keyed lists, autoscalers.
+
+use drift_core::{
+    Autoscalers, Change, DesiredObject, DiffContext, DiffEngine, DiffOptions, DriftReport, LiveObject,
+    Resource, parse_documents,
+};
+use serde_json::{Value, json};
+
+fn res(v: Value) -> Resource {
+    Resource::from_value(v).expect("object")
+}
+
+fn yaml(text: &str) -> Resource {
+    let l = parse_documents("test.yaml", text);
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    l.resources.into_iter().next().expect("one object")
+}
+
+fn diff_with(engine: &DiffEngine, desired: Resource, live: Resource) -> DriftReport {
+    engine.diff(&DesiredObject::new(desired), Some(&LiveObject::new(live)))
+}
+
+fn diff(desired: Resource, live: Resource) -> DriftReport {
+    diff_with(&DiffEngine::default(), desired, live)
+}
+
+/// `field change` for each drift.
+fn drifts(r: &DriftReport) -> Vec<String> {
+    r.drifts
+        .iter()
+        .map(|d| format!("{} {}", d.path.readable(), d.change))
+        .collect()
+}
+
+fn deploy(spec: Value) -> Resource {
+    res(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "x"}, "spec": spec}),
+    )
+}
+
+fn pod_template(containers: Value) -> Value {
+    json!({"template": {"spec": {"containers": containers}}})
+}
+
+// ------------------------------------------------------------------------------------------------
+// equivalences (§3.4)
+
+#[test]
+fn quantities_compare_by_value() {
+    let d = deploy(pod_template(
+        json!([{"name": "a", "resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}, "limits": {"cpu": 1}}}]),
+    ));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1024Mi"}, "limits": {"cpu": "1"}}}]),
+    ));
+    assert!(diff(d, l).drifts.is_empty());
+    let d = deploy(pod_template(
+        json!([{"name": "a", "resources": {"requests": {"memory": "524288000"}}}]),
+    ));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "resources": {"requests": {"memory": "500Mi"}}}]),
+    ));
+    assert!(
+        diff(d, l).drifts.is_empty(),
+        "bytes as integers equal the binary form"
+    );
+    let d = deploy(pod_template(
+        json!([{"name": "a", "resources": {"requests": {"cpu": "100m"}}}]),
+    ));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "resources": {"requests": {"cpu": "200m"}}}]),
+    ));
+    assert_eq!(
+        drifts(&diff(d, l)),
+        ["spec.template.spec.containers[name=a].resources.requests.cpu changed"]
+    );
+}
+
+#[test]
+fn numbers_compare_by_value() {
+    assert!(
+        diff(deploy(json!({"replicas": 3})), deploy(json!({"replicas": 3.0})))
+            .drifts
+            .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(
+            deploy(json!({"replicas": 3})),
+            deploy(json!({"replicas": "3"}))
+        )),
+        ["spec.replicas changed"]
+    );
+}
+
+#[test]
+fn images_compare_by_normalized_reference() {
+    let d = deploy(pod_template(json!([{"name": "a", "image": "nginx:1.25"}])));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "image": "docker.io/library/nginx:1.25"}]),
+    ));
+    assert!(diff(d, l).drifts.is_empty());
+    let d = deploy(pod_template(json!([{"name": "a", "image": "nginx"}])));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "image": "index.docker.io/library/nginx:latest"}]),
+    ));
+    assert!(diff(d, l).drifts.is_empty());
+    let d = deploy(pod_template(json!([{"name": "a", "image": "nginx:1.25"}])));
+    let l = deploy(pod_template(json!([{"name": "a", "image": "nginx:1.26"}])));
+    let r = diff(d, l);
+    assert_eq!(r.drifts[0].rule, "images");
+}
+
+#[test]
+fn empty_null_and_absent_are_alike() {
+    let d = deploy(
+        json!({"template": {"metadata": {"annotations": null, "labels": {}}, "spec": {"containers": [{"name": "a", "args": [], "resources": {}}], "tolerations": []}}}),
+    );
+    let l = deploy(json!({"template": {"spec": {"containers": [{"name": "a"}]}}}));
+    assert!(diff(d, l).drifts.is_empty());
+    // an omitted zero: `initialDelaySeconds: 0` is not returned by the API (argo-cd#8833)
+    let d = deploy(pod_template(
+        json!([{"name": "a", "readinessProbe": {"initialDelaySeconds": 0, "httpGet": {"port": 80}}}]),
+    ));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "readinessProbe": {"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}}]),
+    ));
+    assert!(diff(d, l).drifts.is_empty());
+    // ... but an emptyDir is a volume source, not an empty value
+    let d = deploy(json!({"template": {"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}}}));
+    let l = deploy(
+        json!({"template": {"spec": {"volumes": [{"name": "v", "configMap": {"name": "c", "defaultMode": 420}}]}}}),
+    );
+    assert_eq!(
+        drifts(&diff(d, l)),
+        [
+            "spec.template.spec.volumes[name=v].configMap extra",
+            "spec.template.spec.volumes[name=v].emptyDir missing"
+        ]
+    );
+}
+
+#[test]
+fn zero_means_the_default_for_probe_fields() {
+    let d = deploy(pod_template(
+        json!([{"name": "a", "livenessProbe": {"timeoutSeconds": 0, "tcpSocket": {"port": 8080}}}]),
+    ));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "livenessProbe": {"timeoutSeconds": 1, "tcpSocket": {"port": 8080}, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}}]),
+    ));
+    assert!(diff(d, l).drifts.is_empty());
+}
+
+#[test]
+fn int_or_string_keeps_percent_and_number_apart() {
+    let d = deploy(json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}}));
+    let l = deploy(
+        json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 25, "maxUnavailable": "25%"}}}),
+    );
+    assert_eq!(
+        drifts(&diff(d, l)),
+        ["spec.strategy.rollingUpdate.maxSurge changed"]
+    );
+}
+
+#[test]
+fn secret_string_data_equals_base64_data_and_is_redacted() {
+    let d = yaml(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: x}\nstringData: {password: hunter2}\n",
+    );
+    let l = res(
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "x"}, "type": "Opaque", "data": {"password": "aHVudGVyMg=="}}),
+    );
+    assert!(diff(d, l).drifts.is_empty());
+
+    let d = yaml(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: x}\nstringData: {password: hunter2}\n",
+    );
+    let l = res(
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "x"},
+        "data": {"password": "c3dvcmRmaXNo", "extra": "c2VjcmV0LXRva2Vu"}}),
+    );
+    let r = diff(d, l);
+    assert_eq!(drifts(&r), ["data.extra extra", "data.password changed"]);
+    let text = serde_json::to_string(&r).expect("json");
+    for secret in [
+        "hunter2",
+        "aHVudGVyMg==",
+        "swordfish",
+        "c3dvcmRmaXNo",
+        "secret-token",
+        "c2VjcmV0LXRva2Vu",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked into {text}");
+    }
+    assert!(
+        r.drifts
+            .iter()
+            .all(|d| d.rule == "security" && d.severity == drift_core::rules::Severity::Critical)
+    );
+    let actual = r.drifts[1]
+        .actual
+        .as_ref()
+        .and_then(Value::as_str)
+        .expect("token");
+    assert!(drift_core::redact::Redactor::is_token(actual), "{actual}");
+}
+
+#[test]
+fn empty_rules_equal_null_rules() {
+    let d = res(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}, "rules": []}),
+    );
+    let l = res(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}, "rules": null}),
+    );
+    assert!(diff(d, l).drifts.is_empty());
+}
+
+// ------------------------------------------------------------------------------------------------
+// never compared (§3.5)
+
+#[test]
+fn never_compared_fields() {
+    let d = res(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "x",
+        "uid": "a", "resourceVersion": "1", "generation": 1, "creationTimestamp": null, "selfLink": "/a", "deletionTimestamp": "t",
+        "managedFields": [], "ownerReferences": [{"kind": "A", "name": "a", "uid": "1", "apiVersion": "v1"}],
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "deployment.kubernetes.io/revision": "1"}},
+        "spec": {"replicas": 1}, "status": {"replicas": 1}}),
+    );
+    let l = res(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "x",
+        "uid": "b", "resourceVersion": "2", "generation": 9, "creationTimestamp": "2026-01-01T00:00:00Z", "selfLink": "/b",
+        "managedFields": [{"manager": "m", "fieldsV1": {}}], "ownerReferences": [{"kind": "B", "name": "b", "uid": "2", "apiVersion": "v1", "controller": true}],
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"a\":1}", "deployment.kubernetes.io/revision": "7"}},
+        "spec": {"replicas": 1}, "status": {"replicas": 4}}),
+    );
+    let r = diff(d, l);
+    assert!(r.drifts.is_empty(), "{:?}", r.drifts);
+    assert!(r.unmanaged.is_empty(), "{:?}", r.unmanaged);
+}
+
+#[test]
+fn api_version_is_not_compared_but_selects_defaults() {
+    // An apps/v1beta1 object has no defaults in the table: live-only fields are unmanaged, not drift.
+    let d = res(
+        json!({"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "x"}, "spec": {"replicas": 1}}),
+    );
+    let l = res(
+        json!({"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "x"},
+        "spec": {"replicas": 1, "revisionHistoryLimit": 2}}),
+    );
+    let r = diff(d, l);
+    assert!(r.drifts.is_empty());
+    assert_eq!(r.unmanaged.len(), 1);
+    // In apps/v1 a revisionHistoryLimit of 2 edits the default of 10.
+    let r = diff(
+        deploy(json!({"replicas": 1})),
+        deploy(json!({"replicas": 1, "revisionHistoryLimit": 2})),
+    );
+    assert_eq!(drifts(&r), ["spec.revisionHistoryLimit changed"]);
+    assert_eq!(r.drifts[0].expected, Some(json!(10)));
+}
+
+// ------------------------------------------------------------------------------------------------
+// server defaults (§3.2a)
+
+#[test]
+fn a_defaulted_field_edited_live_is_drift() {
+    let svc = |spec: Value| {
+        res(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "x"}, "spec": spec}),
+        )
+    };
+    let d = svc(json!({"ports": [{"port": 80}]}));
+    let l = svc(
+        json!({"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 31000}], "type": "NodePort",
+        "clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "externalTrafficPolicy": "Cluster", "sessionAffinity": "None",
+        "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"}),
+    );
+    let r = diff(d, l);
+    assert_eq!(drifts(&r), ["spec.type changed"]);
+    assert_eq!(
+        r.drifts[0].expected,
+        Some(json!("ClusterIP")),
+        "expected is the server default"
+    );
+    assert_eq!(r.drifts[0].actual, Some(json!("NodePort")));
+    assert_eq!(r.drifts[0].rule, "ports");
+    assert_eq!(r.drifts[0].set, drift_core::rules::DriftSet::Critical);
+}
+
+#[test]
+fn an_edited_default_is_reverted_to_the_default() {
+    let desired = DesiredObject::new(deploy(json!({"replicas": 2})));
+    let live = LiveObject::new(deploy(
+        json!({"replicas": 2, "revisionHistoryLimit": 3, "strategy": {"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": "25%"}}}),
+    ));
+    let r = DiffEngine::default().diff(&desired, Some(&live));
+    assert_eq!(
+        drifts(&r),
+        [
+            "spec.revisionHistoryLimit changed",
+            "spec.strategy.rollingUpdate.maxSurge changed"
+        ]
+    );
+    let patch = drift_core::revert_patch(&desired, &live, &r.drifts).expect("patch");
+    let fixed = drift_core::patch::apply_patch(live.object(), &patch).expect("applies");
+    assert_eq!(fixed.pointer("/spec/revisionHistoryLimit"), Some(&json!(10)));
+    assert_eq!(
+        fixed.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+        Some(&json!("25%"))
+    );
+}
+
+#[test]
+fn service_target_port_defaults_to_port() {
+    let svc = |ports: Value| {
+        res(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "x"}, "spec": {"ports": ports}}),
+        )
+    };
+    assert!(
+        diff(
+            svc(json!([{"port": 8080}])),
+            svc(json!([{"port": 8080, "protocol": "TCP", "targetPort": 8080}]))
+        )
+        .drifts
+        .is_empty()
+    );
+    assert!(
+        diff(
+            svc(json!([{"port": 8080, "targetPort": 0}])),
+            svc(json!([{"port": 8080, "protocol": "TCP", "targetPort": 8080}]))
+        )
+        .drifts
+        .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(
+            svc(json!([{"port": 8080}])),
+            svc(json!([{"port": 8080, "protocol": "TCP", "targetPort": 9090}]))
+        )),
+        ["spec.ports[port=8080,protocol=TCP].targetPort changed"]
+    );
+    assert_eq!(
+        drifts(&diff(
+            svc(json!([{"port": 80, "targetPort": "http"}])),
+            svc(json!([{"port": 80, "protocol": "TCP", "targetPort": 80}]))
+        )),
+        ["spec.ports[port=80,protocol=TCP].targetPort changed"]
+    );
+}
+
+#[test]
+fn statefulset_claim_templates_with_server_fields() {
+    let d = yaml(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db, namespace: x}\nspec:\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
+    );
+    let l = yaml(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db, namespace: x}\nspec:\n  podManagementPolicy: OrderedReady\n  replicas: 1\n  revisionHistoryLimit: 10\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Retain, whenScaled: Retain}\n  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 0}}\n  volumeClaimTemplates:\n  - apiVersion: v1\n    kind: PersistentVolumeClaim\n    metadata: {name: data, creationTimestamp: null}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1024Mi}}, volumeMode: Filesystem}\n    status: {phase: Pending}\n",
+    );
+    let r = diff(d, l);
+    assert!(r.drifts.is_empty(), "{:?}", r.drifts);
+    assert!(r.unmanaged.is_empty(), "{:?}", r.unmanaged);
+}
+
+#[test]
+fn image_pull_policy_default_depends_on_the_tag() {
+    let l = |image: &str, policy: &str| {
+        deploy(pod_template(
+            json!([{"name": "a", "image": image, "imagePullPolicy": policy}]),
+        ))
+    };
+    let d = |image: &str| deploy(pod_template(json!([{"name": "a", "image": image}])));
+    assert!(
+        diff(d("nginx:1.25"), l("nginx:1.25", "IfNotPresent"))
+            .drifts
+            .is_empty()
+    );
+    assert!(diff(d("nginx"), l("nginx", "Always")).drifts.is_empty());
+    assert!(
+        diff(d("nginx:latest"), l("nginx:latest", "Always"))
+            .drifts
+            .is_empty()
+    );
+    let r = diff(d("nginx:1.25"), l("nginx:1.25", "Always"));
+    assert_eq!(
+        drifts(&r),
+        ["spec.template.spec.containers[name=a].imagePullPolicy changed"]
+    );
+    assert_eq!(r.drifts[0].expected, Some(json!("IfNotPresent")));
+}
+
+#[test]
+fn hpa_defaults_and_autoscaled_replicas() {
+    let hpa_d = yaml(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web, namespace: x}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 10\n",
+    );
+    let hpa_l = yaml(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web, namespace: x}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 10\n  minReplicas: 1\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}\n",
+    );
+    let r = diff(hpa_d, hpa_l.clone());
+    assert!(r.drifts.is_empty() && r.unmanaged.is_empty(), "{r:?}");
+
+    // The HPA owns replicas of its target: not drift. Without the HPA in the live set it is.
+    let engine = DiffEngine::default();
+    let autoscalers = Autoscalers::from_live([&hpa_l]);
+    let d = DesiredObject::new(deploy(json!({"replicas": 3})));
+    let l = LiveObject::new(deploy(json!({"replicas": 7})));
+    assert!(
+        engine
+            .diff_with(
+                &d,
+                Some(&l),
+                &DiffContext {
+                    autoscalers: Some(&autoscalers)
+                }
+            )
+            .drifts
+            .is_empty()
+    );
+    assert_eq!(drifts(&engine.diff(&d, Some(&l))), ["spec.replicas changed"]);
+    // KEDA ScaledObjects too
+    let keda = res(
+        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "so", "namespace": "x"}, "spec": {"scaleTargetRef": {"name": "web"}}}),
+    );
+    let autoscalers = Autoscalers::from_live([&keda]);
+    assert!(
+        engine
+            .diff_with(
+                &d,
+                Some(&l),
+                &DiffContext {
+                    autoscalers: Some(&autoscalers)
+                }
+            )
+            .drifts
+            .is_empty()
+    );
+}
+
+#[test]
+fn namespace_label_and_finalizer_defaults() {
+    let d = yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a}}\n");
+    let l = yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a, kubernetes.io/metadata.name: shop}}\nspec: {finalizers: [kubernetes]}\nstatus: {phase: Active}\n",
+    );
+    let r = diff(d, l);
+    assert!(r.drifts.is_empty() && r.unmanaged.is_empty(), "{r:?}");
+}
+
+// ------------------------------------------------------------------------------------------------
+// keyed lists (§3.3)
+
+#[test]
+fn reordering_keyed_lists_is_not_drift() {
+    let d = deploy(pod_template(
+        json!([{"name": "a", "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]}, {"name": "b"}]),
+    ));
+    let l = deploy(pod_template(
+        json!([{"name": "b"}, {"name": "a", "env": [{"name": "Y", "value": "2"}, {"name": "X", "value": "1"}]}]),
+    ));
+    assert!(diff(d, l).drifts.is_empty());
+    let d = deploy(pod_template(
+        json!([{"name": "a", "env": [{"name": "X", "value": "1"}]}]),
+    ));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "env": [{"name": "X", "value": "2"}]}]),
+    ));
+    let r = diff(d, l);
+    assert_eq!(
+        drifts(&r),
+        ["spec.template.spec.containers[name=a].env[name=X].value changed"]
+    );
+    assert_eq!(
+        r.drifts[0].path.pointer(),
+        "/spec/template/spec/containers/0/env/0/value"
+    );
+}
+
+#[test]
+fn composite_port_keys_and_mount_paths() {
+    let d = deploy(pod_template(
+        json!([{"name": "a", "ports": [{"containerPort": 53, "protocol": "UDP"}, {"containerPort": 53}],
+        "volumeMounts": [{"name": "v", "mountPath": "/a"}, {"name": "v", "mountPath": "/b", "readOnly": true}]}]),
+    ));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "ports": [{"containerPort": 53, "protocol": "TCP"}, {"containerPort": 53, "protocol": "UDP"}],
+        "volumeMounts": [{"name": "v", "mountPath": "/b", "readOnly": false}, {"name": "v", "mountPath": "/a"}]}]),
+    ));
+    assert_eq!(
+        drifts(&diff(d, l)),
+        ["spec.template.spec.containers[name=a].volumeMounts[mountPath=/b].readOnly changed"]
+    );
+}
+
+#[test]
+fn positional_lists_differ_by_length() {
+    let d = deploy(pod_template(json!([{"name": "a", "args": ["--a", "--b"]}])));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "args": ["--a", "--b", "--c"]}]),
+    ));
+    assert_eq!(
+        drifts(&diff(d, l)),
+        ["spec.template.spec.containers[name=a].args[2] extra"]
+    );
+    let d = deploy(pod_template(json!([{"name": "a", "command": ["sh", "-c"]}])));
+    let l = deploy(pod_template(json!([{"name": "a", "command": ["-c", "sh"]}])));
+    assert_eq!(drifts(&diff(d, l)).len(), 2, "order matters in command");
+}
+
+#[test]
+fn rbac_rules_are_closed_and_verbs_are_sets() {
+    let role = |rules: Value| {
+        res(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r", "namespace": "x"}, "rules": rules}),
+        )
+    };
+    assert!(
+        diff(
+            role(json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}])),
+            role(json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["watch", "get", "list"]}]))
+        )
+        .drifts
+        .is_empty()
+    );
+    let r = diff(
+        role(json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])),
+        role(
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}, {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        ),
+    );
+    assert_eq!(drifts(&r), ["rules[1] extra"]);
+    assert_eq!(r.drifts[0].rule, "security");
+    let r = diff(
+        role(json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])),
+        role(json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}])),
+    );
+    assert_eq!(drifts(&r), ["rules[0].verbs changed"]);
+}
+
+#[test]
+fn binding_subjects_are_closed() {
+    let rb = |subjects: Value| {
+        res(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "x"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}, "subjects": subjects}),
+        )
+    };
+    let d = rb(
+        json!([{"kind": "ServiceAccount", "name": "app", "namespace": "x"}, {"kind": "User", "name": "alice"}]),
+    );
+    let l = rb(
+        json!([{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}, {"kind": "ServiceAccount", "name": "app", "namespace": "x"},
+        {"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}]),
+    );
+    let r = diff(d, l);
+    assert_eq!(
+        drifts(&r),
+        ["subjects[kind=User,namespace=null,name=mallory] extra"]
+    );
+    assert_eq!(r.drifts[0].severity, drift_core::rules::Severity::Critical);
+}
+
+#[test]
+fn configmap_data_is_closed() {
+    let cm = |data: Value| {
+        res(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x"}, "data": data}),
+        )
+    };
+    let r = diff(cm(json!({"a": "1"})), cm(json!({"a": "1", "b": "2"})));
+    assert_eq!(drifts(&r), ["data.b extra"]);
+    assert_eq!(r.drifts[0].rule, "configmap-data");
+    let r = diff(cm(json!({"a": "1", "b": "2"})), cm(json!({"a": "1"})));
+    assert_eq!(drifts(&r), ["data.b missing"]);
+}
+
+// ------------------------------------------------------------------------------------------------
+// ownership (§3.2b, §3.6)
+
+fn with_last_applied(mut live: Value, applied: &Value) -> Value {
+    live["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": applied.to_string()});
+    live
+}
+
+#[test]
+fn a_field_we_applied_then_dropped_is_drift() {
+    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x", "labels": {"a": "1", "b": "2"}}});
+    let live = with_last_applied(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x", "labels": {"a": "1", "b": "2", "c": "3"}}}),
+        &applied,
+    );
+    let desired = res(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x", "labels": {"a": "1"}}}),
+    );
+    let r = diff(desired, res(live));
+    assert_eq!(drifts(&r), ["metadata.labels.b extra"]);
+    assert_eq!(r.unmanaged.len(), 1, "label c is someone else's");
+}
+
+#[test]
+fn managed_fields_of_the_applier_manager() {
+    let live = res(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x", "labels": {"a": "1", "b": "2"},
+        "managedFields": [{"manager": "confighub", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:a": {}, "f:b": {}}}}}]}}),
+    );
+    let desired = res(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x", "labels": {"a": "1"}}}),
+    );
+    assert!(diff(desired.clone(), live.clone()).drifts.is_empty());
+    let engine = DiffEngine::new(DiffOptions::default().applier("confighub"), Default::default());
+    assert_eq!(
+        drifts(&diff_with(&engine, desired, live)),
+        ["metadata.labels.b extra"]
+    );
+}
+
+#[test]
+fn changes_by_an_ignored_manager_are_not_drift() {
+    let live = res(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "x",
+        "managedFields": [{"manager": "vpa-updater", "operation": "Update", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"a\"}": {"f:resources": {"f:requests": {"f:cpu": {}}}}}}}}}}]},
+        "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:2", "resources": {"requests": {"cpu": "300m"}}}]}}}}),
+    );
+    let desired = deploy(pod_template(
+        json!([{"name": "a", "image": "x:1", "resources": {"requests": {"cpu": "100m"}}}]),
+    ));
+    let engine = DiffEngine::new(
+        DiffOptions::default().ignore_manager("vpa-updater"),
+        Default::default(),
+    );
+    assert_eq!(
+        drifts(&diff_with(&engine, desired, live)),
+        ["spec.template.spec.containers[name=a].image changed"]
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// robustness
+
+#[test]
+fn missing_live_object() {
+    let r = DiffEngine::default().diff(&DesiredObject::new(deploy(json!({}))), None);
+    assert_eq!(r.status, drift_core::DriftStatus::MissingLive);
+    assert!(r.is_drifted());
+}
+
+#[test]
+fn deep_values_do_not_overflow_the_stack() {
+    let mut deep = json!("leaf");
+    for _ in 0..300 {
+        deep = json!({"a": deep});
+    }
+    let mut other = json!("other");
+    for _ in 0..300 {
+        other = json!({"a": other});
+    }
+    let mk = |v: Value| {
+        res(json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}, "spec": v}))
+    };
+    let r = diff(mk(deep), mk(other));
+    assert_eq!(r.drifts.len(), 1);
+    assert_eq!(r.drifts[0].change, Change::Changed);
+}
+
+#[test]
+fn cluster_scoped_objects_ignore_manifest_namespace() {
+    let d = yaml(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r, namespace: oops}\nrules: []\n",
+    );
+    assert_eq!(d.key.namespace, None);
+}
+
+#[test]
+fn security_edits_where_the_manifest_is_silent_are_drift() {
+    let d = deploy(pod_template(
+        json!([{"name": "a", "securityContext": {"runAsNonRoot": true}}]),
+    ));
+    let l = deploy(
+        json!({"template": {"spec": {"containers": [{"name": "a", "securityContext": {"runAsNonRoot": true, "privileged": true}}],
+        "securityContext": {"runAsUser": 0}, "hostNetwork": true, "hostPID": false, "serviceAccountName": "cluster-admin-sa",
+        "serviceAccount": "cluster-admin-sa"}}}),
+    );
+    let r = diff(d, l);
+    assert_eq!(
+        drifts(&r),
+        [
+            "spec.template.spec.containers[name=a].securityContext.privileged extra",
+            "spec.template.spec.hostNetwork changed",
+            "spec.template.spec.securityContext changed",
+            "spec.template.spec.serviceAccountName changed",
+        ]
+    );
+    assert!(r.drifts.iter().all(|d| d.rule == "security"), "{:?}", r.drifts);
+    // A volume whose source was swapped for a hostPath.
+    let d = deploy(json!({"template": {"spec": {"volumes": [{"name": "data", "emptyDir": {}}]}}}));
+    let l = deploy(
+        json!({"template": {"spec": {"volumes": [{"name": "data", "emptyDir": {}, "hostPath": {"path": "/", "type": ""}}]}}}),
+    );
+    assert_eq!(
+        drifts(&diff(d, l)),
+        ["spec.template.spec.volumes[name=data].hostPath extra"]
+    );
+}
+
+#[test]
+fn computed_defaults_follow_the_desired_siblings() {
+    // `kubectl set image` to a tagged image keeps imagePullPolicy: Always, which is what the desired
+    // untagged image implies: only the image drifted.
+    let d = deploy(pod_template(json!([{"name": "a", "image": "nginx"}])));
+    let l = deploy(pod_template(
+        json!([{"name": "a", "image": "nginx:1.27", "imagePullPolicy": "Always"}]),
+    ));
+    assert_eq!(
+        drifts(&diff(d, l)),
+        ["spec.template.spec.containers[name=a].image changed"]
+    );
+}
