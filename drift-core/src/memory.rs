@@ -59,10 +59,44 @@ impl MemoryCluster {
             .retain(|w| w.unbounded_send(Ok(event.clone())).is_ok());
     }
 
-    /// Creates or replaces an object and notifies watchers.
-    pub fn apply(&self, r: Resource) {
+    /// Creates or replaces an object and notifies watchers. As an API server does, a changed `spec`
+    /// bumps `metadata.generation` (for kinds that keep one) and every write bumps `resourceVersion`.
+    pub fn apply(&self, mut r: Resource) {
         let mut s = lock(&self.state);
         s.generation += 1;
+        let rv = s.generation.to_string();
+        if let Some(meta) = r
+            .object
+            .get_mut("metadata")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            meta.insert("resourceVersion".into(), serde_json::Value::String(rv));
+        }
+        if crate::kinds::has_generation(&r.key.group, &r.key.kind) {
+            let old = s.objects.get(&r.key);
+            let old_gen = old
+                .and_then(|o| o.object.pointer("/metadata/generation"))
+                .and_then(serde_json::Value::as_i64);
+            let new_gen = r
+                .object
+                .pointer("/metadata/generation")
+                .and_then(serde_json::Value::as_i64);
+            let spec_changed = old.is_some_and(|o| o.object.get("spec") != r.object.get("spec"));
+            let generation = match (old_gen, new_gen) {
+                (Some(o), n) if spec_changed && n.is_none_or(|n| n <= o) => Some(o + 1),
+                (Some(o), None) => Some(o),
+                (None, None) => Some(1),
+                (_, n) => n,
+            };
+            if let (Some(g), Some(meta)) = (
+                generation,
+                r.object
+                    .get_mut("metadata")
+                    .and_then(serde_json::Value::as_object_mut),
+            ) {
+                meta.insert("generation".into(), serde_json::Value::from(g));
+            }
+        }
         s.objects.insert(r.key.clone(), r.clone());
         Self::broadcast(&mut s, LiveEvent::Applied(r));
     }

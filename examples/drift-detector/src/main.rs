@@ -36,7 +36,6 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compare desired manifests with live objects (files or stdin); exit 1 on drift.
     Diff(diff_cmd::DiffArgs),
 }
 

@@ -1,0 +1,550 @@
+//! The detector's pipeline logic (ARCHITECTURE §6) without I/O: fingerprints, coalescing, transitions,
+//! policy, safety gates, restarts. Time is a [`ManualClock`]; the "cluster" is the in-memory one.
+
+use std::sync::Arc;
+
+use drift_core::clock::ManualClock;
+use drift_core::detector::{Detector, DetectorConfig, Outcome};
+use drift_core::memory::{MemoryCluster, MemoryDriftLog};
+use drift_core::policy::{Action, Policy};
+use drift_core::ports::{
+    DesiredResource, DriftEventKind, DriftLog, DriftState, HistoryQuery, LiveEvent, LiveSource, Provenance,
+    RelistScope, RemediationAction, RemediationMode, RemediationStatus, Remediator,
+};
+use drift_core::rules::DriftSet;
+use drift_core::safety::{FlapGuardConfig, RateLimitConfig};
+use drift_core::{DiffEngine, Resource, ResourceKey};
+use futures::StreamExt;
+use futures::executor::block_on;
+use serde_json::{Value, json};
+
+fn deploy(name: &str, replicas: i64, image: &str, generation: i64) -> Resource {
+    Resource::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "drift-test", "generation": generation},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "app", "image": image,
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}}))
+    .expect("deployment")
+}
+
+fn desired(r: Resource) -> DesiredResource {
+    DesiredResource {
+        provenance: Provenance {
+            environment: Some("dev".into()),
+            ..Provenance::file("workloads.yaml")
+        },
+        resource: r,
+    }
+}
+
+struct Harness {
+    clock: Arc<ManualClock>,
+    detector: Detector,
+    cluster: MemoryCluster,
+    log: MemoryDriftLog,
+    events: futures::stream::BoxStream<'static, Result<LiveEvent, drift_core::ports::PortError>>,
+}
+
+impl Harness {
+    fn new(config: DetectorConfig, objects: Vec<Resource>) -> Self {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let cluster = MemoryCluster::new();
+        for o in &objects {
+            cluster.apply(o.clone());
+        }
+        let mut detector = Detector::new(DiffEngine::default(), config, clock.clone());
+        detector.set_desired(objects.into_iter().map(desired).collect());
+        let events = cluster.watch();
+        let mut h = Harness {
+            clock,
+            detector,
+            cluster,
+            log: MemoryDriftLog::new(),
+            events,
+        };
+        let initial = h.pump();
+        assert!(
+            initial.iter().all(|o| o.events.is_empty()),
+            "in sync at start: {initial:?}"
+        );
+        h
+    }
+
+    /// Feeds every pending watch event to the detector and processes the queue.
+    fn pump(&mut self) -> Vec<Outcome> {
+        while let Some(Some(Ok(ev))) = futures::FutureExt::now_or_never(self.events.next()) {
+            self.detector.observe(ev);
+        }
+        let mut outs = Vec::new();
+        while let Some(k) = self.detector.next_key() {
+            let out = self.detector.process(&k);
+            for e in &out.events {
+                block_on(self.log.append(e)).expect("append");
+            }
+            outs.push(out);
+        }
+        outs
+    }
+
+    /// Runs a plan as the daemon does: dry run, then apply; records the result.
+    fn fix(&mut self, plan: &drift_core::ports::RemediationPlan) -> RemediationStatus {
+        let dry = block_on(self.cluster.remediate(plan, RemediationMode::DryRun));
+        if dry.status != RemediationStatus::DryRunOk {
+            return dry.status;
+        }
+        let real = block_on(self.cluster.remediate(plan, RemediationMode::Apply));
+        let out = self.detector.record_fix(plan, &real);
+        for e in &out.events {
+            block_on(self.log.append(e)).expect("append");
+        }
+        real.status
+    }
+
+    fn kinds(outs: &[Outcome]) -> Vec<DriftEventKind> {
+        outs.iter()
+            .flat_map(|o| o.events.iter().map(|e| e.kind))
+            .collect()
+    }
+}
+
+fn key(name: &str) -> ResourceKey {
+    ResourceKey::new("apps/v1", "Deployment", Some("drift-test"), name)
+}
+
+fn auto_fix() -> DetectorConfig {
+    DetectorConfig {
+        policy: Policy {
+            auto_fix: true,
+            ..Policy::default()
+        },
+        ..DetectorConfig::default()
+    }
+}
+
+#[test]
+fn opened_updated_resolved() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![deploy("backend-api", 3, "nginx:1", 1)],
+    );
+    h.cluster.apply(deploy("backend-api", 5, "nginx:1", 2));
+    let outs = h.pump();
+    assert_eq!(Harness::kinds(&outs), [DriftEventKind::Opened]);
+    let opened = &outs[0].events[0];
+    assert_eq!(opened.drift.describe(), "spec.replicas expected=3, actual=5");
+    assert_eq!(opened.environment.as_deref(), Some("dev"));
+    // auto-fix is off: an alert, no fix
+    assert!(outs[0].fixes.is_empty());
+    assert_eq!(
+        outs[0].alerts[0].reason,
+        "auto-fix is off: fixing it needs approval"
+    );
+
+    h.cluster.apply(deploy("backend-api", 6, "nginx:1", 3));
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Updated]);
+    h.cluster.apply(deploy("backend-api", 3, "nginx:1", 4));
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Resolved]);
+    assert!(h.detector.open_drifts().is_empty());
+}
+
+#[test]
+fn status_only_updates_are_recognised_without_a_diff() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![deploy("backend-api", 3, "nginx:1", 1)],
+    );
+    let diffs_before = h.detector.stats().diffs;
+    for i in 0..50 {
+        let mut r = deploy("backend-api", 3, "nginx:1", 1);
+        r.object["status"] = json!({"readyReplicas": i});
+        r.object["metadata"]["resourceVersion"] = json!(i.to_string());
+        h.cluster.apply(r);
+    }
+    assert!(h.pump().is_empty());
+    assert_eq!(h.detector.stats().diffs, diffs_before);
+    assert_eq!(h.detector.stats().objects_skipped, 50);
+}
+
+#[test]
+fn a_storm_of_updates_to_one_object_is_one_diff() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![deploy("backend-api", 3, "nginx:1", 1)],
+    );
+    let diffs_before = h.detector.stats().diffs;
+    for g in 2..102 {
+        h.detector
+            .observe(LiveEvent::Applied(deploy("backend-api", g, "nginx:1", g)));
+    }
+    assert_eq!(h.detector.queue_len(), 1);
+    let outs = h.pump();
+    assert_eq!(h.detector.stats().diffs - diffs_before, 1);
+    // the latest object wins
+    assert_eq!(outs[0].events[0].drift.actual, Some(json!(101)));
+}
+
+#[test]
+fn auto_fix_then_corrected_after_live_confirms() {
+    let mut h = Harness::new(auto_fix(), vec![deploy("backend-api", 3, "nginx:1", 1)]);
+    h.cluster.apply(deploy("backend-api", 5, "nginx:1", 2));
+    let outs = h.pump();
+    assert_eq!(outs[0].fixes.len(), 1);
+    let plan = outs[0].fixes[0].clone();
+    assert!(matches!(plan.action, RemediationAction::Revert { .. }));
+    assert!(
+        plan.audit()
+            .contains("drift-detector revert of apps/Deployment drift-test/backend-api"),
+        "{}",
+        plan.audit()
+    );
+    assert_eq!(h.fix(&plan), RemediationStatus::Applied);
+    // remediated, not yet corrected
+    let o = h.detector.open_drifts();
+    assert_eq!(o[0].state, DriftState::Remediating);
+    // the watch shows the fix: corrected
+    let outs = h.pump();
+    assert_eq!(Harness::kinds(&outs), [DriftEventKind::Corrected]);
+    assert_eq!(outs[0].events[0].drift.set, DriftSet::Corrected);
+    assert_eq!(
+        h.cluster
+            .get(&key("backend-api"))
+            .and_then(|r| r.object.pointer("/spec/replicas").cloned()),
+        Some(json!(3))
+    );
+    let records = block_on(h.log.records(&HistoryQuery::default())).expect("records");
+    let timeline: Vec<DriftEventKind> = records[0].timeline.iter().map(|t| t.kind).collect();
+    assert_eq!(
+        timeline,
+        [
+            DriftEventKind::Opened,
+            DriftEventKind::Remediated,
+            DriftEventKind::Corrected
+        ]
+    );
+    assert_eq!(records[0].state, DriftState::Corrected);
+}
+
+#[test]
+fn critical_drifts_wait_for_approval() {
+    let mut h = Harness::new(auto_fix(), vec![deploy("backend-api", 3, "nginx:1", 1)]);
+    h.cluster.apply(deploy("backend-api", 3, "evil/miner:latest", 2));
+    let outs = h.pump();
+    assert!(outs[0].fixes.is_empty(), "never unattended for critical drifts");
+    assert_eq!(
+        outs[0].alerts[0].reason,
+        "critical drift: fixing it needs approval"
+    );
+    let id = outs[0].events[0].drift.id.clone();
+    assert!(h.detector.open_drift(&id).expect("open").needs_approval);
+    let (events, plan) = h.detector.approve(&id, "alice").expect("approve");
+    assert_eq!(events[0].kind, DriftEventKind::Approved);
+    assert_eq!(events[0].actor, "alice");
+    assert_eq!(plan.actor, "alice");
+    assert_eq!(h.fix(&plan), RemediationStatus::Applied);
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Corrected]);
+}
+
+#[test]
+fn rate_limit_holds_fixes_back() {
+    let config = DetectorConfig {
+        rate_limit: RateLimitConfig {
+            per_resource: 2,
+            per_resource_window_ms: 60_000,
+            ..RateLimitConfig::default()
+        },
+        flap_guard: FlapGuardConfig {
+            threshold: 100,
+            window_ms: 1,
+        },
+        ..auto_fix()
+    };
+    let mut h = Harness::new(config, vec![deploy("backend-api", 3, "nginx:1", 1)]);
+    let mut g = 2;
+    for round in 0..2 {
+        h.cluster.apply(deploy("backend-api", 5, "nginx:1", g));
+        g += 1;
+        let outs = h.pump();
+        assert_eq!(outs[0].fixes.len(), 1, "round {round}");
+        let plan = outs[0].fixes[0].clone();
+        h.fix(&plan);
+        h.pump();
+        h.clock.advance(1000);
+    }
+    h.cluster.apply(deploy("backend-api", 5, "nginx:1", g));
+    let outs = h.pump();
+    assert!(outs[0].fixes.is_empty());
+    assert!(
+        outs[0].alerts[0].reason.contains("rate limit"),
+        "{}",
+        outs[0].alerts[0].reason
+    );
+    assert_eq!(h.detector.stats().fixes_rate_limited, 1);
+    // after the window, an approval goes through again
+    h.clock.advance(60_000);
+    let id = outs[0].events[0].drift.id.clone();
+    assert!(h.detector.approve(&id, "bob").is_ok());
+}
+
+#[test]
+fn flap_guard_stops_fighting_another_controller() {
+    // An HPA-like actor keeps scaling to 5 right after every fix.
+    let config = DetectorConfig {
+        flap_guard: FlapGuardConfig {
+            threshold: 3,
+            window_ms: 600_000,
+        },
+        ..auto_fix()
+    };
+    let mut h = Harness::new(config, vec![deploy("backend-api", 3, "nginx:1", 1)]);
+    let mut fixes = 0;
+    let mut escalated = false;
+    for g in 0..10 {
+        h.cluster.apply(deploy("backend-api", 5, "nginx:1", 100 + 2 * g));
+        let outs = h.pump();
+        if Harness::kinds(&outs).contains(&DriftEventKind::Escalated) {
+            escalated = true;
+            assert!(outs[0].fixes.is_empty());
+            assert!(
+                outs[0]
+                    .alerts
+                    .iter()
+                    .any(|a| a.escalation && a.reason.contains("another controller")),
+                "{:?}",
+                outs[0].alerts
+            );
+            break;
+        }
+        let plan = outs[0].fixes[0].clone();
+        h.fix(&plan);
+        fixes += 1;
+        assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Corrected]);
+        h.clock.advance(5_000);
+    }
+    assert!(escalated);
+    assert_eq!(fixes, 3, "fixed three times, then stopped");
+    // further re-openings do not fix either
+    h.cluster.apply(deploy("backend-api", 3, "nginx:1", 500));
+    h.pump();
+    h.cluster.apply(deploy("backend-api", 5, "nginx:1", 501));
+    let outs = h.pump();
+    assert!(outs[0].fixes.is_empty());
+    assert_eq!(h.detector.open_drifts()[0].state, DriftState::Escalated);
+}
+
+#[test]
+fn a_guard_failure_re_plans_instead_of_forcing() {
+    let mut h = Harness::new(auto_fix(), vec![deploy("backend-api", 3, "nginx:1", 1)]);
+    h.cluster.apply(deploy("backend-api", 5, "nginx:1", 2));
+    let plan = h.pump()[0].fixes[0].clone();
+    // live moves on between plan and patch
+    h.cluster
+        .edit(&key("backend-api"), |o| o["spec"]["replicas"] = json!(7));
+    let dry = block_on(h.cluster.remediate(&plan, RemediationMode::DryRun));
+    assert_eq!(dry.status, RemediationStatus::Conflict);
+    let out = h.detector.record_fix(&plan, &dry);
+    assert!(out.events.is_empty());
+    assert_eq!(
+        h.cluster
+            .get(&key("backend-api"))
+            .and_then(|r| r.object.pointer("/spec/replicas").cloned()),
+        Some(json!(7))
+    );
+    // the key is re-diffed; a new plan carries the new live value in its guard
+    let outs = h.pump();
+    assert_eq!(Harness::kinds(&outs), [DriftEventKind::Updated]);
+    let again = outs
+        .iter()
+        .find_map(|o| o.fixes.first())
+        .expect("re-planned")
+        .clone();
+    assert_eq!(h.fix(&again), RemediationStatus::Applied);
+}
+
+#[test]
+fn desired_changes_re_diff_only_affected_keys() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![deploy("a", 1, "nginx:1", 1), deploy("b", 1, "nginx:1", 1)],
+    );
+    let before = h.detector.stats().diffs;
+    let queued = h.detector.replace_source(
+        "workloads.yaml",
+        vec![
+            desired(deploy("a", 2, "nginx:1", 1)),
+            desired(deploy("b", 1, "nginx:1", 1)),
+        ],
+    );
+    assert_eq!(queued, 1);
+    let outs = h.pump();
+    assert_eq!(h.detector.stats().diffs - before, 1);
+    assert_eq!(
+        outs[0].events[0].drift.describe(),
+        "spec.replicas expected=2, actual=1"
+    );
+    // dropping b from the source resolves nothing (it had no drift) and re-diffs only b
+    let before = h.detector.stats().diffs;
+    h.detector
+        .replace_source("workloads.yaml", vec![desired(deploy("a", 2, "nginx:1", 1))]);
+    h.pump();
+    assert_eq!(
+        h.detector.stats().diffs - before,
+        0,
+        "b is no longer desired: nothing to diff"
+    );
+    assert_eq!(h.detector.sizes().0, 1);
+}
+
+#[test]
+fn deleted_objects_are_missing_and_reapplied_on_approval() {
+    let mut h = Harness::new(auto_fix(), vec![deploy("backend-api", 3, "nginx:1", 1)]);
+    h.cluster.delete(&key("backend-api"));
+    let outs = h.pump();
+    assert_eq!(outs[0].events[0].drift.rule, "missing-live");
+    assert!(outs[0].fixes.is_empty(), "a missing object is critical");
+    let id = outs[0].events[0].drift.id.clone();
+    let (_, plan) = h.detector.approve(&id, "alice").expect("approve");
+    assert!(matches!(plan.action, RemediationAction::Reapply));
+    assert_eq!(h.fix(&plan), RemediationStatus::Applied);
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Corrected]);
+}
+
+#[test]
+fn a_watch_gap_misses_nothing_and_opens_nothing_twice() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![deploy("a", 1, "nginx:1", 1), deploy("b", 1, "nginx:1", 1)],
+    );
+    h.cluster.apply(deploy("a", 4, "nginx:1", 2));
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Opened]);
+    // during a gap, b changes and a changes again; the re-list carries both
+    h.detector.observe(LiveEvent::Restarted {
+        scope: RelistScope::Kind {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            namespace: None,
+        },
+        resources: vec![deploy("a", 4, "nginx:1", 2), deploy("b", 9, "nginx:1", 5)],
+    });
+    let kinds = Harness::kinds(&h.pump());
+    assert_eq!(
+        kinds,
+        [DriftEventKind::Opened],
+        "b opened, a unchanged and not re-opened"
+    );
+    assert_eq!(h.detector.open_drifts().len(), 2);
+}
+
+#[test]
+fn an_autoscaler_takes_over_replicas() {
+    let mut h = Harness::new(DetectorConfig::default(), vec![deploy("web", 3, "nginx:1", 1)]);
+    h.cluster.apply(deploy("web", 6, "nginx:1", 2));
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Opened]);
+    let hpa = Resource::from_value(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": "drift-test", "generation": 1},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 10}}))
+    .expect("hpa");
+    h.cluster.apply(hpa);
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Resolved]);
+}
+
+#[test]
+fn restart_restores_open_drifts_from_the_log() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![deploy("a", 1, "nginx:1", 1), deploy("b", 1, "nginx:1", 1)],
+    );
+    h.cluster.apply(deploy("a", 4, "nginx:1", 2));
+    h.cluster.apply(deploy("b", 4, "nginx:1", 2));
+    h.pump();
+    let records = block_on(h.log.records(&HistoryQuery {
+        open_only: true,
+        ..HistoryQuery::default()
+    }))
+    .expect("records");
+    assert_eq!(records.len(), 2);
+    // While the detector is down, b is fixed by someone.
+    h.cluster.apply(deploy("b", 1, "nginx:1", 3));
+    // A new detector process: restore, then watch.
+    let mut fresh = Detector::new(DiffEngine::default(), DetectorConfig::default(), h.clock.clone());
+    fresh.set_desired(vec![
+        desired(deploy("a", 1, "nginx:1", 1)),
+        desired(deploy("b", 1, "nginx:1", 1)),
+    ]);
+    fresh.restore(records);
+    let mut events = h.cluster.watch();
+    while let Some(Some(Ok(ev))) = futures::FutureExt::now_or_never(events.next()) {
+        fresh.observe(ev);
+    }
+    let mut kinds = Vec::new();
+    while let Some(k) = fresh.next_key() {
+        kinds.extend(
+            fresh
+                .process(&k)
+                .events
+                .into_iter()
+                .map(|e| (e.drift.key.name.clone(), e.kind)),
+        );
+    }
+    assert_eq!(
+        kinds,
+        [("b".to_string(), DriftEventKind::Resolved)],
+        "a stays open without a second Opened"
+    );
+    assert_eq!(fresh.open_drifts().len(), 1);
+}
+
+#[test]
+fn secret_drifts_are_fixed_by_reapply_not_patch() {
+    let secret = |v: &str| {
+        Resource::from_value(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "drift-test"},
+            "stringData": {"password": v}}))
+        .expect("secret")
+    };
+    let config = DetectorConfig {
+        policy: Policy {
+            auto_fix: true,
+            rules: vec![drift_core::policy::PolicyRule {
+                when: Default::default(),
+                action: Action::AutoFix,
+            }],
+        },
+        ..DetectorConfig::default()
+    };
+    let mut h = Harness::new(config, vec![secret("s3cret")]);
+    h.cluster.apply(secret("changed"));
+    let outs = h.pump();
+    let id = outs[0].events[0].drift.id.clone();
+    let text = format!("{outs:?}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("changed\""),
+        "no secret in outcomes"
+    );
+    let (_, plan) = h.detector.approve(&id, "alice").expect("approve");
+    assert!(matches!(plan.action, RemediationAction::Reapply));
+    let dry = block_on(h.cluster.remediate(&plan, RemediationMode::DryRun));
+    assert_eq!(
+        dry.status,
+        RemediationStatus::Skipped,
+        "the in-memory cluster cannot re-apply Secret data"
+    );
+}
+
+#[test]
+fn analysis_items_carry_cost_and_allowed_actions() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![deploy("backend-api", 3, "nginx:1", 1)],
+    );
+    h.cluster.apply(deploy("backend-api", 5, "nginx:1", 2));
+    h.pump();
+    let items = h.detector.analysis_items(&[]);
+    assert_eq!(items.len(), 1);
+    let cost = items[0].monthly_cost_delta.expect("priced");
+    assert!(
+        (cost - 2.0 * (0.1 * 0.021811 + 0.0625 * 0.002923) * 730.0).abs() < 1e-9,
+        "{cost}"
+    );
+    let analysis = drift_core::analysis::DeterministicAnalyzer
+        .analyze_now(&drift_core::ports::AnalysisRequest { items });
+    assert!(analysis.summary.contains("+$3.45/month"), "{}", analysis.summary);
+    let _: Value = serde_json::to_value(&analysis).expect("serializable");
+}
