@@ -7,6 +7,7 @@
 //! where the two agree except the walker's small stacks.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
@@ -227,7 +228,7 @@ struct Walker<'a, 'o> {
     autoscaled: bool,
     /// A walk inside a set element: paths are relative, so ownership and ignore rules do not apply.
     nested: bool,
-    ignores: &'o ResourceIgnores,
+    ignores: &'o ResourceIgnores<'o>,
     segs: Vec<Seg<'a>>,
     anc: Vec<Level<'a>>,
     raw: Vec<RawDrift<'a>>,
@@ -296,25 +297,34 @@ impl<'a> Walker<'a, '_> {
             live: lm,
             desired: Some(dm),
         });
+        // Desired keys, live keys and the schema's fields are all sorted: one merge pass visits them.
+        let mut schema = SchemaCursor::new(node);
         let mut live_iter = lm.iter().peekable();
         for (k, dv) in dm {
-            while let Some((lk, lv)) = live_iter.peek() {
-                if lk.as_str() < k.as_str() {
-                    self.live_only_entry(lk, lv, node);
-                    live_iter.next();
-                } else {
-                    break;
+            let mut lv = None;
+            while let Some((lk, v)) = live_iter.peek() {
+                match key_cmp(lk, k) {
+                    Ordering::Less => {
+                        self.live_only_entry(lk, v, schema.child(lk), node.closed);
+                        live_iter.next();
+                    }
+                    Ordering::Equal => {
+                        lv = Some(*v);
+                        live_iter.next();
+                        break;
+                    }
+                    Ordering::Greater => break,
                 }
             }
-            let lv = match live_iter.peek() {
-                Some((lk, lv)) if *lk == k => {
-                    let lv = *lv;
-                    live_iter.next();
-                    Some(lv)
-                }
-                _ => None,
-            };
-            let child = node.child(k);
+            let child = schema.child(k);
+            // The common case, a scalar equal on both sides, needs no path.
+            if let Some(lv) = lv
+                && !child.skip
+                && is_scalar(dv)
+                && self.scalar_eq(dv, lv, child)
+            {
+                continue;
+            }
             self.segs.push(Seg::Field(k));
             if dv.is_null() {
                 if let Some(lv) = lv {
@@ -326,18 +336,18 @@ impl<'a> Walker<'a, '_> {
             self.segs.pop();
         }
         for (lk, lv) in live_iter {
-            self.live_only_entry(lk, lv, node);
+            self.live_only_entry(lk, lv, schema.child(lk), node.closed);
         }
         self.anc.pop();
     }
 
-    fn live_only_entry(&mut self, k: &'a str, v: &'a Value, parent: &'static Node) {
-        let child = parent.child(k);
+    #[inline]
+    fn live_only_entry(&mut self, k: &'a str, v: &'a Value, child: &'static Node, parent_closed: bool) {
         if child.skip || is_empty(v) {
             return;
         }
         self.segs.push(Seg::Field(k));
-        self.live_only(v, child, parent.closed);
+        self.live_only(v, child, parent_closed);
         self.segs.pop();
     }
 
@@ -364,8 +374,9 @@ impl<'a> Walker<'a, '_> {
                 live: lm,
                 desired: None,
             });
+            let mut schema = SchemaCursor::new(node);
             for (k, v) in lm {
-                self.live_only_entry(k, v, node);
+                self.live_only_entry(k, v, schema.child(k), node.closed);
             }
             self.anc.pop();
             return;
@@ -429,7 +440,7 @@ impl<'a> Walker<'a, '_> {
     }
 
     fn compare_keyed(&mut self, da: &'a [Value], la: &'a [Value], spec: &'static ListSpec, closed: bool) {
-        let mut matched = vec![false; la.len()];
+        let mut matched = Matched::new(la.len());
         let index = (la.len() > 32).then(|| key_index(la, spec));
         for (i, del) in da.iter().enumerate() {
             let Some(dm) = del.as_object() else {
@@ -439,17 +450,27 @@ impl<'a> Walker<'a, '_> {
                 self.segs.pop();
                 continue;
             };
-            let found = match &index {
-                Some(ix) => ix
-                    .get(&key_string(dm, spec))
-                    .and_then(|cands| cands.iter().copied().find(|j| !matched[*j])),
-                None => la.iter().enumerate().position(|(j, l)| {
-                    !matched[j] && l.as_object().is_some_and(|lm| keys_equal(dm, lm, spec))
-                }),
+            // Lists usually keep their order: try the same position first.
+            let same_place = la
+                .get(i)
+                .filter(|_| !matched.get(i))
+                .and_then(Value::as_object)
+                .is_some_and(|lm| keys_equal(dm, lm, spec));
+            let found = if same_place {
+                Some(i)
+            } else {
+                match &index {
+                    Some(ix) => ix
+                        .get(&key_string(dm, spec))
+                        .and_then(|cands| cands.iter().copied().find(|j| !matched.get(*j))),
+                    None => la.iter().enumerate().position(|(j, l)| {
+                        !matched.get(j) && l.as_object().is_some_and(|lm| keys_equal(dm, lm, spec))
+                    }),
+                }
             };
             match found {
                 Some(j) => {
-                    matched[j] = true;
+                    matched.set(j);
                     let Some(lm) = la[j].as_object() else { continue };
                     self.segs.push(Seg::Keyed {
                         spec,
@@ -473,7 +494,7 @@ impl<'a> Walker<'a, '_> {
             }
         }
         for (j, lel) in la.iter().enumerate() {
-            if matched[j] || is_empty(lel) {
+            if matched.get(j) || is_empty(lel) {
                 continue;
             }
             match lel.as_object() {
@@ -640,6 +661,89 @@ impl<'a> Walker<'a, '_> {
         let steps = self.steps();
         own.owned_by(&self.options.ignore_managers, &steps) || own.owned_by(&self.ignores.managers, &steps)
     }
+}
+
+/// Which live list elements found their desired counterpart; a bitmask for the usual short lists.
+enum Matched {
+    Bits(u64),
+    Vec(Vec<bool>),
+}
+
+impl Matched {
+    fn new(len: usize) -> Self {
+        if len <= 64 {
+            Matched::Bits(0)
+        } else {
+            Matched::Vec(vec![false; len])
+        }
+    }
+    #[inline]
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Matched::Bits(b) => i < 64 && b & (1 << i) != 0,
+            Matched::Vec(v) => v.get(i).copied().unwrap_or(false),
+        }
+    }
+    #[inline]
+    fn set(&mut self, i: usize) {
+        match self {
+            Matched::Bits(b) => {
+                if i < 64 {
+                    *b |= 1 << i;
+                }
+            }
+            Matched::Vec(v) => {
+                if let Some(x) = v.get_mut(i) {
+                    *x = true;
+                }
+            }
+        }
+    }
+}
+
+/// Compares map keys. Most sorted neighbours differ in their first byte, which decides without a
+/// `memcmp` call; the rest compare as byte strings.
+#[inline]
+fn key_cmp(a: &str, b: &str) -> Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+/// Walks a node's sorted fields alongside sorted map keys: each lookup only moves forward.
+struct SchemaCursor {
+    node: &'static Node,
+    at: usize,
+}
+
+impl SchemaCursor {
+    #[inline]
+    fn new(node: &'static Node) -> Self {
+        SchemaCursor { node, at: 0 }
+    }
+
+    /// The schema of `key`; keys must come in ascending order.
+    #[inline]
+    fn child(&mut self, key: &str) -> &'static Node {
+        let fields = self.node.fields;
+        if fields.is_empty() {
+            return self.node.values.unwrap_or(&schema::GENERIC);
+        }
+        while let Some((name, _)) = fields.get(self.at) {
+            match key_cmp(name, key) {
+                Ordering::Less => self.at += 1,
+                Ordering::Equal => return fields[self.at].1,
+                Ordering::Greater => break,
+            }
+        }
+        self.node.values.unwrap_or(&schema::GENERIC)
+    }
+}
+
+#[inline]
+fn is_scalar(v: &Value) -> bool {
+    matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
 }
 
 static NO_IGNORES: ResourceIgnores = ResourceIgnores {

@@ -56,10 +56,10 @@ impl Target {
 
 /// `*` matches any run of characters.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
+    if !pattern.contains('*') {
         return pattern == text;
     }
+    let parts: Vec<&str> = pattern.split('*').collect();
     let (first, last) = (parts[0], parts[parts.len() - 1]);
     if !text.starts_with(first)
         || !text[first.len()..].ends_with(last)
@@ -207,6 +207,16 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// The rules of the preset, compiled once.
+    pub fn compiled(self) -> &'static [IgnoreRule] {
+        static WEBHOOK: std::sync::OnceLock<Vec<IgnoreRule>> = std::sync::OnceLock::new();
+        static AGGREGATED: std::sync::OnceLock<Vec<IgnoreRule>> = std::sync::OnceLock::new();
+        match self {
+            Preset::WebhookCaBundle => WEBHOOK.get_or_init(|| self.rules()),
+            Preset::AggregatedClusterRoles => AGGREGATED.get_or_init(|| self.rules()),
+        }
+    }
+
     /// The rules of the preset.
     pub fn rules(self) -> Vec<IgnoreRule> {
         let rule = |group: &str, kind: &str, paths: &[&str], when: Option<&str>| IgnoreRule {
@@ -304,13 +314,17 @@ impl IgnoreSet {
         self
     }
 
-    /// The rules that apply to one resource: path patterns and field managers.
-    pub fn for_resource(&self, key: &ResourceKey, object: &Value) -> ResourceIgnores {
-        let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
+    /// The rules that apply to one resource: path patterns and field managers. Allocates nothing when
+    /// no rule selects the resource.
+    pub fn for_resource<'s>(&'s self, key: &ResourceKey, object: &Value) -> ResourceIgnores<'s> {
+        let labels = object
+            .get("metadata")
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object);
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         let mut out = ResourceIgnores::default();
-        let preset_rules: Vec<IgnoreRule> = self.presets.iter().flat_map(|p| p.rules()).collect();
-        for rule in self.ignore.iter().chain(preset_rules.iter()) {
+        let presets = self.presets.iter().flat_map(|p| p.compiled().iter());
+        for rule in self.ignore.iter().chain(presets) {
             if !rule.target.selects(key, label) {
                 continue;
             }
@@ -319,8 +333,8 @@ impl IgnoreSet {
             {
                 continue;
             }
-            out.paths.extend(rule.paths.iter().cloned());
-            out.managers.extend(rule.managers.iter().cloned());
+            out.paths.extend(rule.paths.iter());
+            out.managers.extend(rule.managers.iter().map(String::as_str));
         }
         out
     }
@@ -328,14 +342,14 @@ impl IgnoreSet {
 
 /// The ignore rules in force for one resource.
 #[derive(Debug, Clone, Default)]
-pub struct ResourceIgnores {
+pub struct ResourceIgnores<'a> {
     /// Ignored paths.
-    pub paths: Vec<PathPattern>,
+    pub paths: Vec<&'a PathPattern>,
     /// Ignored field managers.
-    pub managers: Vec<String>,
+    pub managers: Vec<&'a str>,
 }
 
-impl ResourceIgnores {
+impl ResourceIgnores<'_> {
     /// Whether a path is ignored.
     pub fn covers(&self, path: &crate::path::FieldPath) -> bool {
         self.paths.iter().any(|p| p.covers(path))

@@ -149,12 +149,12 @@ impl Ownership {
     }
 
     /// Whether any entry of a manager in `managers` owns `path`.
-    pub(crate) fn owned_by(&self, managers: &[String], path: &[Step<'_>]) -> bool {
+    pub(crate) fn owned_by<S: AsRef<str>>(&self, managers: &[S], path: &[Step<'_>]) -> bool {
         !managers.is_empty()
             && self
                 .managed
                 .iter()
-                .any(|e| managers.iter().any(|m| m == &e.manager) && e.set.owns(path))
+                .any(|e| managers.iter().any(|m| m.as_ref() == e.manager) && e.set.owns(path))
     }
 
     /// Whether `path` is present in the last-applied configuration.

@@ -1275,8 +1275,26 @@ pub(crate) fn default_verdict(node: &Node, key: &str, live: &Value, levels: &[Le
     let Some(d) = &node.default else {
         return DefaultVerdict::None;
     };
-    if matches!(d, Dflt::ServerSet) {
-        return DefaultVerdict::Matches;
+    // The common constant defaults, compared without building a value.
+    match (d, live) {
+        (Dflt::ServerSet, _) => return DefaultVerdict::Matches,
+        (Dflt::Str(s), Value::String(l)) if l == s => return DefaultVerdict::Matches,
+        (Dflt::Int(i), Value::Number(n)) if n.as_i64() == Some(*i) => return DefaultVerdict::Matches,
+        (Dflt::Bool(b), Value::Bool(l)) if l == b => return DefaultVerdict::Matches,
+        (Dflt::ImagePullPolicy, Value::String(l)) => {
+            let image = levels.last().and_then(|p| p.get("image")).and_then(Value::as_str);
+            if let Some(image) = image {
+                let expected = if crate::image::tag(image) == Some("latest") {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                if l == expected {
+                    return DefaultVerdict::Matches;
+                }
+            }
+        }
+        _ => {}
     }
     match default_value_in(d, key, levels) {
         None => DefaultVerdict::None,

@@ -1,0 +1,121 @@
+//! Memory figures of ARCHITECTURE §10, measured exactly with dhat's heap accounting (bytes live on the
+//! heap), not with RSS.
+//!
+//! Run: `cargo bench -p drift-benches --bench memory`.
+#![allow(clippy::print_stdout)] // a measuring program prints its figures
+
+use std::sync::Arc;
+
+use drift_benches::{frontend_desired, scan_fixture, with_server_state};
+use drift_core::clock::ManualClock;
+use drift_core::detector::{Detector, DetectorConfig};
+use drift_core::ports::{DesiredResource, LiveEvent, Provenance, RelistScope};
+use drift_core::{DiffEngine, LiveObject, Resource};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+fn heap() -> u64 {
+    dhat::HeapStats::get().curr_bytes as u64
+}
+
+fn project(v: &serde_json::Value) -> serde_json::Value {
+    let mut p = v.clone();
+    if let Some(m) = p.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(meta) = p.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+        meta.remove("managedFields");
+        if let Some(a) = meta
+            .get_mut("annotations")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    p
+}
+
+fn main() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let desired = frontend_desired();
+    let live = with_server_state(&desired);
+    let json_len = live.to_string().len();
+
+    let before = heap();
+    let obj = LiveObject::new(Resource::from_value(live.clone()).expect("live"));
+    let full_object = heap() - before;
+    drop(obj);
+    let before = heap();
+    let projected = project(&live);
+    let projected_value = heap() - before;
+    let before = heap();
+    let text: Box<str> = projected.to_string().into_boxed_str();
+    let projected_text = heap() - before;
+    drop((projected, text));
+    let before = heap();
+    let d = Resource::from_value(desired.clone()).expect("desired");
+    let desired_value = heap() - before;
+    drop(d);
+
+    const N: usize = 10_000;
+    let per = |b: i64| b as f64 / N as f64;
+    let mut det = Detector::new(
+        DiffEngine::default(),
+        DetectorConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    );
+    let h0 = heap() as i64;
+    let (d, _) = scan_fixture(N);
+    det.set_desired(
+        d.into_iter()
+            .map(|r| DesiredResource {
+                resource: r,
+                provenance: Provenance::file("f"),
+            })
+            .collect(),
+    );
+    let h1 = heap() as i64;
+    let (_, l) = scan_fixture(N);
+    det.observe(LiveEvent::Restarted {
+        scope: RelistScope::All,
+        resources: l,
+    });
+    det.observe(LiveEvent::Ready);
+    let h2 = heap() as i64;
+    while let Some(k) = det.next_key() {
+        det.process(&k);
+    }
+    let h3 = heap() as i64;
+
+    println!("memory (dhat heap accounting: bytes live on the heap)");
+    println!("  the microservices-demo frontend Deployment:");
+    println!("    as the API server returns it              {json_len:>7} bytes of JSON");
+    println!("    held as a full LiveObject (serde_json)    {full_object:>7} bytes");
+    println!("    projected (no status, managedFields,");
+    println!("      last-applied) as serde_json::Value      {projected_value:>7} bytes");
+    println!("    projected, as compact JSON text           {projected_text:>7} bytes");
+    println!("    desired object as serde_json::Value       {desired_value:>7} bytes");
+    println!("  detector tracking {N} objects (1/3 Deployments, 1/3 Services, 1/3 ConfigMaps):");
+    println!(
+        "    desired index      {:>10} bytes  {:>7.0} B/object",
+        h1 - h0,
+        per(h1 - h0)
+    );
+    println!(
+        "    live cache         {:>10} bytes  {:>7.0} B/object  (full objects, as given)",
+        h2 - h1,
+        per(h2 - h1)
+    );
+    println!(
+        "    processing state   {:>10} bytes  {:>7.0} B/object  (fingerprints, open drifts, queue)",
+        h3 - h2,
+        per(h3 - h2)
+    );
+    println!(
+        "    total              {:>10} bytes  {:>7.0} B/object",
+        h3 - h0,
+        per(h3 - h0)
+    );
+    drop(det);
+}
