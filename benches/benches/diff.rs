@@ -84,8 +84,15 @@ fn status_event(c: &mut Criterion) {
     while let Some(k) = det.next_key() {
         det.process(&k);
     }
+    let mut status_only = live.clone();
+    status_only["status"]["readyReplicas"] = json!(7);
+    status_only["metadata"]["resourceVersion"] = json!("48213999");
+    let status_only = res(&status_only);
+    g.bench_function("detector_recognise_status_only", |b| {
+        b.iter(|| assert!(det.is_unchanged(black_box(&status_only))))
+    });
     let mut n = 0u64;
-    g.bench_function("detector_observe_skip", |b| {
+    g.bench_function("detector_observe_skip_and_drop", |b| {
         b.iter_batched(
             || {
                 n += 1;

@@ -445,6 +445,15 @@ impl Detector {
         obs
     }
 
+    /// Whether a live object cannot carry a compared change against what the detector holds (same
+    /// fingerprint): the check [`Detector::observe`] makes before anything else.
+    pub fn is_unchanged(&self, r: &crate::model::Resource) -> bool {
+        let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
+        self.live
+            .get(&r.key)
+            .is_some_and(|e| e.fingerprint == fingerprint(&r.object, has_generation))
+    }
+
     fn apply_live(&mut self, r: crate::model::Resource, obs: &mut Observed) {
         self.stats.objects_seen += 1;
         let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);

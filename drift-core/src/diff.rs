@@ -445,6 +445,9 @@ impl<'a> Walker<'a, '_> {
         for (i, del) in da.iter().enumerate() {
             let Some(dm) = del.as_object() else {
                 // Not an element with keys: compare it by position.
+                if i < la.len() {
+                    matched.set(i);
+                }
                 self.segs.push(Seg::Index(i));
                 self.compare(del, la.get(i), &schema::GENERIC);
                 self.segs.pop();

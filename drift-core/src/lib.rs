@@ -3,7 +3,7 @@
 //! The engine of drift-detector: it compares what runs in a Kubernetes cluster with the source of
 //! truth, field by field, and says what drifted, how serious it is, and how to put it back.
 //! No I/O, no async runtime, no Kubernetes client: adapters bring live and desired state in through
-//! the [ports](crate::ports), and the [`Detector`] turns their events into drift lifecycle transitions.
+//! the [`ports`], and the [`Detector`] turns their events into drift lifecycle transitions.
 //!
 //! ## Brief overview
 //!
@@ -85,6 +85,8 @@ pub mod detector;
 mod diff;
 mod drift;
 pub mod fingerprint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ignore;
 pub mod image;
 pub mod kinds;
@@ -113,3 +115,8 @@ pub use object::{Autoscalers, DesiredObject, LiveObject};
 pub use patch::{PatchError, revert_patch};
 pub use quantity::Quantity;
 pub use schema::describe_default;
+
+// The README's Rust examples are doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

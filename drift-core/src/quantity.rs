@@ -48,8 +48,6 @@ pub enum QuantityError {
     Range(String),
 }
 
-const MAX_DIGITS: usize = 36;
-
 impl Quantity {
     /// Builds a quantity from a mantissa and a power-of-ten exponent in a given format.
     pub fn from_parts(mantissa: i128, exp10: i32, format: QuantityFormat) -> Option<Self> {
@@ -144,7 +142,6 @@ impl FromStr for Quantity {
             i = 1;
         }
         let mut mantissa: i128 = 0;
-        let mut digits = 0usize;
         let mut frac = 0i32;
         let mut seen_dot = false;
         let mut any_digit = false;
@@ -152,13 +149,10 @@ impl FromStr for Quantity {
             let c = bytes[i];
             if c.is_ascii_digit() {
                 any_digit = true;
-                if mantissa != 0 || c != b'0' {
-                    digits += 1;
-                }
-                if digits > MAX_DIGITS {
-                    return Err(QuantityError::Range(s.to_string()));
-                }
-                mantissa = mantissa * 10 + i128::from(c - b'0');
+                mantissa = mantissa
+                    .checked_mul(10)
+                    .and_then(|m| m.checked_add(i128::from(c - b'0')))
+                    .ok_or_else(|| QuantityError::Range(s.to_string()))?;
                 if seen_dot {
                     frac += 1;
                 }

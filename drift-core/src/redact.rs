@@ -69,12 +69,7 @@ impl Redactor {
     /// The token for a secret value.
     pub fn token(&self, bytes: &[u8]) -> String {
         let mac = hmac_sha256(&self.key, bytes);
-        let mut out = String::with_capacity(TOKEN_PREFIX.len() + TOKEN_HEX);
-        out.push_str(TOKEN_PREFIX);
-        for b in &mac[..TOKEN_HEX / 2] {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        format!("{TOKEN_PREFIX}{}", hex(&mac[..TOKEN_HEX / 2]))
     }
 
     /// Whether `s` is a redaction token (base64 Secret data cannot contain `:`).
@@ -178,7 +173,18 @@ fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
 
 /// Hex SHA-256 of some bytes (for stable ids; not for secrets).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex of some bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -192,7 +198,7 @@ mod tests {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(b"Jefe");
         let mac = hmac_sha256(&key, b"what do ya want for nothing?");
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex(&mac);
         assert_eq!(
             hex,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"

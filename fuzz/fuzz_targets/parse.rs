@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: see `drift_core::fuzzing::parse`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| drift_core::fuzzing::parse(data));
