@@ -114,7 +114,7 @@ pub use model::{ObjectError, Resource, ResourceKey, json_type, split_api_version
 pub use object::{Autoscalers, DesiredObject, LiveObject};
 pub use patch::{PatchError, revert_patch};
 pub use quantity::Quantity;
-pub use schema::describe_default;
+pub use schema::{describe_default, fill_server_defaults};
 
 // The README's Rust examples are doc tests.
 #[cfg(doctest)]

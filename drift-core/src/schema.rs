@@ -103,6 +103,9 @@ pub(crate) struct ListSpec {
     pub item: &'static Node,
 }
 
+/// A condition on the parent map of a field.
+pub(crate) type Condition = fn(&Map<String, Value>) -> bool;
+
 /// Schema of one field.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -121,6 +124,13 @@ pub(crate) struct Node {
     pub skip: bool,
     /// An empty value (`{}`) is meaningful and not the same as absent (`emptyDir: {}`).
     pub presence: bool,
+    /// When filling defaults: the server creates this map when it is absent (e.g. `strategy`).
+    pub materialize: bool,
+    /// When filling defaults: the default applies only if this holds of the parent map
+    /// (`rollingUpdate` only for the `RollingUpdate` strategy).
+    pub apply_if: Option<Condition>,
+    /// The default is only the effective value (`hostNetwork: false`): compared, never written.
+    pub implicit: bool,
 }
 
 impl Node {
@@ -134,6 +144,9 @@ impl Node {
         closed: false,
         skip: false,
         presence: false,
+        materialize: false,
+        apply_if: None,
+        implicit: false,
     };
 
     /// The schema of child `key`: a known field, else the map-values schema, else generic.
@@ -297,6 +310,11 @@ static ENV: Node = map(&[("valueFrom", &ENV_VALUE_FROM)]);
 static CONTAINER_PORT: Node = map(&[("protocol", &dflt(Dflt::Str("TCP")))]);
 
 static RESOURCES: Node = map(&[("limits", &QUANTITY_MAP), ("requests", &QUANTITY_MAP)]);
+/// A container's resources: the server shows `resources: {}` when unset.
+static CONTAINER_RESOURCES: Node = Node {
+    materialize: true,
+    ..RESOURCES
+};
 static POD_REQUESTS: Node = Node {
     values: Some(&Node {
         leaf: Leaf::Quantity,
@@ -342,7 +360,7 @@ static CONTAINER: Node = map(&[
     ("livenessProbe", &PROBE),
     ("ports", &keyed!(PORT_KEYS, &CONTAINER_PORT)),
     ("readinessProbe", &PROBE),
-    ("resources", &RESOURCES),
+    ("resources", &CONTAINER_RESOURCES),
     ("securityContext", &SECURITY_CONTEXT),
     ("startupProbe", &PROBE),
     ("terminationMessagePath", &dflt(Dflt::Str("/dev/termination-log"))),
@@ -410,9 +428,19 @@ static MODE_420: Node = dflt(Dflt::Int(420));
 static SECURITY_CONTEXT: Node = Node {
     closed: true,
     default: Some(Dflt::EmptyMap),
+    implicit: true,
     ..Node::GENERIC
 };
-static FALSE: Node = dflt(Dflt::Bool(false));
+/// The pod-level security context: the server materializes `{}`.
+static POD_SECURITY_CONTEXT: Node = Node {
+    materialize: true,
+    implicit: false,
+    ..SECURITY_CONTEXT
+};
+static FALSE: Node = Node {
+    implicit: true,
+    ..dflt(Dflt::Bool(false))
+};
 /// A volume element is closed: its source is one of a union, so a live source the desired volume does
 /// not name (a hostPath where an emptyDir was) is drift.
 static VOLUME: Node = Node {
@@ -477,9 +505,15 @@ macro_rules! pod_spec {
             ("initContainers", &keyed!(NAME_KEY, $container)),
             ("restartPolicy", &dflt(Dflt::Str("Always"))),
             ("schedulerName", &dflt(Dflt::Str("default-scheduler"))),
-            ("securityContext", &SECURITY_CONTEXT),
+            ("securityContext", &POD_SECURITY_CONTEXT),
             ("serviceAccount", &dflt(Dflt::Sibling("serviceAccountName"))),
-            ("serviceAccountName", &dflt(Dflt::Str("default"))),
+            (
+                "serviceAccountName",
+                &Node {
+                    implicit: true,
+                    ..dflt(Dflt::Str("default"))
+                },
+            ),
             ("shareProcessNamespace", &FALSE),
             ("terminationGracePeriodSeconds", &dflt(Dflt::Int(30))),
             (
@@ -513,6 +547,25 @@ static POD_TEMPLATE: Node = map(&[("metadata", &TEMPLATE_METADATA), ("spec", &PO
 // ---------------------------------------------------------------------------------------------
 // workloads
 
+fn rolling_update(parent: &Map<String, Value>) -> bool {
+    parent
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t == "RollingUpdate")
+}
+fn node_port_or_lb(parent: &Map<String, Value>) -> bool {
+    matches!(
+        parent.get("type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    )
+}
+fn load_balancer(parent: &Map<String, Value>) -> bool {
+    parent.get("type").and_then(Value::as_str) == Some("LoadBalancer")
+}
+fn not_external_name(parent: &Map<String, Value>) -> bool {
+    parent.get("type").and_then(Value::as_str) != Some("ExternalName")
+}
+
 static INT_OR_STRING_25: Node = Node {
     leaf: Leaf::IntOrString,
     ..dflt(Dflt::Str("25%"))
@@ -524,16 +577,23 @@ static DEPLOYMENT_SPEC: Node = map(&[
     ("revisionHistoryLimit", &dflt(Dflt::Int(10))),
     (
         "strategy",
-        &map(&[
-            (
-                "rollingUpdate",
-                &map(&[
-                    ("maxSurge", &INT_OR_STRING_25),
-                    ("maxUnavailable", &INT_OR_STRING_25),
-                ]),
-            ),
-            ("type", &dflt(Dflt::Str("RollingUpdate"))),
-        ]),
+        &Node {
+            materialize: true,
+            ..map(&[
+                (
+                    "rollingUpdate",
+                    &Node {
+                        materialize: true,
+                        apply_if: Some(rolling_update),
+                        ..map(&[
+                            ("maxSurge", &INT_OR_STRING_25),
+                            ("maxUnavailable", &INT_OR_STRING_25),
+                        ])
+                    },
+                ),
+                ("type", &dflt(Dflt::Str("RollingUpdate"))),
+            ])
+        },
     ),
     ("template", &POD_TEMPLATE),
 ]);
@@ -555,10 +615,13 @@ static CLAIM_TEMPLATE: Node = map(&[
 static STATEFULSET_SPEC: Node = map(&[
     (
         "persistentVolumeClaimRetentionPolicy",
-        &map(&[
-            ("whenDeleted", &dflt(Dflt::Str("Retain"))),
-            ("whenScaled", &dflt(Dflt::Str("Retain"))),
-        ]),
+        &Node {
+            materialize: true,
+            ..map(&[
+                ("whenDeleted", &dflt(Dflt::Str("Retain"))),
+                ("whenScaled", &dflt(Dflt::Str("Retain"))),
+            ])
+        },
     ),
     ("podManagementPolicy", &dflt(Dflt::Str("OrderedReady"))),
     ("replicas", &dflt(Dflt::Int(1))),
@@ -566,22 +629,29 @@ static STATEFULSET_SPEC: Node = map(&[
     ("template", &POD_TEMPLATE),
     (
         "updateStrategy",
-        &map(&[
-            (
-                "rollingUpdate",
-                &map(&[
-                    (
-                        "maxUnavailable",
-                        &Node {
-                            leaf: Leaf::IntOrString,
-                            ..dflt(Dflt::Int(1))
-                        },
-                    ),
-                    ("partition", &dflt(Dflt::Int(0))),
-                ]),
-            ),
-            ("type", &dflt(Dflt::Str("RollingUpdate"))),
-        ]),
+        &Node {
+            materialize: true,
+            ..map(&[
+                (
+                    "rollingUpdate",
+                    &Node {
+                        materialize: true,
+                        apply_if: Some(rolling_update),
+                        ..map(&[
+                            (
+                                "maxUnavailable",
+                                &Node {
+                                    leaf: Leaf::IntOrString,
+                                    ..dflt(Dflt::Int(1))
+                                },
+                            ),
+                            ("partition", &dflt(Dflt::Int(0))),
+                        ])
+                    },
+                ),
+                ("type", &dflt(Dflt::Str("RollingUpdate"))),
+            ])
+        },
     ),
     (
         "volumeClaimTemplates",
@@ -601,28 +671,35 @@ static DAEMONSET_SPEC: Node = map(&[
     ("template", &POD_TEMPLATE),
     (
         "updateStrategy",
-        &map(&[
-            (
-                "rollingUpdate",
-                &map(&[
-                    (
-                        "maxSurge",
-                        &Node {
-                            leaf: Leaf::IntOrString,
-                            ..dflt(Dflt::Int(0))
-                        },
-                    ),
-                    (
-                        "maxUnavailable",
-                        &Node {
-                            leaf: Leaf::IntOrString,
-                            ..dflt(Dflt::Int(1))
-                        },
-                    ),
-                ]),
-            ),
-            ("type", &dflt(Dflt::Str("RollingUpdate"))),
-        ]),
+        &Node {
+            materialize: true,
+            ..map(&[
+                (
+                    "rollingUpdate",
+                    &Node {
+                        materialize: true,
+                        apply_if: Some(rolling_update),
+                        ..map(&[
+                            (
+                                "maxSurge",
+                                &Node {
+                                    leaf: Leaf::IntOrString,
+                                    ..dflt(Dflt::Int(0))
+                                },
+                            ),
+                            (
+                                "maxUnavailable",
+                                &Node {
+                                    leaf: Leaf::IntOrString,
+                                    ..dflt(Dflt::Int(1))
+                                },
+                            ),
+                        ])
+                    },
+                ),
+                ("type", &dflt(Dflt::Str("RollingUpdate"))),
+            ])
+        },
     ),
 ]);
 
@@ -723,12 +800,30 @@ static SERVICE_PORT: Node = map(&[
 ]);
 
 static SERVICE_SPEC: Node = map(&[
-    ("allocateLoadBalancerNodePorts", &dflt(Dflt::Bool(true))),
+    (
+        "allocateLoadBalancerNodePorts",
+        &Node {
+            apply_if: Some(load_balancer),
+            ..dflt(Dflt::Bool(true))
+        },
+    ),
     ("clusterIP", &SERVER_SET),
     ("clusterIPs", &SERVER_SET),
-    ("externalTrafficPolicy", &dflt(Dflt::Str("Cluster"))),
+    (
+        "externalTrafficPolicy",
+        &Node {
+            apply_if: Some(node_port_or_lb),
+            ..dflt(Dflt::Str("Cluster"))
+        },
+    ),
     ("healthCheckNodePort", &SERVER_SET),
-    ("internalTrafficPolicy", &dflt(Dflt::Str("Cluster"))),
+    (
+        "internalTrafficPolicy",
+        &Node {
+            apply_if: Some(not_external_name),
+            ..dflt(Dflt::Str("Cluster"))
+        },
+    ),
     ("ipFamilies", &SERVER_SET),
     ("ipFamilyPolicy", &SERVER_SET),
     (
@@ -769,6 +864,7 @@ static CLOSED_MAP: Node = Node {
 static NAMESPACE_LABELS: Node = Node {
     fields: &[("kubernetes.io/metadata.name", &dflt(Dflt::NamespaceName))],
     values: Some(&PLAIN),
+    materialize: true,
     ..Node::GENERIC
 };
 static NAMESPACE_METADATA: Node = map(&[
@@ -972,7 +1068,10 @@ static NAMESPACE: Node = map(&[
     ("metadata", &NAMESPACE_METADATA),
     (
         "spec",
-        &map(&[("finalizers", &dflt(Dflt::Build(kubernetes_finalizer)))]),
+        &Node {
+            materialize: true,
+            ..map(&[("finalizers", &dflt(Dflt::Build(kubernetes_finalizer)))])
+        },
     ),
     ("status", &SKIP),
 ]);
@@ -1367,6 +1466,148 @@ pub(crate) fn default_value(d: &Dflt) -> Option<Value> {
         Dflt::Build(f) => Some(f()),
         Dflt::EmptyMap => Some(Value::Object(Map::new())),
         _ => None,
+    }
+}
+
+/// Fills in the server defaults the table knows, as the API server does on create and update: every
+/// absent field with a default gets it, and maps the server always shows (`strategy`, a pod's
+/// `securityContext: {}`, a container's `resources: {}`) are created. Defaults that depend on other
+/// fields are computed from them (`imagePullPolicy` from the image, `targetPort` from the port).
+/// Values the server allocates (cluster IPs, node ports) are not invented here. Objects of versions
+/// the table does not cover are left alone.
+///
+/// ```
+/// use serde_json::json;
+/// let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+///                      "spec": {"ports": [{"port": 80}]}});
+/// drift_core::fill_server_defaults(&mut svc);
+/// assert_eq!(svc["spec"]["type"], "ClusterIP");
+/// assert_eq!(svc["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+/// ```
+pub fn fill_server_defaults(object: &mut Value) {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let (group, version) = crate::model::split_api_version(&api_version);
+    let (root, enabled) = root_for(group, version, &kind);
+    if !enabled {
+        return;
+    }
+    // Materialized maps get their own defaults on the next pass; a handful of passes reach the fixpoint.
+    for _ in 0..8 {
+        let mut inserts: Vec<(Vec<PathToken>, String, Value)> = Vec::new();
+        let mut levels = Vec::new();
+        collect_defaults(root, object, &mut levels, &mut Vec::new(), &mut inserts);
+        if inserts.is_empty() {
+            return;
+        }
+        for (path, key, value) in inserts {
+            let mut target: Option<&mut Value> = Some(&mut *object);
+            for t in &path {
+                target = match (t, target) {
+                    (PathToken::Key(k), Some(Value::Object(m))) => m.get_mut(k),
+                    (PathToken::Index(i), Some(Value::Array(a))) => a.get_mut(*i),
+                    _ => None,
+                };
+            }
+            if let Some(Value::Object(m)) = target {
+                m.entry(key).or_insert(value);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PathToken {
+    Key(String),
+    Index(usize),
+}
+
+fn collect_defaults<'a>(
+    node: &'static Node,
+    value: &'a Value,
+    levels: &mut Vec<Level<'a>>,
+    path: &mut Vec<PathToken>,
+    inserts: &mut Vec<(Vec<PathToken>, String, Value)>,
+) {
+    match value {
+        Value::Object(map) => {
+            levels.push(Level {
+                live: map,
+                desired: None,
+            });
+            for (key, child) in node.fields {
+                if child.skip || child.implicit {
+                    continue;
+                }
+                match map.get(*key) {
+                    Some(v) => {
+                        path.push(PathToken::Key((*key).to_string()));
+                        collect_defaults(child, v, levels, path, inserts);
+                        path.pop();
+                    }
+                    None => {
+                        if child.apply_if.is_some_and(|f| !f(map)) {
+                            continue;
+                        }
+                        let default = child
+                            .default
+                            .as_ref()
+                            .and_then(|d| default_value_in(d, key, levels));
+                        if let Some(v) = default {
+                            inserts.push((path.clone(), (*key).to_string(), v));
+                        } else if child.materialize {
+                            inserts.push((path.clone(), (*key).to_string(), Value::Object(Map::new())));
+                        }
+                    }
+                }
+            }
+            // Map-wide defaults: a pod's requests copy its limits.
+            if let Some(vnode) = node.values {
+                if matches!(vnode.default, Some(Dflt::LimitOfSameResource)) {
+                    let limits = levels
+                        .len()
+                        .checked_sub(2)
+                        .and_then(|i| levels.get(i))
+                        .and_then(|l| l.get("limits"));
+                    if let Some(Value::Object(limits)) = limits {
+                        for (k, v) in limits {
+                            if !map.contains_key(k) {
+                                inserts.push((path.clone(), k.clone(), v.clone()));
+                            }
+                        }
+                    }
+                }
+                for (k, v) in map {
+                    if node.fields.iter().any(|(f, _)| f == k) {
+                        continue;
+                    }
+                    if vnode.has_structure() {
+                        path.push(PathToken::Key(k.clone()));
+                        collect_defaults(vnode, v, levels, path, inserts);
+                        path.pop();
+                    }
+                }
+            }
+            levels.pop();
+        }
+        Value::Array(items) => {
+            if let Some(spec) = node.list {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathToken::Index(i));
+                    collect_defaults(spec.item, item, levels, path, inserts);
+                    path.pop();
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -325,6 +325,15 @@ proptest! {
     }
 
     #[test]
+    fn filled_server_defaults_are_never_drift(o in object()) {
+        let mut live = o.clone();
+        drift_core::fill_server_defaults(&mut live);
+        let r = DiffEngine::default().diff(&DesiredObject::new(res(o)), Some(&LiveObject::new(res(live))));
+        prop_assert!(r.drifts.is_empty(), "{:?}", r.drifts);
+        prop_assert!(r.unmanaged.is_empty(), "{:?}", r.unmanaged);
+    }
+
+    #[test]
     fn normalization_is_idempotent(o in object(), secret in proptest::collection::btree_map(name(), "[ -~]{0,12}", 0..4)) {
         let once = DesiredObject::new(res(o));
         let twice = DesiredObject::new(once.resource().clone());

@@ -722,3 +722,37 @@ fn computed_defaults_follow_the_desired_siblings() {
         ["spec.template.spec.containers[name=a].image changed"]
     );
 }
+
+/// `fill_server_defaults` writes what a real API server wrote into the gitops-engine fixture.
+#[test]
+fn filled_defaults_match_a_real_api_server() {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/cases/gitops-engine");
+    let Ok(text) = std::fs::read_to_string(shared.join("deployment-config.json")) else {
+        panic!("the shared acceptance data is missing at {}", shared.display());
+    };
+    let mut filled: Value = serde_json::from_str(&text).expect("json");
+    drift_core::fill_server_defaults(&mut filled);
+    let live: Value =
+        serde_json::from_str(&std::fs::read_to_string(shared.join("deployment-live.json")).expect("live"))
+            .expect("json");
+    for ptr in [
+        "/spec/progressDeadlineSeconds",
+        "/spec/strategy/rollingUpdate/maxSurge",
+        "/spec/strategy/rollingUpdate/maxUnavailable",
+        "/spec/template/spec/dnsPolicy",
+        "/spec/template/spec/restartPolicy",
+        "/spec/template/spec/schedulerName",
+        "/spec/template/spec/securityContext",
+        "/spec/template/spec/terminationGracePeriodSeconds",
+        "/spec/template/spec/containers/0/imagePullPolicy",
+        "/spec/template/spec/containers/0/terminationMessagePath",
+        "/spec/template/spec/containers/0/terminationMessagePolicy",
+        "/spec/template/spec/containers/0/resources",
+        "/spec/template/spec/containers/0/ports/0/protocol",
+    ] {
+        assert_eq!(filled.pointer(ptr), live.pointer(ptr), "{ptr}");
+    }
+    // No effective-only defaults are written.
+    assert!(filled.pointer("/spec/template/spec/hostNetwork").is_none());
+    assert!(filled.pointer("/spec/template/spec/serviceAccountName").is_none());
+}
