@@ -1,1 +1,20 @@
-//! drift-kube
+//! # drift-kube
+//!
+//! drift-detector's Kubernetes adapter.
+//!
+//! - [`KubeLiveSource`]: live state through kube-runtime watches (never polling), projected to what
+//!   the engine compares, with Secret values hashed on arrival.
+//! - [`KubeRemediator`]: applies revert plans as guarded JSON Patches, dry run first.
+//! - [`sandbox`] (feature `sandbox`): an in-process Kubernetes API server that the real `kube`
+//!   client and `kubectl` drive over HTTP.
+
+#![deny(missing_docs)]
+
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+
+/// Installs the process-wide rustls crypto provider (ring) if none is installed yet. Call it before
+/// building a `kube::Client` in a process that also links another provider; harmless otherwise.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

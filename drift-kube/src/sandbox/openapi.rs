@@ -1,0 +1,76 @@
+//! The OpenAPI v3 documents kubectl reads before `apply`: the root lists one document per group
+//! version, and each document's `PATCH` operations name their kind (`x-kubernetes-group-version-kind`)
+//! and declare the `fieldValidation` query parameter, so kubectl leaves validation to the server and
+//! computes apply patches from its built-in types. No schemas are published.
+
+use drift_core::kinds::KNOWN_KINDS;
+use serde_json::{Map, Value, json};
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// `GET /openapi/v3`.
+pub(crate) fn root() -> Value {
+    let mut paths = Map::new();
+    for k in KNOWN_KINDS {
+        let p = gv_path(k.group, k.version);
+        paths
+            .entry(p.clone())
+            .or_insert_with(|| json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=drift-sandbox-1")}));
+    }
+    json!({"paths": paths})
+}
+
+/// `GET /openapi/v3/<group-version path>`, or `None` for an unknown group version.
+pub(crate) fn group_version(path: &str) -> Option<Value> {
+    let kinds: Vec<_> = KNOWN_KINDS
+        .iter()
+        .filter(|k| gv_path(k.group, k.version) == path)
+        .collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let mut paths = Map::new();
+    for k in kinds {
+        let base = if k.namespaced {
+            format!("/{path}/namespaces/{{namespace}}/{}/{{name}}", k.plural)
+        } else {
+            format!("/{path}/{}/{{name}}", k.plural)
+        };
+        let gvk = json!({"group": k.group, "version": k.version, "kind": k.kind});
+        let params = json!([
+            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}}
+        ]);
+        let body = json!({"content": {
+            "application/apply-patch+yaml": {"schema": {"type": "object"}},
+            "application/json-patch+json": {"schema": {"type": "object"}},
+            "application/merge-patch+json": {"schema": {"type": "object"}},
+            "application/strategic-merge-patch+json": {"schema": {"type": "object"}}
+        }});
+        paths.insert(
+            base,
+            json!({
+                "get": {"operationId": format!("read{}", k.kind), "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk,
+                        "responses": {"200": {"description": "OK"}}},
+                "put": {"operationId": format!("replace{}", k.kind), "x-kubernetes-action": "put", "x-kubernetes-group-version-kind": gvk,
+                        "parameters": params, "responses": {"200": {"description": "OK"}}},
+                "patch": {"operationId": format!("patch{}", k.kind), "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk,
+                          "parameters": params, "requestBody": body, "responses": {"200": {"description": "OK"}}},
+                "delete": {"operationId": format!("delete{}", k.kind), "x-kubernetes-action": "delete", "x-kubernetes-group-version-kind": gvk,
+                           "responses": {"200": {"description": "OK"}}}
+            }),
+        );
+    }
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (drift-detector sandbox)", "version": "v1.33.0"},
+                "paths": paths, "components": {"schemas": {}}}),
+    )
+}
