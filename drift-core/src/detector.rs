@@ -112,9 +112,52 @@ struct DesiredEntry {
     provenance: Provenance,
 }
 
+/// A live object: parsed while its key waits to be processed, then kept as compact JSON text (a
+/// `serde_json::Value` costs about ten times the JSON it holds) and parsed again only for re-diffs.
 struct LiveEntry {
-    object: Arc<LiveObject>,
     fingerprint: Fingerprint,
+    fresh: Option<Arc<LiveObject>>,
+    compact: Option<Box<str>>,
+}
+
+impl LiveEntry {
+    fn new(r: crate::model::Resource, fingerprint: Fingerprint, settle: bool) -> Self {
+        let mut e = LiveEntry {
+            fingerprint,
+            fresh: Some(Arc::new(LiveObject::new(r))),
+            compact: None,
+        };
+        if settle {
+            e.settle();
+        }
+        e
+    }
+
+    fn object(&self) -> Option<Arc<LiveObject>> {
+        if let Some(f) = &self.fresh {
+            return Some(f.clone());
+        }
+        let text = self.compact.as_deref()?;
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        crate::model::Resource::from_value(value)
+            .ok()
+            .map(|r| Arc::new(LiveObject::new(r)))
+    }
+
+    /// Drops the parsed form, keeping the compact one.
+    fn settle(&mut self) {
+        if let Some(f) = self.fresh.take() {
+            match serde_json::to_string(f.object()) {
+                Ok(t) => self.compact = Some(t.into_boxed_str()),
+                Err(_) => self.fresh = Some(f),
+            }
+        }
+    }
+
+    /// Heap bytes held (for measurements).
+    fn compact_len(&self) -> usize {
+        self.compact.as_ref().map_or(0, |c| c.len())
+    }
 }
 
 /// An open drift as the detector tracks it.
@@ -305,6 +348,11 @@ impl Detector {
         self.ready
     }
 
+    /// Bytes of compact JSON held in the live cache (objects settle there once processed).
+    pub fn live_cache_bytes(&self) -> usize {
+        self.live.values().map(LiveEntry::compact_len).sum()
+    }
+
     /// Number of desired and live objects held.
     pub fn sizes(&self) -> (usize, usize) {
         (self.desired.len(), self.live.len())
@@ -464,16 +512,12 @@ impl Detector {
             return;
         }
         let key = r.key.clone();
+        // Objects nobody desires are never diffed: store them compactly at once.
+        let settle = !self.desired.contains_key(&key);
         if is_autoscaler(&key) {
             let before = self.autoscaler_targets_of(&key);
             self.autoscalers.observe(&r);
-            self.live.insert(
-                key.clone(),
-                LiveEntry {
-                    object: Arc::new(LiveObject::new(r)),
-                    fingerprint: fp,
-                },
-            );
+            self.live.insert(key.clone(), LiveEntry::new(r, fp, settle));
             let after = self.autoscaler_targets_of(&key);
             for t in before.into_iter().chain(after) {
                 if self.desired.contains_key(&t) && self.enqueue(&t) {
@@ -481,13 +525,7 @@ impl Detector {
                 }
             }
         } else {
-            self.live.insert(
-                key.clone(),
-                LiveEntry {
-                    object: Arc::new(LiveObject::new(r)),
-                    fingerprint: fp,
-                },
-            );
+            self.live.insert(key.clone(), LiveEntry::new(r, fp, settle));
         }
         if self.desired.contains_key(&key) && self.enqueue(&key) {
             obs.queued += 1;
@@ -514,10 +552,10 @@ impl Detector {
 
     fn autoscaler_targets_of(&self, autoscaler: &ResourceKey) -> Vec<ResourceKey> {
         // Workloads in the same namespace named by the autoscaler's scaleTargetRef.
-        let Some(e) = self.live.get(autoscaler) else {
+        let Some(e) = self.live.get(autoscaler).and_then(LiveEntry::object) else {
             return Vec::new();
         };
-        let obj = e.object.object();
+        let obj = e.object();
         let Some(t) = obj.pointer("/spec/scaleTargetRef") else {
             return Vec::new();
         };
@@ -536,7 +574,7 @@ impl Detector {
 
     /// The live object for a key.
     pub fn live_object(&self, key: &ResourceKey) -> Option<Arc<LiveObject>> {
-        self.live.get(key).map(|e| e.object.clone())
+        self.live.get(key).and_then(LiveEntry::object)
     }
 
     /// The desired object and its provenance.
@@ -583,7 +621,7 @@ impl Detector {
             return out;
         }
         self.stats.diffs += 1;
-        let live = self.live.get(key).map(|e| e.object.clone());
+        let live = self.live.get(key).and_then(LiveEntry::object);
         let ctx = DiffContext {
             autoscalers: Some(&self.autoscalers),
         };
@@ -635,7 +673,7 @@ impl Detector {
         // New and changed drifts.
         let mut to_decide: Vec<DriftId> = Vec::new();
         for d in current {
-            let cost = self.cost_of(key, &d);
+            let cost = self.cost_of(key, live.as_deref(), &d);
             match table.get_mut(&d.id) {
                 None => {
                     self.stats.opened += 1;
@@ -782,16 +820,18 @@ impl Detector {
             }
         }
         out.report = Some(report);
+        if let Some(e) = self.live.get_mut(key) {
+            e.settle();
+        }
         if self.open.get(key).is_some_and(BTreeMap::is_empty) {
             self.open.remove(key);
         }
         out
     }
 
-    fn cost_of(&self, key: &ResourceKey, d: &Drift) -> Option<f64> {
+    fn cost_of(&self, key: &ResourceKey, live: Option<&LiveObject>, d: &Drift) -> Option<f64> {
         let desired = &self.desired.get(key)?.object;
-        let live = self.live.get(key)?;
-        self.config.prices.drift_delta(desired, &live.object, d)
+        self.config.prices.drift_delta(desired, live?, d)
     }
 
     fn event(
@@ -835,8 +875,12 @@ impl Detector {
         let action = if drifts.iter().any(|d| d.rule == "missing-live") {
             RemediationAction::Reapply
         } else {
-            let live = self.live.get(key).ok_or("the resource is not live")?;
-            match revert_patch(&entry.object, &live.object, &drifts) {
+            let live = self
+                .live
+                .get(key)
+                .and_then(LiveEntry::object)
+                .ok_or("the resource is not live")?;
+            match revert_patch(&entry.object, &live, &drifts) {
                 Ok(patch) => RemediationAction::Revert { patch },
                 Err(PatchError::SecretValue { .. }) => RemediationAction::Reapply,
                 Err(e) => return Err(e.to_string()),

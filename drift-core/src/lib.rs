@@ -112,6 +112,7 @@ pub use drift::{Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField
 pub use load::{LoadError, Loaded, MAX_DEPTH, check_shape, depth, load_path, load_reader, parse_documents};
 pub use model::{ObjectError, Resource, ResourceKey, json_type, split_api_version};
 pub use object::{Autoscalers, DesiredObject, LiveObject};
+pub use ownership::shrink_last_applied;
 pub use patch::{PatchError, revert_patch};
 pub use quantity::Quantity;
 pub use schema::{describe_default, fill_server_defaults};

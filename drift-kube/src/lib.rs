@@ -10,8 +10,15 @@
 
 #![deny(missing_docs)]
 
+mod live;
+mod project;
+mod remediate;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+
+pub use live::{DEFAULT_KINDS, KubeLiveSource, LiveSourceConfig, WatchStats};
+pub use project::Projection;
+pub use remediate::{FIELD_MANAGER, KubeRemediator};
 
 /// Installs the process-wide rustls crypto provider (ring) if none is installed yet. Call it before
 /// building a `kube::Client` in a process that also links another provider; harmless otherwise.

@@ -14,7 +14,7 @@ pub(crate) type FieldPath = Vec<String>;
 const METADATA_OWNED: &[&str] = &["labels", "annotations", "ownerReferences", "finalizers"];
 
 /// Leaf paths of an object with their values (`None` for the `.` marker of a map or list element).
-pub(crate) fn flatten(object: &Value) -> BTreeMap<FieldPath, Option<Value>> {
+pub(crate) fn flatten(object: &Value) -> BTreeMap<FieldPath, Option<&Value>> {
     let mut out = BTreeMap::new();
     if let Value::Object(root) = object {
         for (k, v) in root {
@@ -40,7 +40,12 @@ pub(crate) fn flatten(object: &Value) -> BTreeMap<FieldPath, Option<Value>> {
     out
 }
 
-fn walk(field: &str, v: &Value, path: &mut FieldPath, out: &mut BTreeMap<FieldPath, Option<Value>>) {
+fn walk<'v>(
+    field: &str,
+    v: &'v Value,
+    path: &mut FieldPath,
+    out: &mut BTreeMap<FieldPath, Option<&'v Value>>,
+) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             path.push(".".into());
@@ -55,19 +60,7 @@ fn walk(field: &str, v: &Value, path: &mut FieldPath, out: &mut BTreeMap<FieldPa
         Value::Array(items) if !items.is_empty() => match list_keys(field, items) {
             Some(keys) => {
                 for item in items {
-                    let mut key = Map::new();
-                    for k in keys {
-                        match item.get(*k) {
-                            Some(v) => {
-                                key.insert((*k).to_string(), v.clone());
-                            }
-                            None if *k == "protocol" => {
-                                key.insert("protocol".into(), Value::String("TCP".into()));
-                            }
-                            None => {}
-                        }
-                    }
-                    path.push(format!("k:{}", Value::Object(key)));
+                    path.push(item_key(keys, item));
                     match item {
                         Value::Object(m) => {
                             path.push(".".into());
@@ -80,18 +73,180 @@ fn walk(field: &str, v: &Value, path: &mut FieldPath, out: &mut BTreeMap<FieldPa
                             }
                         }
                         other => {
-                            out.insert(path.clone(), Some(other.clone()));
+                            out.insert(path.clone(), Some(other));
                         }
                     }
                     path.pop();
                 }
             }
             None => {
-                out.insert(path.clone(), Some(v.clone()));
+                out.insert(path.clone(), Some(v));
             }
         },
         other => {
-            out.insert(path.clone(), Some(other.clone()));
+            out.insert(path.clone(), Some(other));
+        }
+    }
+}
+
+/// The `k:{...}` path segment of a keyed list element.
+fn item_key(keys: &[&str], item: &Value) -> String {
+    let mut key = Map::new();
+    for k in keys {
+        match item.get(*k) {
+            Some(v) => {
+                key.insert((*k).to_string(), v.clone());
+            }
+            None if *k == "protocol" => {
+                key.insert("protocol".into(), Value::String("TCP".into()));
+            }
+            None => {}
+        }
+    }
+    format!("k:{}", Value::Object(key))
+}
+
+/// The leaf paths an update changed or added, and those it removed: a walk of both objects that
+/// descends only where they differ (the same paths [`flatten`] would give, without flattening).
+fn changes(old: &Value, new: &Value) -> (BTreeSet<FieldPath>, BTreeSet<FieldPath>) {
+    let mut changed = BTreeSet::new();
+    let mut removed = BTreeSet::new();
+    let (Value::Object(o), Value::Object(n)) = (old, new) else {
+        return (
+            flatten(new).into_keys().collect(),
+            flatten(old).into_keys().collect(),
+        );
+    };
+    let empty = Map::new();
+    let meta_o = match o.get("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => &empty,
+    };
+    let meta_n = match n.get("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => &empty,
+    };
+    let mut path = vec!["f:metadata".to_string()];
+    diff_map(
+        meta_o,
+        meta_n,
+        &|k| METADATA_OWNED.contains(&k),
+        &mut path,
+        &mut changed,
+        &mut removed,
+    );
+    let top = |k: &str| !matches!(k, "apiVersion" | "kind" | "status" | "metadata");
+    diff_map(o, n, &top, &mut Vec::new(), &mut changed, &mut removed);
+    (changed, removed)
+}
+
+fn subtree(field: &str, v: &Value, path: &mut FieldPath, into: &mut BTreeSet<FieldPath>) {
+    let mut flat = BTreeMap::new();
+    walk(field, v, path, &mut flat);
+    into.extend(flat.into_keys());
+}
+
+fn diff_map(
+    o: &Map<String, Value>,
+    n: &Map<String, Value>,
+    keep: &dyn Fn(&str) -> bool,
+    path: &mut FieldPath,
+    changed: &mut BTreeSet<FieldPath>,
+    removed: &mut BTreeSet<FieldPath>,
+) {
+    for (k, nv) in n.iter().filter(|(k, _)| keep(k)) {
+        path.push(format!("f:{k}"));
+        match o.get(k) {
+            Some(ov) => diff_value(k, ov, nv, path, changed, removed),
+            None => subtree(k, nv, path, changed),
+        }
+        path.pop();
+    }
+    for (k, ov) in o.iter().filter(|(k, _)| keep(k)) {
+        if !n.contains_key(k) {
+            path.push(format!("f:{k}"));
+            subtree(k, ov, path, removed);
+            path.pop();
+        }
+    }
+}
+
+fn diff_value(
+    field: &str,
+    ov: &Value,
+    nv: &Value,
+    path: &mut FieldPath,
+    changed: &mut BTreeSet<FieldPath>,
+    removed: &mut BTreeSet<FieldPath>,
+) {
+    if ov == nv {
+        return;
+    }
+    match (ov, nv) {
+        (Value::Object(om), Value::Object(nm)) if !om.is_empty() && !nm.is_empty() => {
+            diff_map(om, nm, &|_| true, path, changed, removed)
+        }
+        (Value::Array(oa), Value::Array(na)) if !oa.is_empty() && !na.is_empty() => {
+            match (list_keys(field, oa), list_keys(field, na)) {
+                (Some(ok), Some(nk)) if ok == nk => {
+                    let olds: BTreeMap<String, &Value> = oa.iter().map(|i| (item_key(ok, i), i)).collect();
+                    let news: BTreeMap<String, &Value> = na.iter().map(|i| (item_key(nk, i), i)).collect();
+                    for (key, ni) in &news {
+                        path.push(key.clone());
+                        match (olds.get(key), ni) {
+                            (Some(Value::Object(om)), Value::Object(nm)) => {
+                                diff_map(om, nm, &|_| true, path, changed, removed)
+                            }
+                            (Some(oi), ni) if oi == ni => {}
+                            (Some(oi), ni) => {
+                                item_paths(oi, path, removed);
+                                item_paths(ni, path, changed);
+                            }
+                            (None, ni) => item_paths(ni, path, changed),
+                        }
+                        path.pop();
+                    }
+                    for (key, oi) in &olds {
+                        if !news.contains_key(key) {
+                            path.push(key.clone());
+                            item_paths(oi, path, removed);
+                            path.pop();
+                        }
+                    }
+                }
+                _ => {
+                    subtree(field, ov, path, removed);
+                    subtree(field, nv, path, changed);
+                }
+            }
+        }
+        _ => {
+            let mut old_paths = BTreeSet::new();
+            subtree(field, ov, path, &mut old_paths);
+            let mut new_paths = BTreeSet::new();
+            subtree(field, nv, path, &mut new_paths);
+            removed.extend(old_paths.difference(&new_paths).cloned());
+            changed.extend(new_paths);
+        }
+    }
+}
+
+/// The paths of one keyed list element (its `.` marker and fields), below `path` (which ends with
+/// the element's key).
+fn item_paths(item: &Value, path: &mut FieldPath, into: &mut BTreeSet<FieldPath>) {
+    match item {
+        Value::Object(m) => {
+            path.push(".".into());
+            into.insert(path.clone());
+            path.pop();
+            for (k, c) in m {
+                path.push(format!("f:{k}"));
+                subtree(k, c, path, into);
+                path.pop();
+            }
+        }
+        _ => {
+            into.insert(path.clone());
         }
     }
 }
@@ -138,6 +293,7 @@ pub(crate) fn from_fields_v1(v: &Value) -> BTreeSet<FieldPath> {
 }
 
 /// How a write changes ownership.
+#[derive(Clone, Copy)]
 pub(crate) enum Operation<'a> {
     /// A create: the manager owns everything.
     Create,
@@ -157,39 +313,58 @@ pub(crate) fn record(
     subresource: Option<&str>,
     time: &str,
 ) {
-    let new_flat = flatten(new);
-    let new_paths: BTreeSet<FieldPath> = new_flat.keys().cloned().collect();
-    let mut entries: Vec<Value> = old
+    // What this write owns now, and which paths no longer exist (`None`: recompute from `new`).
+    let (op_name, owned_now, removed): (&str, BTreeSet<FieldPath>, Option<BTreeSet<FieldPath>>) =
+        match (op, old) {
+            (Operation::Update, Some(old)) => {
+                let (changed, removed) = changes(old, new);
+                ("Update", changed, Some(removed))
+            }
+            (Operation::Create | Operation::Update, _) => {
+                ("Update", flatten(new).into_keys().collect(), None)
+            }
+            (Operation::Apply(applied), _) => {
+                let new_paths: BTreeSet<FieldPath> = flatten(new).into_keys().collect();
+                (
+                    "Apply",
+                    applied
+                        .iter()
+                        .filter(|p| new_paths.contains(*p))
+                        .cloned()
+                        .collect(),
+                    None,
+                )
+            }
+        };
+    let new_paths: Option<BTreeSet<FieldPath>> = match &removed {
+        Some(_) => None,
+        None => Some(flatten(new).into_keys().collect()),
+    };
+    let exists = |p: &FieldPath| match (&removed, &new_paths) {
+        (Some(r), _) => !r.contains(p),
+        (None, Some(n)) => n.contains(p),
+        (None, None) => true,
+    };
+    let entries: Vec<Value> = old
         .and_then(|o| o.pointer("/metadata/managedFields"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let (op_name, owned_now): (&str, BTreeSet<FieldPath>) = match op {
-        Operation::Create => ("Update", new_paths.clone()),
-        Operation::Update => {
-            let old_flat = old.map(flatten).unwrap_or_default();
-            let changed: BTreeSet<FieldPath> = new_flat
-                .iter()
-                .filter(|(p, v)| old_flat.get(*p) != Some(*v))
-                .map(|(p, _)| p.clone())
-                .collect();
-            ("Update", changed)
-        }
-        Operation::Apply(applied) => (
-            "Apply",
-            applied
-                .iter()
-                .filter(|p| new_paths.contains(*p))
-                .cloned()
-                .collect(),
-        ),
-    };
     let mut mine: BTreeSet<FieldPath> = BTreeSet::new();
     let mut kept = Vec::with_capacity(entries.len() + 1);
-    for e in entries.drain(..) {
+    for e in entries {
         let is_mine = e.get("manager").and_then(Value::as_str) == Some(manager)
             && e.get("operation").and_then(Value::as_str) == Some(op_name)
             && e.get("subresource").and_then(Value::as_str) == subresource;
+        if !is_mine
+            && removed.as_ref().is_some_and(BTreeSet::is_empty)
+            && !owned_now
+                .iter()
+                .any(|p| e.get("fieldsV1").is_some_and(|f| contains_path(f, p)))
+        {
+            kept.push(e); // untouched by this write
+            continue;
+        }
         let set = e.get("fieldsV1").map(from_fields_v1).unwrap_or_default();
         if is_mine {
             if !matches!(op, Operation::Apply(_)) {
@@ -200,7 +375,7 @@ pub(crate) fn record(
         // Others lose what this write took over, and whatever no longer exists.
         let remaining: BTreeSet<FieldPath> = set
             .into_iter()
-            .filter(|p| !owned_now.contains(p) && new_paths.contains(p))
+            .filter(|p| !owned_now.contains(p) && exists(p))
             .collect();
         if !remaining.is_empty() {
             let mut e = e;
@@ -208,7 +383,7 @@ pub(crate) fn record(
             kept.push(e);
         }
     }
-    mine.retain(|p| new_paths.contains(p));
+    mine.retain(|p| exists(p));
     mine.extend(owned_now);
     if !mine.is_empty() {
         let mut entry = json!({
@@ -227,6 +402,18 @@ pub(crate) fn record(
     if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("managedFields".into(), Value::Array(kept));
     }
+}
+
+/// Whether a FieldsV1 tree holds exactly this path.
+fn contains_path(fields: &Value, path: &FieldPath) -> bool {
+    let mut node = fields;
+    for seg in path {
+        match node.get(seg) {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Which other manager owns a path, when an Apply would change its value (a conflict).
@@ -312,6 +499,30 @@ mod tests {
         );
         assert!(entries[1]["fieldsV1"].pointer("/f:spec/f:replicas").is_some());
         assert_eq!(entries[1]["subresource"], "scale");
+    }
+
+    #[test]
+    fn changes_match_a_full_flatten() {
+        let old = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"a": "1", "b": "2"}},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "x",
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}]}}}, "status": {"replicas": 1}});
+        let new = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"a": "9"}},
+            "spec": {"replicas": 1, "paused": true, "template": {"spec": {"containers": [{"name": "c", "image": "x",
+                "env": [{"name": "A", "value": "1"}, {"name": "C", "value": "3"}]}]}}}, "status": {"replicas": 5}});
+        let (changed, removed) = changes(&old, &new);
+        let (of, nf) = (flatten(&old), flatten(&new));
+        let want_changed: BTreeSet<FieldPath> = nf
+            .iter()
+            .filter(|(p, v)| of.get(*p) != Some(*v))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let want_removed: BTreeSet<FieldPath> = of.keys().filter(|p| !nf.contains_key(*p)).cloned().collect();
+        assert_eq!(changed, want_changed);
+        assert_eq!(removed, want_removed);
+        assert!(
+            removed.iter().any(|p| p.iter().any(|s| s.contains("\"B\""))),
+            "{removed:?}"
+        );
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct SandboxConfig {
     pub simulate_controllers: bool,
     /// Keep a log of requests (`METHOD path?query`) for tests (default off).
     pub log_requests: bool,
+    /// API groups whose resources answer `404`, as on a cluster without them (default none).
+    pub unserved_groups: Vec<String>,
 }
 
 impl Default for SandboxConfig {
@@ -64,6 +66,7 @@ impl Default for SandboxConfig {
             bookmark_interval: Duration::from_secs(2),
             simulate_controllers: true,
             log_requests: false,
+            unserved_groups: Vec::new(),
         }
     }
 }
@@ -91,6 +94,12 @@ impl SandboxConfig {
     #[must_use]
     pub fn log_requests(mut self, on: bool) -> Self {
         self.log_requests = on;
+        self
+    }
+    /// Makes an API group's resources answer `404 Not Found`, as on a cluster that lacks them.
+    #[must_use]
+    pub fn unserved_group(mut self, group: impl Into<String>) -> Self {
+        self.unserved_groups.push(group.into());
         self
     }
     /// Turns the status-writing controller on or off.
@@ -181,6 +190,11 @@ impl Sandbox {
             .with_state(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            // Small responses and watch events go out at once (no Nagle delay against delayed ACKs).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
@@ -276,6 +290,27 @@ impl Sandbox {
             name: name.into(),
         };
         self.shared.store.lock().objects.get(&key).map(|o| (**o).clone())
+    }
+
+    /// Changes a stored object in process, without HTTP, through the same path as an update over the
+    /// wire (defaults, `generation`, `managedFields` for `manager`, a watch event): for benchmarks and
+    /// demos that need more writes per second than a client can send. Returns the stored object.
+    ///
+    /// # Errors
+    /// The kind is unknown, or the object does not exist (`404`), or the change makes it invalid.
+    pub fn modify(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        manager: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Value, String> {
+        let info =
+            drift_core::kinds::lookup(group, kind).ok_or_else(|| format!("unknown kind {group}/{kind}"))?;
+        server::modify_direct(&self.shared, info, namespace, name, manager, change)
+            .map_err(|e| e.message().to_string())
     }
 
     /// Stops the server and waits for it.

@@ -51,6 +51,9 @@ impl ApiError {
         }
         .trim_core()
     }
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
     fn trim_core(mut self) -> Self {
         self.message = self.message.replace(".core \"", " \"");
         self
@@ -127,6 +130,7 @@ enum Target {
     Group(String),
     OpenApiRoot,
     OpenApiDoc(String),
+    OpenApiV2,
     OpenApi,
     Resource {
         info: &'static KindInfo,
@@ -158,6 +162,7 @@ fn route(path: &str) -> Result<Target, ApiError> {
         ["apis", g, v] => Ok(Target::GroupResources((*g).to_string(), (*v).to_string())),
         ["openapi", "v3"] => Ok(Target::OpenApiRoot),
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApiDoc(rest.join("/"))),
+        ["openapi", "v2"] => Ok(Target::OpenApiV2),
         ["openapi", ..] => Ok(Target::OpenApi),
         ["api", "v1", rest @ ..] => resource_target("", "v1", rest).ok_or_else(not_found),
         ["apis", g, v, rest @ ..] => resource_target(g, v, rest).ok_or_else(not_found),
@@ -218,6 +223,14 @@ pub(crate) async fn handle(
         uri.path_and_query().map(|p| p.as_str()).unwrap_or(&path)
     ));
     let target = match route(&path) {
+        Ok(Target::Resource { info, .. }) if sh.config.unserved_groups.iter().any(|g| g == info.group) => {
+            return ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+            .into_response();
+        }
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
@@ -259,10 +272,11 @@ pub(crate) async fn handle(
                 "the server could not find the requested resource",
             )),
         },
+        (Target::OpenApiV2, _) => Ok(super::openapi::v2(&headers)),
         (Target::OpenApi, _) => Err(ApiError::new(
             404,
             "NotFound",
-            "the sandbox serves OpenAPI v3 only",
+            "the server could not find the requested resource",
         )),
         (
             Target::Resource {
@@ -803,16 +817,17 @@ fn canonicalize_quantities(obj: &mut Value) {
 }
 
 /// Everything but metadata and status: a change there bumps `metadata.generation`.
-fn content(obj: &Value) -> Value {
-    match obj {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        _ => Value::Null,
-    }
+/// Whether two objects agree on everything but `metadata` and `status` (a spec change bumps
+/// `generation`).
+fn same_content(a: &Value, b: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
+    };
+    let content = |k: &&String| !matches!(k.as_str(), "metadata" | "status");
+    a.keys().filter(content).count() == b.keys().filter(content).count()
+        && a.iter()
+            .filter(|(k, _)| content(k))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 fn ensure_namespace(g: &Inner, info: &KindInfo, namespace: Option<&str>) -> Result<(), ApiError> {
@@ -1029,7 +1044,7 @@ fn finish_update(
         }
     }
     normalize(info, &mut next, Some(current), g);
-    if info.has_generation && content(&next) != content(current) {
+    if info.has_generation && !same_content(&next, current) {
         let generation = current
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -1059,13 +1074,45 @@ fn finish_update(
         return Ok(next); // nothing changed: no new resourceVersion, no event (as the API server does)
     }
     let stored = sh.store.commit(g, key.clone(), EventType::Modified, next);
-    if sh.config.simulate_controllers && content(&stored) != content(current) {
+    if sh.config.simulate_controllers && !same_content(&stored, current) {
         simulate_status(sh, g, info, &key, &stored);
         if let Some(latest) = g.objects.get(&key).cloned() {
             return Ok((*latest).clone());
         }
     }
     Ok((*stored).clone())
+}
+
+/// An update made in process (no HTTP), through the same path as a PUT.
+pub(crate) fn modify_direct(
+    sh: &Shared,
+    info: &'static KindInfo,
+    namespace: Option<&str>,
+    name: &str,
+    manager: &str,
+    change: impl FnOnce(&mut Value),
+) -> Result<Value, ApiError> {
+    let key = obj_key(info, namespace, name);
+    let mut g = sh.store.lock();
+    let current = g
+        .objects
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(info, name))?;
+    let mut next = (*current).clone();
+    change(&mut next);
+    finish_update(
+        sh,
+        &mut g,
+        info,
+        key,
+        &current,
+        next,
+        None,
+        manager,
+        Operation::Update,
+        false,
+    )
 }
 
 #[allow(clippy::too_many_arguments)] // one request's parts

@@ -103,6 +103,9 @@ impl Store {
     pub(crate) fn break_watches(&self, expire: bool) {
         if expire {
             let mut g = self.lock();
+            // As if writes happened elsewhere and etcd compacted past them: every resourceVersion a
+            // watcher holds is now too old, while a fresh list starts at a usable one.
+            g.rv += 1;
             g.compacted_rv = g.rv;
             g.history.clear();
         }

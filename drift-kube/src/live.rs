@@ -1,0 +1,448 @@
+//! [`LiveSource`] over kube-runtime watchers: no polling.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use drift_core::ports::{LiveEvent, LiveSource, PortError, RelistScope};
+use drift_core::{Resource, kinds};
+use futures::stream::{BoxStream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams};
+use kube::core::{ApiResource, DynamicResourceScope, GroupVersionKind};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::project::Projection;
+
+/// The kinds watched by default: workloads, Services, ConfigMaps, Secrets, ServiceAccounts, RBAC, and
+/// HorizontalPodAutoscalers (for replica ownership).
+pub const DEFAULT_KINDS: &[(&str, &str)] = &[
+    ("apps", "Deployment"),
+    ("apps", "StatefulSet"),
+    ("apps", "DaemonSet"),
+    ("", "Service"),
+    ("", "ConfigMap"),
+    ("", "Secret"),
+    ("", "ServiceAccount"),
+    ("rbac.authorization.k8s.io", "Role"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "RoleBinding"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("autoscaling", "HorizontalPodAutoscaler"),
+];
+
+/// What to watch.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LiveSourceConfig {
+    /// (group, kind) pairs; see [`DEFAULT_KINDS`].
+    pub kinds: Vec<(String, String)>,
+    /// Namespaces to watch (empty: all). Cluster-scoped kinds are always watched cluster-wide.
+    pub namespaces: Vec<String>,
+    /// A label selector every watched object must match.
+    pub label_selector: Option<String>,
+    /// The projection applied to every object.
+    pub projection: Projection,
+    /// List page size (default 500, as kube's watcher).
+    pub page_size: u32,
+}
+
+impl Default for LiveSourceConfig {
+    fn default() -> Self {
+        LiveSourceConfig {
+            kinds: DEFAULT_KINDS
+                .iter()
+                .map(|(g, k)| ((*g).to_string(), (*k).to_string()))
+                .collect(),
+            namespaces: Vec::new(),
+            label_selector: None,
+            projection: Projection::default(),
+            page_size: 500,
+        }
+    }
+}
+
+impl LiveSourceConfig {
+    /// Watches these namespaces only.
+    #[must_use]
+    pub fn namespaces(mut self, ns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.namespaces = ns.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Watches these kinds only.
+    #[must_use]
+    pub fn kinds(mut self, kinds: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>) -> Self {
+        self.kinds = kinds.into_iter().map(|(g, k)| (g.into(), k.into())).collect();
+        self
+    }
+    /// Adds a label selector.
+    #[must_use]
+    pub fn label_selector(mut self, s: impl Into<String>) -> Self {
+        self.label_selector = Some(s.into());
+        self
+    }
+    /// Keeps `managedFields` of these managers.
+    #[must_use]
+    pub fn keep_managers(mut self, m: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.projection.keep_managers = m.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Counters a caller can read while watching (for metrics).
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    /// Live events delivered.
+    pub events: AtomicU64,
+    /// Re-lists after the first (watch gaps, expired resourceVersions).
+    pub restarts: AtomicU64,
+    /// Watch errors seen.
+    pub errors: AtomicU64,
+}
+
+/// Live state from a cluster, through kube-runtime watches.
+#[derive(Clone)]
+pub struct KubeLiveSource {
+    client: kube::Client,
+    config: Arc<LiveSourceConfig>,
+    stats: Arc<WatchStats>,
+}
+
+impl std::fmt::Debug for KubeLiveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeLiveSource")
+            .field("kinds", &self.config.kinds)
+            .field("namespaces", &self.config.namespaces)
+            .finish()
+    }
+}
+
+/// One watch: a kind in one namespace (or all).
+#[derive(Debug, Clone)]
+struct Scope {
+    info: &'static kinds::KindInfo,
+    namespace: Option<String>,
+}
+
+impl Scope {
+    fn relist_scope(&self) -> RelistScope {
+        RelistScope::Kind {
+            group: self.info.group.to_string(),
+            kind: self.info.kind.to_string(),
+            namespace: self.namespace.clone(),
+        }
+    }
+    fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} in namespace {ns}", self.info.plural),
+            None => self.info.plural.to_string(),
+        }
+    }
+}
+
+/// A watched object kept as the JSON it arrived as. The watcher needs only a few metadata fields
+/// (name, namespace, resourceVersion, uid); everything else stays one `serde_json::Value`, with no
+/// typed round trip (`DynamicObject` would decode through serde's buffered `flatten` and then have
+/// to be converted back to a `Value`).
+#[derive(Clone, Debug)]
+struct RawObject {
+    metadata: ObjectMeta,
+    object: Value,
+}
+
+impl<'de> serde::Deserialize<'de> for RawObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let object = Value::deserialize(d)?;
+        let meta = object.get("metadata");
+        let field = |k: &str| {
+            meta.and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let metadata = ObjectMeta {
+            name: field("name"),
+            namespace: field("namespace"),
+            resource_version: field("resourceVersion"),
+            uid: field("uid"),
+            ..ObjectMeta::default()
+        };
+        Ok(RawObject { metadata, object })
+    }
+}
+
+impl kube::Resource for RawObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+    fn group(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+    fn version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+    fn api_version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+    fn plural(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+fn api_resource(info: &kinds::KindInfo) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(info.group, info.version, info.kind),
+        info.plural,
+    )
+}
+
+fn api_for(client: &kube::Client, scope: &Scope) -> Api<RawObject> {
+    let ar = api_resource(scope.info);
+    match (&scope.namespace, scope.info.namespaced) {
+        (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &ar),
+        _ => Api::all_with(client.clone(), &ar),
+    }
+}
+
+/// Whether an error means the cluster will never serve this watch (not served, or forbidden).
+fn is_permanent(e: &watcher::Error) -> Option<u16> {
+    let (watcher::Error::InitialListFailed(kube::Error::Api(api_err))
+    | watcher::Error::WatchStartFailed(kube::Error::Api(api_err))) = e
+    else {
+        return None;
+    };
+    matches!(api_err.code, 403..=405).then_some(api_err.code)
+}
+
+impl KubeLiveSource {
+    /// A live source on a client.
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`] when a configured kind is not one drift-detector knows.
+    pub fn new(client: kube::Client, config: LiveSourceConfig) -> Result<Self, PortError> {
+        for (g, k) in &config.kinds {
+            if kinds::lookup(g, k).is_none() {
+                return Err(PortError::Invalid {
+                    what: "watched kind".into(),
+                    reason: format!("{g}/{k} is not a kind drift-detector can watch"),
+                });
+            }
+        }
+        Ok(KubeLiveSource {
+            client,
+            config: Arc::new(config),
+            stats: Arc::new(WatchStats::default()),
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Arc<WatchStats> {
+        self.stats.clone()
+    }
+
+    fn scopes(&self) -> Vec<Scope> {
+        let mut out = Vec::new();
+        for (g, k) in &self.config.kinds {
+            let Some(info) = kinds::lookup(g, k) else { continue };
+            if info.namespaced && !self.config.namespaces.is_empty() {
+                for ns in &self.config.namespaces {
+                    out.push(Scope {
+                        info,
+                        namespace: Some(ns.clone()),
+                    });
+                }
+            } else {
+                out.push(Scope {
+                    info,
+                    namespace: None,
+                });
+            }
+        }
+        out
+    }
+
+    fn watcher_config(&self) -> watcher::Config {
+        let mut c = watcher::Config::default().page_size(self.config.page_size);
+        if let Some(s) = &self.config.label_selector {
+            c = c.labels(s);
+        }
+        c
+    }
+
+    fn to_resource(&self, obj: RawObject, info: &kinds::KindInfo) -> Option<Resource> {
+        let mut v = obj.object;
+        if let Some(m) = v.as_object_mut() {
+            // Objects in watch events may omit their type; the scope knows it.
+            m.entry("apiVersion")
+                .or_insert_with(|| Value::String(api_resource(info).api_version));
+            m.entry("kind")
+                .or_insert_with(|| Value::String(info.kind.to_string()));
+        }
+        self.config.projection.apply(&mut v);
+        Resource::from_value(v).ok()
+    }
+}
+
+#[async_trait]
+impl LiveSource for KubeLiveSource {
+    async fn list(&self) -> Result<Vec<Resource>, PortError> {
+        let mut out = Vec::new();
+        for scope in self.scopes() {
+            let api = api_for(&self.client, &scope);
+            let mut params = ListParams::default().limit(self.config.page_size);
+            if let Some(s) = &self.config.label_selector {
+                params = params.labels(s);
+            }
+            loop {
+                let page = match api.list(&params).await {
+                    Ok(p) => p,
+                    Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404) => {
+                        tracing::warn!(watch = %scope.describe(), code = s.code, "skipping a kind the cluster does not serve or forbids");
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(PortError::Unavailable {
+                            what: format!("listing {}", scope.describe()),
+                            reason: e.to_string(),
+                        });
+                    }
+                };
+                out.extend(
+                    page.items
+                        .into_iter()
+                        .filter_map(|o| self.to_resource(o, scope.info)),
+                );
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(c) => params = params.continue_token(&c),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn watch(&self) -> BoxStream<'static, Result<LiveEvent, PortError>> {
+        let scopes = self.scopes();
+        let (tx, rx) = mpsc::channel::<Result<LiveEvent, PortError>>(4096);
+        let pending = Arc::new(AtomicUsize::new(scopes.len()));
+        if scopes.is_empty() {
+            let _ = tx.try_send(Ok(LiveEvent::Ready));
+        }
+        for scope in scopes {
+            let tx = tx.clone();
+            let pending = pending.clone();
+            let this = self.clone();
+            tokio::spawn(async move { this.run_watch(scope, tx, pending).await });
+        }
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed()
+    }
+}
+
+impl KubeLiveSource {
+    async fn run_watch(
+        &self,
+        scope: Scope,
+        tx: mpsc::Sender<Result<LiveEvent, PortError>>,
+        pending: Arc<AtomicUsize>,
+    ) {
+        let span = tracing::info_span!(
+            "watch",
+            kind = scope.info.kind,
+            namespace = scope.namespace.as_deref().unwrap_or("*")
+        );
+        let _enter = span.enter();
+        let mut stream = watcher::watcher(api_for(&self.client, &scope), self.watcher_config())
+            .default_backoff()
+            .boxed();
+        let mut buffer: Vec<Resource> = Vec::new();
+        let mut listed = false;
+        let mark_listed = |listed: &mut bool| {
+            if !*listed {
+                *listed = true;
+                pending.fetch_sub(1, Ordering::SeqCst) == 1
+            } else {
+                false
+            }
+        };
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                _ = tx.closed() => return,
+            };
+            let Some(item) = item else { return };
+            let mut out: Vec<Result<LiveEvent, PortError>> = Vec::new();
+            match item {
+                Ok(Event::Init) => buffer.clear(),
+                Ok(Event::InitApply(o)) => buffer.extend(self.to_resource(o, scope.info)),
+                Ok(Event::InitDone) => {
+                    if listed {
+                        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(objects = buffer.len(), "re-listed after a watch gap");
+                    }
+                    out.push(Ok(LiveEvent::Restarted {
+                        scope: scope.relist_scope(),
+                        resources: std::mem::take(&mut buffer),
+                    }));
+                    if mark_listed(&mut listed) {
+                        out.push(Ok(LiveEvent::Ready));
+                    }
+                }
+                Ok(Event::Apply(o)) => {
+                    if let Some(r) = self.to_resource(o, scope.info) {
+                        self.stats.events.fetch_add(1, Ordering::Relaxed);
+                        out.push(Ok(LiveEvent::Applied(r)));
+                    }
+                }
+                Ok(Event::Delete(o)) => {
+                    if let Some(r) = self.to_resource(o, scope.info) {
+                        self.stats.events.fetch_add(1, Ordering::Relaxed);
+                        out.push(Ok(LiveEvent::Deleted(r.key)));
+                    }
+                }
+                Err(e) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(code) = is_permanent(&e) {
+                        let reason = if code == 403 {
+                            "forbidden by RBAC"
+                        } else {
+                            "not served by this cluster"
+                        };
+                        tracing::warn!(watch = %scope.describe(), code, "skipping: {reason}");
+                        out.push(Err(PortError::Unavailable {
+                            what: format!("watching {}", scope.describe()),
+                            reason: reason.to_string(),
+                        }));
+                        if mark_listed(&mut listed) {
+                            out.push(Ok(LiveEvent::Ready));
+                        }
+                        for o in out {
+                            let _ = tx.send(o).await;
+                        }
+                        return;
+                    }
+                    tracing::debug!(error = %e, "watch error; the watcher backs off and resumes");
+                    out.push(Err(PortError::Unavailable {
+                        what: format!("watching {}", scope.describe()),
+                        reason: e.to_string(),
+                    }));
+                }
+            }
+            for o in out {
+                if tx.send(o).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

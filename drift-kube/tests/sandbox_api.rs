@@ -1,0 +1,324 @@
+//! The sandbox API server through the real `kube` client over loopback HTTP: the protocol behaviours
+//! the detector and kubectl rely on.
+
+use drift_kube::sandbox::{Sandbox, SandboxConfig};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+
+fn cm_api(client: &kube::Client) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "ConfigMap"), "configmaps");
+    Api::namespaced_with(client.clone(), "default", &ar)
+}
+
+fn deploy_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments");
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn cm(name: &str, data: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"app": "x"}}, "data": data}))
+        .expect("configmap")
+}
+
+fn api_code(e: &kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn crud_conflicts_and_status_errors() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let api = cm_api(&sb.client().expect("client"));
+    let created = api
+        .create(&PostParams::default(), &cm("a", json!({"k": "v"})))
+        .await
+        .expect("create");
+    let rv = created.metadata.resource_version.clone().expect("rv");
+    assert_eq!(
+        api_code(
+            &api.create(&PostParams::default(), &cm("a", json!({})))
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+    assert_eq!(api_code(&api.get("missing").await.unwrap_err()), 404);
+
+    // Optimistic concurrency: an update carrying a stale resourceVersion is refused with 409.
+    let mut fresh = created.clone();
+    fresh.data["data"]["k"] = json!("w");
+    let updated = api
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .expect("update");
+    assert_ne!(updated.metadata.resource_version.as_deref(), Some(rv.as_str()));
+    let mut stale = created.clone();
+    stale.data["data"]["k"] = json!("z");
+    assert_eq!(
+        api_code(
+            &api.replace("a", &PostParams::default(), &stale)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+
+    // A JSON patch whose test fails is refused (422) and changes nothing.
+    let bad: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/k", "value": "not-this"}, {"op": "replace", "path": "/data/k", "value": "q"}])).expect("patch");
+    assert_eq!(
+        api_code(
+            &api.patch("a", &PatchParams::default(), &Patch::Json::<()>(bad))
+                .await
+                .unwrap_err()
+        ),
+        422
+    );
+    assert_eq!(api.get("a").await.expect("get").data["data"]["k"], "w");
+
+    // Dry run validates without storing.
+    let dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = api
+        .patch("a", &dry, &Patch::Merge(json!({"data": {"k": "dry"}})))
+        .await
+        .expect("dry patch");
+    assert_eq!(out.data["data"]["k"], "dry");
+    assert_eq!(api.get("a").await.expect("get").data["data"]["k"], "w");
+
+    api.delete("a", &DeleteParams::default()).await.expect("delete");
+    assert_eq!(api_code(&api.get("a").await.unwrap_err()), 404);
+    // Objects in a namespace that does not exist are refused.
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "ConfigMap"), "configmaps");
+    let nowhere: Api<DynamicObject> = Api::namespaced_with(sb.client().expect("client"), "nowhere", &ar);
+    assert_eq!(
+        api_code(
+            &nowhere
+                .create(&PostParams::default(), &cm("b", json!({})))
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
+}
+
+#[tokio::test]
+async fn lists_paginate_and_select() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let api = cm_api(&sb.client().expect("client"));
+    for i in 0..25 {
+        let mut o = cm(&format!("cm-{i:02}"), json!({"i": i.to_string()}));
+        if i % 5 == 0 {
+            o.metadata
+                .labels
+                .get_or_insert_default()
+                .insert("tier".into(), "special".into());
+        }
+        api.create(&PostParams::default(), &o).await.expect("create");
+    }
+    let mut seen = Vec::new();
+    let mut params = ListParams::default().limit(10);
+    loop {
+        let page = api.list(&params).await.expect("page");
+        assert!(page.items.len() <= 10);
+        seen.extend(page.items.iter().filter_map(|o| o.metadata.name.clone()));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => params = params.continue_token(&c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let special = api
+        .list(&ListParams::default().labels("tier=special"))
+        .await
+        .expect("list");
+    assert_eq!(special.items.len(), 5);
+    let one = api
+        .list(&ListParams::default().fields("metadata.name=cm-07"))
+        .await
+        .expect("list");
+    assert_eq!(one.items.len(), 1);
+}
+
+#[tokio::test]
+async fn watch_resumes_and_expires() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let api = cm_api(&sb.client().expect("client"));
+    let first = api
+        .create(&PostParams::default(), &cm("w1", json!({})))
+        .await
+        .expect("create");
+    let rv = first.metadata.resource_version.clone().expect("rv");
+    api.create(&PostParams::default(), &cm("w2", json!({})))
+        .await
+        .expect("create");
+    // Resuming from an old resourceVersion replays what came after it.
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    match stream.try_next().await.expect("event") {
+        Some(WatchEvent::Added(o)) => assert_eq!(o.metadata.name.as_deref(), Some("w2")),
+        other => panic!("expected w2 added, got {other:?}"),
+    }
+    drop(stream);
+    // After a compaction the same resourceVersion is gone: a 410 ERROR event.
+    sb.expire_watches();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    match stream.try_next().await.expect("event") {
+        Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410),
+        other => panic!("expected 410, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bookmarks_carry_progress() {
+    let sb =
+        Sandbox::start(SandboxConfig::default().bookmark_interval(std::time::Duration::from_millis(100)))
+            .await
+            .expect("sandbox");
+    let api = cm_api(&sb.client().expect("client"));
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(5), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    let mut bookmarked = false;
+    for _ in 0..10 {
+        if let Some(WatchEvent::Bookmark(b)) = stream.try_next().await.expect("event") {
+            assert!(!b.metadata.resource_version.is_empty());
+            bookmarked = true;
+            break;
+        }
+    }
+    assert!(bookmarked);
+}
+
+#[tokio::test]
+async fn defaults_generation_scale_and_server_side_apply() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let client = sb.client().expect("client");
+    let api = deploy_api(&client, "default");
+    let d: DynamicObject = serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.27", "resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}}}]}}}}))
+        .expect("deployment");
+    let created = api.create(&PostParams::default(), &d).await.expect("create");
+    let c = &created.data["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        c["resources"]["requests"]["cpu"], "500m",
+        "quantities canonicalised"
+    );
+    assert_eq!(c["resources"]["requests"]["memory"], "1Gi");
+    assert_eq!(
+        created.data["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+        "25%"
+    );
+    assert_eq!(created.metadata.generation, Some(1));
+
+    // A status-only update keeps the generation; the scale subresource bumps it.
+    let status = api.get_status("web").await.expect("status");
+    assert_eq!(
+        status.data["status"]["observedGeneration"], 1,
+        "the sandbox's controller wrote status"
+    );
+    let scaled = api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .expect("scale");
+    assert_eq!(scaled.spec.and_then(|s| s.replicas), Some(4));
+    let now = api.get("web").await.expect("get");
+    assert_eq!(now.metadata.generation, Some(2));
+    assert_eq!(now.data["spec"]["replicas"], 4);
+    let managers: Vec<String> = now
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(managers.len() >= 2, "{managers:?}");
+
+    // Server-side apply: conflicts without force, ownership with it.
+    let applied = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2}});
+    let err = api
+        .patch(
+            "web",
+            &PatchParams::apply("drift-detector"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 409);
+    let out = api
+        .patch(
+            "web",
+            &PatchParams::apply("drift-detector").force(),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .expect("apply");
+    assert_eq!(out.data["spec"]["replicas"], 2);
+    assert!(
+        out.metadata.managed_fields.iter().flatten().any(
+            |m| m.manager.as_deref() == Some("drift-detector") && m.operation.as_deref() == Some("Apply")
+        )
+    );
+}
+
+#[tokio::test]
+async fn secrets_fold_string_data() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets");
+    let api: Api<DynamicObject> = Api::namespaced_with(sb.client().expect("client"), "default", &ar);
+    let s: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"p": "hunter2"}}))
+        .expect("secret");
+    let out = api.create(&PostParams::default(), &s).await.expect("create");
+    assert_eq!(out.data["data"]["p"], "aHVudGVyMg==");
+    assert!(out.data.get("stringData").is_none());
+    assert_eq!(out.data["type"], "Opaque");
+}
+
+#[tokio::test]
+async fn openapi_v2_for_older_kubectl() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let client = sb.client().expect("client");
+    let req = |accept: &str| {
+        http::Request::get("/openapi/v2")
+            .header("Accept", accept)
+            .body(Vec::new())
+            .expect("request")
+    };
+    // What kubectl before 1.27 asks for: gnostic's Document as protobuf, swagger = "2.0" first.
+    let pb = client
+        .request_text(req("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"))
+        .await
+        .expect("protobuf");
+    assert!(pb.as_bytes().starts_with(b"\x0a\x032.0\x12"), "{pb:?}");
+    let doc: serde_json::Value = client.request(req("application/json")).await.expect("json");
+    assert_eq!(doc["swagger"], "2.0");
+    assert!(
+        doc["definitions"]
+            .as_object()
+            .is_some_and(serde_json::Map::is_empty)
+    );
+}
