@@ -1,0 +1,404 @@
+//! [`DriftLog`] in ConfigHub: one record unit per drift in a drift-records space, so the history
+//! survives restarts, is shared by every cluster's detector, and is queried with where-clauses.
+//!
+//! A record unit (toolchain `AppConfig/YAML`) holds the [`DriftRecord`] — the latest drift snapshot, its
+//! state and the whole timeline — and carries labels for filtering:
+//!
+//! | label | value |
+//! |---|---|
+//! | `drift-detector` | `record` |
+//! | `drift-set` | `critical`, `resource`, `replica`, `config`, `corrected` |
+//! | `severity` | `critical`, `warning`, `info` |
+//! | `drift-rule` | the rule that classified it (`security`, `images`, `replicas`, ...) |
+//! | `drift-state` | `open`, `remediating`, `escalated`, `ignored`, `corrected`, `resolved` |
+//! | `drift-open` | `true` / `false` |
+//! | `environment` | from the desired unit (`dev`, `prod`, ...) |
+//! | `auto-correctable` | `true` when the policy allows an unattended fix |
+//! | `kind`, `namespace`, `resource-name`, `unit` | the resource and the unit it came from |
+//!
+//! The named filters (`critical-drifts`, `replica-drifts`, `auto-correctable`, ...) are ConfigHub
+//! filters over these labels, created idempotently by [`ConfigHubDriftLog::connect`].
+//!
+//! Appends are idempotent by event id and safe under lost answers: a write whose answer never came is
+//! never blindly repeated; the record is read again and the event added only if it is not there yet.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use drift_core::policy::{NamedFilter, Policy};
+use drift_core::ports::{DriftEvent, DriftLog, DriftRecord, DriftState, HistoryQuery, PortError};
+use drift_core::rules::Severity;
+
+use crate::client::{ConfigHubClient, Ensured, UnitQuery, UpdateOptions};
+use crate::error::{ConfigHubError, Result};
+use crate::model::{APP_CONFIG_YAML, Labels, Space, Unit};
+use crate::where_clause::{and, quote};
+
+/// Decides the `auto-correctable` label of a record.
+pub type AutoCorrectable = Arc<dyn Fn(&DriftRecord) -> bool + Send + Sync>;
+
+/// How many times an append re-reads and retries after a conflict or a lost answer.
+const APPEND_ATTEMPTS: usize = 8;
+
+/// Drift history in a ConfigHub space.
+#[derive(Clone)]
+pub struct ConfigHubDriftLog {
+    client: ConfigHubClient,
+    space: Space,
+    auto_correctable: AutoCorrectable,
+}
+
+impl std::fmt::Debug for ConfigHubDriftLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigHubDriftLog")
+            .field("space", &self.space.slug)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The slug of a drift's record unit.
+pub fn record_slug(drift_id: &str) -> String {
+    let s: String = drift_id
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if s.starts_with("drift-") {
+        s
+    } else {
+        format!("drift-{s}")
+    }
+}
+
+fn label_value(s: &str) -> String {
+    let v: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    v.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+}
+
+fn severity_name(s: Severity) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn set_name(r: &DriftRecord) -> String {
+    serde_json::to_value(r.drift.set)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl ConfigHubDriftLog {
+    /// Uses (creating if needed) the drift-records space `space_slug` and its named filters.
+    ///
+    /// # Errors
+    /// ConfigHub errors.
+    pub async fn connect(client: ConfigHubClient, space_slug: &str) -> Result<Self> {
+        let labels: Labels = [("drift-detector".to_string(), "records".to_string())].into();
+        let (space, _) = client.ensure_space(space_slug, "Drift records", &labels).await?;
+        ensure_named_filters(&client, &space).await?;
+        let policy = Policy::default();
+        let auto_correctable: AutoCorrectable = Arc::new(move |r: &DriftRecord| {
+            let labels = r
+                .provenance
+                .as_ref()
+                .map(|p| p.labels.clone())
+                .unwrap_or_default();
+            policy.auto_correctable(&r.drift, r.environment.as_deref(), &labels)
+        });
+        Ok(ConfigHubDriftLog {
+            client,
+            space,
+            auto_correctable,
+        })
+    }
+
+    /// Uses the daemon's policy for the `auto-correctable` label.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.auto_correctable = Arc::new(move |r: &DriftRecord| {
+            let labels = r
+                .provenance
+                .as_ref()
+                .map(|p| p.labels.clone())
+                .unwrap_or_default();
+            policy.auto_correctable(&r.drift, r.environment.as_deref(), &labels)
+        });
+        self
+    }
+
+    /// The records space.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    fn labels(&self, r: &DriftRecord) -> Labels {
+        let mut l = Labels::new();
+        let mut put = |k: &str, v: String| {
+            let v = label_value(&v);
+            if !v.is_empty() {
+                l.insert(k.to_string(), v);
+            }
+        };
+        put("drift-detector", "record".into());
+        put(
+            "drift-set",
+            if r.state == DriftState::Corrected {
+                "corrected".into()
+            } else {
+                set_name(r)
+            },
+        );
+        put("severity", severity_name(r.drift.severity));
+        put("drift-rule", r.drift.rule.clone());
+        put("drift-state", r.state.as_str().into());
+        put("drift-open", r.state.is_open().to_string());
+        put(
+            "auto-correctable",
+            (r.state.is_open() && (self.auto_correctable)(r)).to_string(),
+        );
+        put("kind", r.drift.key.kind.clone());
+        if let Some(ns) = &r.drift.key.namespace {
+            put("namespace", ns.clone());
+        }
+        put("resource-name", r.drift.key.name.clone());
+        if let Some(e) = &r.environment {
+            put("environment", e.clone());
+        }
+        if let Some(u) = r.provenance.as_ref().and_then(|p| p.unit.clone()) {
+            put("unit", u);
+        }
+        l
+    }
+
+    fn encode(&self, r: &DriftRecord) -> Result<String> {
+        serde_saphyr::to_string(r).map_err(|e| ConfigHubError::Data {
+            entity: format!("drift record {}", r.drift.id),
+            reason: e.to_string(),
+        })
+    }
+
+    fn decode(unit: &Unit) -> Result<DriftRecord> {
+        let entity = format!("drift record unit {}", unit.slug);
+        let text = unit.data_text().map_err(|reason| ConfigHubError::Data {
+            entity: entity.clone(),
+            reason,
+        })?;
+        serde_saphyr::from_str(&text).map_err(|e| ConfigHubError::Data {
+            entity,
+            reason: format!("not a drift record: {e}"),
+        })
+    }
+
+    async fn find(&self, slug: &str) -> Result<Option<Unit>> {
+        self.client.unit_by_slug(&self.space.space_id, slug).await
+    }
+
+    fn describe(e: &DriftEvent) -> String {
+        format!("{} {} by {}: {}", e.kind.as_str(), e.drift.key, e.actor, e.reason)
+    }
+
+    async fn append_once(&self, event: &DriftEvent, slug: &str) -> Result<bool> {
+        match self.find(slug).await? {
+            None => {
+                let record = DriftRecord::from_event(event);
+                let mut u = Unit {
+                    slug: slug.to_string(),
+                    display_name: format!("{} {}", record.drift.key, record.drift.path),
+                    toolchain_type: APP_CONFIG_YAML.into(),
+                    labels: self.labels(&record),
+                    last_change_description: Self::describe(event),
+                    ..Unit::default()
+                };
+                u.set_data(self.encode(&record)?.as_bytes());
+                self.client.create_unit(&self.space.space_id, &u).await?;
+                Ok(true)
+            }
+            Some(mut unit) => {
+                let mut record = Self::decode(&unit)?;
+                if !record.apply(event) {
+                    return Ok(true); // already recorded: a replay, or our earlier answer was lost
+                }
+                unit.set_data(self.encode(&record)?.as_bytes());
+                unit.labels = self.labels(&record);
+                unit.last_change_description = Self::describe(event);
+                self.client.update_unit(&unit, &UpdateOptions::default()).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Records matching a where-clause over record labels (plus `drift-detector = 'record'`).
+    ///
+    /// # Errors
+    /// ConfigHub errors. Record units whose data does not decode are skipped with a warning.
+    pub async fn records_where(&self, clause: &str) -> Result<Vec<DriftRecord>> {
+        let w = and(["Labels.drift-detector = 'record'", clause]);
+        let units = self
+            .client
+            .list_units(&self.space.space_id, &UnitQuery::with_where(w))
+            .await?;
+        let mut out = Vec::new();
+        for u in units {
+            match Self::decode(&u.unit) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(error = %e, "skipping a drift record that does not decode"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The records a named filter selects, optionally open ones only.
+    ///
+    /// # Errors
+    /// ConfigHub errors.
+    pub async fn records_in(&self, filter: NamedFilter, open_only: bool) -> Result<Vec<DriftRecord>> {
+        let open = if open_only {
+            "Labels.drift-open = 'true'"
+        } else {
+            ""
+        };
+        self.records_where(&and([filter.where_clause(), open])).await
+    }
+}
+
+/// Creates (or corrects) the named drift filters in a records space.
+///
+/// # Errors
+/// ConfigHub errors.
+pub async fn ensure_named_filters(client: &ConfigHubClient, space: &Space) -> Result<Vec<(String, Ensured)>> {
+    let mut out = Vec::new();
+    for f in NamedFilter::ALL {
+        let (_, how) = client
+            .ensure_filter(&space.space_id, f.slug(), "Unit", f.where_clause())
+            .await?;
+        out.push((f.slug().to_string(), how));
+    }
+    Ok(out)
+}
+
+fn query_clause(q: &HistoryQuery) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(id) = &q.drift_id {
+        parts.push(format!("Slug = {}", quote(&record_slug(id.as_str()))));
+    }
+    if let Some(s) = q.set {
+        let name = serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if name != "corrected" {
+            // `corrected` records are relabelled; the exact match is made on the decoded records.
+            parts.push(format!("Labels.drift-set = {}", quote(&name)));
+        }
+    }
+    if let Some(min) = q.min_severity {
+        let allowed: Vec<String> = [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .filter(|s| *s >= min)
+            .map(|s| quote(&severity_name(s)))
+            .collect();
+        parts.push(format!("Labels.severity IN ({})", allowed.join(", ")));
+    }
+    if let Some(e) = &q.environment {
+        parts.push(format!("Labels.environment = {}", quote(&label_value(e))));
+    }
+    if q.open_only {
+        parts.push("Labels.drift-open = 'true'".into());
+    }
+    and(parts)
+}
+
+#[async_trait]
+impl DriftLog for ConfigHubDriftLog {
+    async fn append(&self, event: &DriftEvent) -> std::result::Result<(), PortError> {
+        let slug = record_slug(event.drift.id.as_str());
+        let mut last: Option<ConfigHubError> = None;
+        for attempt in 0..APPEND_ATTEMPTS {
+            match self.append_once(event, &slug).await {
+                Ok(_) => return Ok(()),
+                // Lost the race, or the answer: read again; the event is added only if absent.
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, attempt, event = %event.event_id, "drift record write to re-check");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * (attempt as u64 + 1))).await;
+                    last = Some(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.map_or_else(
+            || PortError::Unavailable {
+                what: "ConfigHub".into(),
+                reason: "giving up".into(),
+            },
+            |e| PortError::Unavailable {
+                what: format!("drift record {slug}"),
+                reason: format!(
+                    "not written after {APPEND_ATTEMPTS} attempts (the caller keeps it to retry): {e}"
+                ),
+            },
+        ))
+    }
+
+    async fn records(&self, query: &HistoryQuery) -> std::result::Result<Vec<DriftRecord>, PortError> {
+        let all = self.records_where(&query_clause(query)).await?;
+        Ok(drift_core::memory::select_records(all, query))
+    }
+}
+
+/// A summary of records by state and set (for `hub status`-like output).
+pub fn summarize(records: &[DriftRecord]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        *m.entry(format!("state:{}", r.state.as_str())).or_insert(0) += 1;
+        *m.entry(format!("set:{}", set_name(r))).or_insert(0) += 1;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_label_values_are_safe() {
+        assert_eq!(record_slug("d-A8bc71dcaeeab039"), "drift-d-a8bc71dcaeeab039");
+        assert_eq!(record_slug("drift-x"), "drift-x");
+        assert_eq!(label_value("kube-system/x y"), "kube-system-x-y");
+        assert_eq!(label_value("-weird-"), "weird");
+    }
+
+    #[test]
+    fn history_queries_become_where_clauses_that_parse() {
+        let q = HistoryQuery {
+            drift_id: Some(drift_core::DriftId("d-1".into())),
+            set: Some(drift_core::rules::DriftSet::Replica),
+            min_severity: Some(Severity::Warning),
+            environment: Some("prod".into()),
+            open_only: true,
+            ..HistoryQuery::default()
+        };
+        let c = query_clause(&q);
+        assert!(crate::where_clause::WhereClause::parse(&c).is_ok(), "{c}");
+        assert!(c.contains("Labels.severity IN ('warning', 'critical')"), "{c}");
+        assert_eq!(query_clause(&HistoryQuery::default()), "");
+    }
+}
