@@ -182,7 +182,9 @@ impl ConfigHubDesiredStore {
             } else {
                 String::new()
             };
-            return Err(err(format!("{e}{more}")));
+            let text = e.to_string();
+            let text = text.strip_prefix(&format!("{source}: ")).unwrap_or(&text);
+            return Err(err(format!("{text}{more}")));
         }
         let env_label = &self.config.environment_label;
         let environment = unit

@@ -34,5 +34,8 @@ pub use records::{AutoCorrectable, ConfigHubDriftLog, ensure_named_filters, reco
 pub use remediate::{AUDIT_ANNOTATION, ClusterWins, ConfigHubRemediator, RemediatorConfig, UnitOutcome};
 mod yaml;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -7,7 +7,7 @@
 //! | label | value |
 //! |---|---|
 //! | `drift-detector` | `record` |
-//! | `drift-set` | `critical`, `resource`, `replica`, `config`, `corrected` |
+//! | `drift-set` | `critical`, `resource`, `replica`, `config` (the set it was classified in) |
 //! | `severity` | `critical`, `warning`, `info` |
 //! | `drift-rule` | the rule that classified it (`security`, `images`, `replicas`, ...) |
 //! | `drift-state` | `open`, `remediating`, `escalated`, `ignored`, `corrected`, `resolved` |
@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use drift_core::policy::{NamedFilter, Policy};
-use drift_core::ports::{DriftEvent, DriftLog, DriftRecord, DriftState, HistoryQuery, PortError};
+use drift_core::ports::{DriftEvent, DriftLog, DriftRecord, HistoryQuery, PortError};
 use drift_core::rules::Severity;
 
 use crate::client::{ConfigHubClient, Ensured, UnitQuery, UpdateOptions};
@@ -159,14 +159,7 @@ impl ConfigHubDriftLog {
             }
         };
         put("drift-detector", "record".into());
-        put(
-            "drift-set",
-            if r.state == DriftState::Corrected {
-                "corrected".into()
-            } else {
-                set_name(r)
-            },
-        );
+        put("drift-set", set_name(r));
         put("severity", severity_name(r.drift.severity));
         put("drift-rule", r.drift.rule.clone());
         put("drift-state", r.state.as_str().into());
@@ -305,8 +298,9 @@ fn query_clause(q: &HistoryQuery) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        if name != "corrected" {
-            // `corrected` records are relabelled; the exact match is made on the decoded records.
+        if name == "corrected" {
+            parts.push("Labels.drift-state = 'corrected'".into());
+        } else {
             parts.push(format!("Labels.drift-set = {}", quote(&name)));
         }
     }
