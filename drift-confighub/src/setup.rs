@@ -228,31 +228,48 @@ pub async fn apply_space(
             .find(|u| u.unit_id == id)
             .map_or_else(|| id.to_string(), |u| u.slug.clone())
     };
-    let bulk = client.bulk_apply(&w, dry_run).await?;
+    // Namespaces first, then the rest (as `kubectl apply -f dir/` would have to): objects in a
+    // namespace fail until it exists.
+    let is_namespaces = |u: &Unit| {
+        u.data_text()
+            .ok()
+            .and_then(|t| crate::yaml::documents(&t).ok())
+            .is_some_and(|docs| !docs.is_empty() && docs.iter().all(|d| d["kind"] == "Namespace"))
+    };
+    let (first, rest): (Vec<&Unit>, Vec<&Unit>) = units.iter().partition(|u| is_namespaces(u));
     let mut out = Vec::new();
-    for item in bulk.items {
-        match (item.action, item.error) {
-            (Some(op), _) => {
-                let unit = slug_of(&op.unit_id);
-                match client.wait_for_operation(&op, wait).await {
-                    Ok(ev) => out.push(ApplyResult {
-                        unit,
-                        ok: true,
-                        message: ev.result,
-                    }),
-                    Err(e) => out.push(ApplyResult {
-                        unit,
-                        ok: false,
-                        message: e.to_string(),
-                    }),
+    for phase in [first, rest] {
+        if phase.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = phase.iter().map(|u| quote(&u.unit_id)).collect();
+        let bulk = client
+            .bulk_apply(&format!("UnitID IN ({})", ids.join(", ")), dry_run)
+            .await?;
+        for item in bulk.items {
+            match (item.action, item.error) {
+                (Some(op), _) => {
+                    let unit = slug_of(&op.unit_id);
+                    match client.wait_for_operation(&op, wait).await {
+                        Ok(ev) => out.push(ApplyResult {
+                            unit,
+                            ok: true,
+                            message: ev.result,
+                        }),
+                        Err(e) => out.push(ApplyResult {
+                            unit,
+                            ok: false,
+                            message: e.to_string(),
+                        }),
+                    }
                 }
+                (None, Some(e)) => out.push(ApplyResult {
+                    unit: String::new(),
+                    ok: false,
+                    message: e.message,
+                }),
+                (None, None) => {}
             }
-            (None, Some(e)) => out.push(ApplyResult {
-                unit: String::new(),
-                ok: false,
-                message: e.message,
-            }),
-            (None, None) => {}
         }
     }
     Ok(out)
@@ -293,11 +310,25 @@ pub fn workload_units(yaml: &str) -> Result<Vec<UnitSpec>> {
                 entity: format!("unit {slug}"),
                 reason,
             })?;
-            Ok(UnitSpec::new(
-                slug,
+            // The unit carries its application's tier (`tier: critical` makes it a critical service).
+            let tier = docs.iter().find_map(|d| {
+                d.pointer("/metadata/labels/tier")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            });
+            let mut spec = UnitSpec::new(
+                slug.clone(),
                 data,
-                &[("app", "drift-test"), ("monitor", "true")],
-            ))
+                &[
+                    ("app", slug.as_str()),
+                    ("part-of", "drift-test"),
+                    ("monitor", "true"),
+                ],
+            );
+            if let Some(t) = tier {
+                spec.labels.insert("tier".into(), t);
+            }
+            Ok(spec)
         })
         .collect()
 }

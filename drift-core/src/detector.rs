@@ -270,6 +270,8 @@ pub struct Detector {
     rate: RateLimiter,
     flap: FlapGuard,
     approved: HashSet<DriftId>,
+    /// Drifts with a fix planned whose outcome has not been recorded yet (in flight).
+    planned: HashSet<DriftId>,
     stats: DetectorStats,
 }
 
@@ -319,6 +321,7 @@ impl Detector {
             listed: Vec::new(),
             ready: false,
             approved: HashSet::new(),
+            planned: HashSet::new(),
             stats: DetectorStats::default(),
         }
     }
@@ -645,7 +648,18 @@ impl Detector {
         for id in gone {
             let Some(o) = table.remove(&id) else { continue };
             self.approved.remove(&id);
-            if o.fix_pending {
+            let in_flight = self.planned.remove(&id);
+            if in_flight && !o.fix_pending {
+                // The fix landed before its remediator reported back: live is the proof.
+                out.events.push(self.event(
+                    DriftEventKind::Remediated,
+                    now,
+                    o.drift.clone(),
+                    Some(provenance.clone()),
+                    "the fix was applied (live changed before the remediator reported)",
+                ));
+            }
+            if o.fix_pending || in_flight {
                 self.stats.corrected += 1;
                 self.flap.fixed(&id);
                 let mut d = o.drift;
@@ -888,6 +902,7 @@ impl Detector {
         };
         self.rate.record(key, now);
         self.stats.fixes_planned += 1;
+        self.planned.extend(drifts.iter().map(|d| d.id.clone()));
         Ok(RemediationPlan {
             key: key.clone(),
             drifts,
@@ -904,6 +919,11 @@ impl Detector {
         let now = self.clock.now();
         let mut out = Outcome::default();
         let env = plan.provenance.as_ref().and_then(|p| p.environment.clone());
+        if outcome.status != RemediationStatus::DryRunOk {
+            for d in &plan.drifts {
+                self.planned.remove(&d.id);
+            }
+        }
         for d in &plan.drifts {
             let Some(o) = self.open.get_mut(&plan.key).and_then(|t| t.get_mut(&d.id)) else {
                 continue;
@@ -1001,6 +1021,28 @@ impl Detector {
                 reason,
             })?;
         Ok((vec![ev], plan))
+    }
+
+    /// Plans the fixes the policy asked for but nobody carried out: open drifts decided `AutoFix`
+    /// with no fix under way. A standby that becomes leader calls this, so fixes the old leader never
+    /// made are made once (rate limit and flap guard still apply).
+    pub fn pending_fixes(&mut self) -> Vec<RemediationPlan> {
+        let mut by_key: BTreeMap<ResourceKey, Vec<DriftId>> = BTreeMap::new();
+        for (k, t) in &self.open {
+            for (id, o) in t {
+                if o.action == Action::AutoFix && !o.fix_pending && o.state == DriftState::Open {
+                    by_key.entry(k.clone()).or_default().push(id.clone());
+                }
+            }
+        }
+        let actor = self.config.actor.clone();
+        by_key
+            .into_iter()
+            .filter_map(|(k, ids)| {
+                self.plan_fix(&k, &ids, "policy: auto-fix (taken over)", &actor)
+                    .ok()
+            })
+            .collect()
     }
 
     /// A person chooses to ignore a drift: no more alerts or fixes while it stays as it is.

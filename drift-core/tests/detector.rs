@@ -548,3 +548,29 @@ fn analysis_items_carry_cost_and_allowed_actions() {
     assert!(analysis.summary.contains("+$3.45/month"), "{}", analysis.summary);
     let _: Value = serde_json::to_value(&analysis).expect("serializable");
 }
+
+#[test]
+fn a_fix_that_lands_before_its_outcome_is_reported_counts_as_corrected() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![deploy("backend-api", 3, "nginx:1", 1)],
+    );
+    h.cluster.apply(deploy("backend-api", 5, "nginx:1", 2));
+    h.pump();
+    let id = h.detector.open_drifts()[0].drift.id.clone();
+    let (_, plan) = h.detector.approve(&id, "alice").expect("plan");
+    // The fix goes through (e.g. ConfigHub applied the unit) and the watch reports it before the
+    // remediator has answered.
+    let applied = block_on(h.cluster.remediate(&plan, RemediationMode::Apply));
+    assert_eq!(applied.status, RemediationStatus::Applied);
+    let outs = h.pump();
+    assert_eq!(
+        Harness::kinds(&outs),
+        [DriftEventKind::Remediated, DriftEventKind::Corrected]
+    );
+    // The late answer changes nothing.
+    let late = h.detector.record_fix(&plan, &applied);
+    assert!(late.events.is_empty(), "{:?}", late.events);
+    assert!(h.detector.open_drifts().is_empty());
+    assert_eq!(h.detector.stats().corrected, 1);
+}

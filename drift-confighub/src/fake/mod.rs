@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::client::ClientConfig;
 use crate::model::{Space, Unit};
 
-pub use state::{ApplyHook, RefreshHook};
+pub use state::{ApplyHook, HookRequest, RefreshHook};
 
 /// Faults to inject. Rates are probabilities per request (0.0–1.0), drawn from a seeded generator so a
 /// run is reproducible.
@@ -155,6 +155,8 @@ pub struct FakeHubConfig {
     pub legacy_routes: bool,
     /// Faults.
     pub faults: Faults,
+    /// Give every new space a target with this slug, as a bridge worker started for it would.
+    pub auto_target: Option<String>,
 }
 
 impl Default for FakeHubConfig {
@@ -165,6 +167,7 @@ impl Default for FakeHubConfig {
             operation_delay: Duration::from_millis(30),
             legacy_routes: false,
             faults: Faults::default(),
+            auto_target: None,
         }
     }
 }
@@ -186,6 +189,12 @@ impl FakeHubConfig {
     #[must_use]
     pub fn operation_delay(mut self, d: Duration) -> Self {
         self.operation_delay = d;
+        self
+    }
+    /// Gives every new space a target with this slug.
+    #[must_use]
+    pub fn auto_target(mut self, slug: impl Into<String>) -> Self {
+        self.auto_target = Some(slug.into());
         self
     }
     /// Serves the older route names.

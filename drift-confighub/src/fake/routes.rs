@@ -219,6 +219,9 @@ async fn list_spaces(State(sh): S, Query(q): Q) -> R<Response> {
 async fn create_space(State(sh): S, body: Bytes) -> R<Response> {
     let b = body_json(&body)?;
     let s = sh.state().create_space(&b)?;
+    if let Some(t) = &sh.config.auto_target {
+        let _ = sh.add_target(&s.slug, t);
+    }
     Ok(ok(json!(s)))
 }
 

@@ -2,8 +2,23 @@
 //!
 //! Run with `cargo run -p drift-detector -- --help`.
 
+mod alerts;
+mod bridge;
+mod common;
+mod config;
+mod demo;
 mod diff_cmd;
+mod engine;
+mod files;
+mod http;
+mod hub_cmd;
+mod leader;
+mod metrics;
 mod report;
+mod sandbox_cmd;
+mod scan_cmd;
+mod store;
+mod watch_cmd;
 
 use std::io::Write as _;
 
@@ -36,13 +51,19 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole story offline: a sandbox cluster and a ConfigHub simulator in-process, drift made
+    /// through the Kubernetes API, found, analysed, fixed through ConfigHub, every step verified.
+    Demo(demo::DemoArgs),
+    Watch(Box<watch_cmd::WatchArgs>),
+    Scan(scan_cmd::ScanArgs),
     Diff(diff_cmd::DiffArgs),
+    Sandbox(sandbox_cmd::SandboxArgs),
+    Hub(hub_cmd::HubCmdArgs),
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,drift_detector=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -50,6 +71,11 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Writes to stdout, ignoring a closed pipe.
+pub(crate) fn out(text: &str) {
+    let _ = print_stdout(text);
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
@@ -62,14 +88,31 @@ pub(crate) fn print_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
-        Command::Diff(args) => diff_cmd::run(args),
+    if let Command::Diff(args) = cli.command {
+        return diff_cmd::run(args);
     }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Demo(a) => demo::run(a).await,
+            Command::Watch(a) => watch_cmd::run(*a).await,
+            Command::Scan(a) => scan_cmd::run(a).await,
+            Command::Sandbox(a) => sandbox_cmd::run(a).await,
+            Command::Hub(a) => hub_cmd::run(a).await,
+            Command::Diff(_) => Ok(2),
+        }
+    })
 }
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo and the one-shot commands tell their story on stdout; the daemon logs.
+    let default = match cli.command {
+        Command::Watch(_) => "warn,drift_detector=info",
+        Command::Demo(_) => "error",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default);
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -1,0 +1,153 @@
+//! Options shared by several subcommands: the cluster, ConfigHub, Claude.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use drift_core::ports::Analyzer;
+
+/// Which cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    pub(crate) async fn client(&self) -> anyhow::Result<kube::Client> {
+        kube_client(self.kubeconfig.as_deref(), self.context.as_deref()).await
+    }
+}
+
+/// A kube client from a kubeconfig path (or the usual places) and a context.
+pub(crate) async fn kube_client(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> anyhow::Result<kube::Client> {
+    drift_kube::install_crypto_provider();
+    let opts = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .with_context(|| format!("reading the kubeconfig {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .with_context(|| format!("using the kubeconfig {}", p.display()))?
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&opts)
+            .await
+            .context("reading the kubeconfig")?,
+        None => kube::Config::infer()
+            .await
+            .context("finding a cluster (set KUBECONFIG, pass --kubeconfig, or run in a pod)")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// ConfigHub connection.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct HubArgs {
+    /// ConfigHub API base URL.
+    #[arg(long = "cub-url", env = "CUB_API_URL", default_value = drift_confighub::DEFAULT_BASE_URL, value_name = "URL")]
+    pub url: String,
+    /// ConfigHub token (`cub auth get-token`).
+    #[arg(
+        long = "cub-token",
+        env = "CUB_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+}
+
+impl HubArgs {
+    pub(crate) fn client(&self) -> anyhow::Result<drift_confighub::ConfigHubClient> {
+        let token = self
+            .token
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .context("no ConfigHub token: set CUB_TOKEN or pass --cub-token")?;
+        let cfg = drift_confighub::ClientConfig::default()
+            .base_url(self.url.clone())
+            .token(token);
+        Ok(drift_confighub::ConfigHubClient::new(cfg)?)
+    }
+}
+
+/// The analyzer.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClaudeArgs {
+    /// Anthropic API key: enables analysis by Claude (otherwise the deterministic analyzer).
+    #[arg(
+        long = "claude-key",
+        env = "CLAUDE_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+    /// Claude model.
+    #[arg(long = "claude-model", env = "CLAUDE_MODEL", default_value = drift_claude::DEFAULT_MODEL)]
+    pub model: String,
+    /// Anthropic API base URL.
+    #[arg(long = "claude-url", env = "CLAUDE_API_URL", default_value = drift_claude::api::DEFAULT_BASE_URL, hide = true)]
+    pub url: String,
+    /// Send ConfigMap values to Claude (by default only a hash and a length are sent).
+    #[arg(long = "claude-config-values")]
+    pub config_values: bool,
+    /// Never call Claude, even with a key.
+    #[arg(long = "no-claude")]
+    pub off: bool,
+}
+
+impl ClaudeArgs {
+    /// The analyzer and a sentence saying which it is.
+    pub(crate) async fn analyzer(&self) -> (Arc<dyn Analyzer>, String) {
+        let deterministic = || -> Arc<dyn Analyzer> { Arc::new(drift_core::analysis::DeterministicAnalyzer) };
+        let Some(key) = self.key.clone().filter(|k| !k.trim().is_empty() && !self.off) else {
+            return (
+                deterministic(),
+                "deterministic analyzer (no CLAUDE_API_KEY)".into(),
+            );
+        };
+        let client = drift_claude::api::ClientConfig::new(key.clone()).base_url(self.url.clone());
+        let prompt = drift_claude::prompt::PromptPolicy::default().allow_config_values(self.config_values);
+        let cfg = drift_claude::ClaudeConfig::new(key)
+            .client(client)
+            .model(self.model.clone())
+            .prompt(prompt);
+        match drift_claude::ClaudeAnalyzer::new(cfg) {
+            Ok(a) => match a.check().await {
+                Ok(m) => (
+                    Arc::new(a),
+                    format!(
+                        "Claude analysis with {} (checked against /v1/models); the deterministic analyzer answers when it cannot",
+                        m.id
+                    ),
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "Claude is not usable; using the deterministic analyzer");
+                    (
+                        deterministic(),
+                        format!("deterministic analyzer (Claude unusable: {e})"),
+                    )
+                }
+            },
+            Err(e) => (
+                deterministic(),
+                format!("deterministic analyzer (Claude client: {e})"),
+            ),
+        }
+    }
+}
+
+/// Where the state file of `drift-detector sandbox` lives.
+pub(crate) fn sandbox_state_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("sandbox.json")
+}

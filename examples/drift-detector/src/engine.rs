@@ -1,0 +1,866 @@
+//! The running pipeline (ARCHITECTURE §6): one task owns the [`Detector`] and is fed by the live
+//! watch, the desired-state changes and commands (from the HTTP API); drift events go to the history
+//! through a spool that survives outages and restarts; fixes run in their own tasks (dry run, then for
+//! real) and report back; analysis runs off the hot path, batched. Only the leader fixes and writes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drift_claude::AnalysisBatcher;
+use drift_core::DriftId;
+use drift_core::clock::{Clock, SystemClock};
+use drift_core::detector::{Detector, DetectorConfig, DetectorStats, OpenDrift, Outcome};
+use drift_core::ports::{
+    Analysis, DesiredChange, DesiredStore, DriftEvent, DriftEventKind, DriftLog, DriftRecord, HistoryQuery,
+    LiveEvent, LiveSource, RemediationMode, RemediationOutcome, RemediationPlan, RemediationStatus,
+    Remediator,
+};
+use drift_core::{DiffEngine, ResourceKey};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::alerts::{AlertSink, AlertView};
+use crate::metrics::{Kind, Metrics, Result_, SetSeverity};
+use crate::store::Store;
+
+/// What the pipeline is made of.
+pub(crate) struct Parts {
+    pub live: Arc<dyn LiveSource>,
+    pub desired: Arc<dyn DesiredStore>,
+    /// The durable history (ConfigHub or the local database).
+    pub log: Arc<dyn DriftLog>,
+    /// The local spool in front of a remote history (`None`: the history is local already).
+    pub spool: Option<Arc<Store>>,
+    pub remediator: Option<Arc<dyn Remediator>>,
+    pub analyzer: Arc<dyn drift_core::ports::Analyzer>,
+    pub alerts: AlertSink,
+    /// `true` while this replica leads (always `true` without leader election).
+    pub leader: watch::Receiver<bool>,
+    pub detector: DetectorConfig,
+    pub engine: DiffEngine,
+    /// Counters of the ConfigHub client, when there is one.
+    pub confighub_stats: Option<Arc<drift_confighub::ClientStats>>,
+}
+
+/// A message to the pipeline.
+pub(crate) enum Cmd {
+    Snapshot(oneshot::Sender<Snapshot>),
+    Approve {
+        id: DriftId,
+        actor: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Ignore {
+        id: DriftId,
+        actor: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    FixDone {
+        plan: Box<RemediationPlan>,
+        outcome: RemediationOutcome,
+    },
+    Analysis(Analysis),
+}
+
+/// What the dashboard and the API read.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Snapshot {
+    pub ready: bool,
+    pub leader: bool,
+    pub open: Vec<OpenDrift>,
+    pub stats: DetectorStats,
+    pub tracked: usize,
+    pub analysis: Option<Analysis>,
+    pub alerts: Vec<AlertView>,
+    pub recent: Vec<DriftEvent>,
+    pub desired_errors: Vec<String>,
+    pub spooled: usize,
+}
+
+/// A live update for the dashboard (server-sent events).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub(crate) enum UiEvent {
+    Drift {
+        event: Box<DriftEvent>,
+    },
+    Alert {
+        alert: Box<AlertView>,
+    },
+    Analysis {
+        analysis: Box<Analysis>,
+    },
+    Fix {
+        drift_ids: Vec<String>,
+        resource: String,
+        status: RemediationStatus,
+        message: String,
+    },
+    Status {
+        ready: bool,
+        leader: bool,
+    },
+}
+
+/// Liveness and readiness, shared with the HTTP side.
+#[derive(Debug, Default)]
+pub(crate) struct Status {
+    pub ready: AtomicBool,
+    pub leader: AtomicBool,
+    /// Milliseconds since the epoch of the last turn of the loop.
+    pub heartbeat: AtomicU64,
+}
+
+/// The running pipeline.
+pub(crate) struct Handle {
+    pub cmd: mpsc::Sender<Cmd>,
+    pub ui: broadcast::Sender<UiEvent>,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+    stop: watch::Sender<bool>,
+    join: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Handle {
+    /// The current state.
+    pub(crate) async fn snapshot(&self) -> Option<Snapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Snapshot(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Approves (and so fixes) a drift.
+    pub(crate) async fn approve(&self, id: &str, actor: &str) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Approve {
+                id: DriftId(id.to_string()),
+                actor: actor.to_string(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| "the pipeline has stopped".to_string())?;
+        rx.await.map_err(|_| "the pipeline has stopped".to_string())?
+    }
+
+    /// Ignores a drift.
+    pub(crate) async fn ignore(&self, id: &str, actor: &str) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Ignore {
+                id: DriftId(id.to_string()),
+                actor: actor.to_string(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| "the pipeline has stopped".to_string())?;
+        rx.await.map_err(|_| "the pipeline has stopped".to_string())?
+    }
+
+    /// Stops: the loop ends, then every drift event is written (or left in the spool for the next start).
+    pub(crate) async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.join.await;
+        let _ = self.writer.await;
+    }
+}
+
+/// Writes drift events to the history: through the spool when the history is remote, retrying until
+/// written; on shutdown, what could not be written stays in the spool for the next start.
+struct Writer {
+    log: Arc<dyn DriftLog>,
+    spool: Option<Arc<Store>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    async fn write(&self, e: &DriftEvent) -> bool {
+        let t = Instant::now();
+        match self.log.append(e).await {
+            Ok(()) => {
+                self.metrics.log_write_seconds.observe(t.elapsed().as_secs_f64());
+                if let Some(s) = &self.spool
+                    && let Err(err) = s.unspool(&e.event_id)
+                {
+                    tracing::warn!(error = %err, "could not clear a written event from the spool");
+                }
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, event = %e.event_id, "drift history unavailable; the event stays queued");
+                false
+            }
+        }
+    }
+
+    /// Runs until the pipeline closes the channel, then writes what is queued (for at most 10 s;
+    /// with a spool, anything left is written at the next start).
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<DriftEvent>) {
+        let mut queue: VecDeque<DriftEvent> = VecDeque::new();
+        if let Some(s) = &self.spool {
+            match s.spooled() {
+                Ok(old) if !old.is_empty() => {
+                    tracing::info!(
+                        events = old.len(),
+                        "writing drift events spooled before the last stop"
+                    );
+                    queue.extend(old);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot read the spool"),
+            }
+        }
+        let mut backoff = Duration::from_millis(200);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            while let Ok(e) = rx.try_recv() {
+                self.enqueue(&mut queue, e);
+            }
+            match queue.front().cloned() {
+                Some(e) => {
+                    if self.write(&e).await {
+                        queue.pop_front();
+                        backoff = Duration::from_millis(200);
+                    } else {
+                        let wait = deadline.map_or(backoff, |d| {
+                            backoff.min(d.saturating_duration_since(Instant::now()))
+                        });
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            m = rx.recv(), if deadline.is_none() => match m {
+                                Some(e) => self.enqueue(&mut queue, e),
+                                None => deadline = Some(Instant::now() + Duration::from_secs(10)),
+                            },
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+                None if deadline.is_some() => break,
+                None => match rx.recv().await {
+                    Some(e) => self.enqueue(&mut queue, e),
+                    None => deadline = Some(Instant::now() + Duration::from_secs(10)),
+                },
+            }
+            self.metrics.log_spooled.set(queue.len() as i64);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        if !queue.is_empty() {
+            match &self.spool {
+                Some(_) => tracing::warn!(
+                    events = queue.len(),
+                    "stopping with drift events not yet written; they are in the spool for the next start"
+                ),
+                None => tracing::error!(
+                    events = queue.len(),
+                    "stopping with drift events the local history could not take"
+                ),
+            }
+        }
+    }
+
+    fn enqueue(&self, queue: &mut VecDeque<DriftEvent>, e: DriftEvent) {
+        if let Some(s) = &self.spool
+            && let Err(err) = s.spool(&e)
+        {
+            tracing::error!(error = %err, "could not spool a drift event; it is kept in memory");
+        }
+        queue.push_back(e);
+    }
+}
+
+struct Loop {
+    det: Detector,
+    parts: Parts,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+    ui: broadcast::Sender<UiEvent>,
+    cmd_tx: mpsc::Sender<Cmd>,
+    writer: mpsc::UnboundedSender<DriftEvent>,
+    batcher: AnalysisBatcher,
+    leader: bool,
+    desired_loaded: bool,
+    desired_errors: Vec<String>,
+    analysis: Option<Analysis>,
+    alerts: VecDeque<AlertView>,
+    recent: VecDeque<DriftEvent>,
+    last_stats: DetectorStats,
+    clock: SystemClock,
+    fixes_in_flight: Arc<Mutex<std::collections::HashSet<ResourceKey>>>,
+}
+
+/// Starts the pipeline.
+pub(crate) fn start(parts: Parts, metrics: Arc<Metrics>) -> Handle {
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(256);
+    let (ui, _) = broadcast::channel::<UiEvent>(1024);
+    let status = Arc::new(Status::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (wtx, wrx) = mpsc::unbounded_channel::<DriftEvent>();
+    let writer = Writer {
+        log: parts.log.clone(),
+        spool: parts.spool.clone(),
+        metrics: metrics.clone(),
+    };
+    let writer_join = tokio::spawn(writer.run(wrx));
+    let batcher = AnalysisBatcher::spawn(parts.analyzer.clone(), Duration::from_millis(500), 500);
+    let det = Detector::new(
+        parts.engine.clone(),
+        parts.detector.clone(),
+        Arc::new(SystemClock),
+    );
+    let leader = *parts.leader.borrow();
+    let lp = Loop {
+        det,
+        leader,
+        parts,
+        metrics: metrics.clone(),
+        status: status.clone(),
+        ui: ui.clone(),
+        cmd_tx: cmd_tx.clone(),
+        writer: wtx,
+        batcher,
+        desired_loaded: false,
+        desired_errors: Vec::new(),
+        analysis: None,
+        alerts: VecDeque::new(),
+        recent: VecDeque::new(),
+        last_stats: DetectorStats::default(),
+        clock: SystemClock,
+        fixes_in_flight: Arc::default(),
+    };
+    let join = tokio::spawn(lp.run(cmd_rx, stop_rx));
+    Handle {
+        cmd: cmd_tx,
+        ui,
+        metrics,
+        status,
+        stop: stop_tx,
+        join,
+        writer: writer_join,
+    }
+}
+
+impl Loop {
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, mut stop: watch::Receiver<bool>) {
+        self.metrics.leader.set(i64::from(self.leader));
+        self.status.leader.store(self.leader, Ordering::Relaxed);
+        // History first: open drifts survive restarts.
+        match self
+            .parts
+            .log
+            .records(&HistoryQuery {
+                open_only: true,
+                ..HistoryQuery::default()
+            })
+            .await
+        {
+            Ok(open) if !open.is_empty() => {
+                tracing::info!(drifts = open.len(), "restored open drifts from the history");
+                self.det.restore(open);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read open drifts from the history; starting without them")
+            }
+        }
+        let mut live = self.parts.live.watch();
+        let mut changes = self.parts.desired.changes();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut leader_rx = self.parts.leader.clone();
+        let mut leader_alive = true;
+        let mut load_retry = tokio::time::Instant::now();
+        let mut load_backoff = Duration::from_millis(500);
+        loop {
+            if !self.desired_loaded && tokio::time::Instant::now() >= load_retry {
+                self.load_desired().await;
+                if !self.desired_loaded {
+                    load_retry = tokio::time::Instant::now() + load_backoff;
+                    load_backoff = (load_backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                c = cmds.recv() => match c {
+                    Some(c) => self.command(c).await,
+                    None => break,
+                },
+                ev = live.next() => match ev {
+                    Some(Ok(ev)) => {
+                        let t = Instant::now();
+                        let is_change = matches!(ev, LiveEvent::Applied(_) | LiveEvent::Deleted(_));
+                        self.det.observe(ev);
+                        let n = self.drain();
+                        if is_change && n > 0 {
+                            self.metrics.event_to_report.observe(t.elapsed().as_secs_f64());
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.metrics.watch_errors.inc();
+                        tracing::warn!(error = %e, "watch error (it backs off and resumes)");
+                    }
+                    None => {
+                        tracing::error!("the live watch ended; restarting it");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        live = self.parts.live.watch();
+                    }
+                },
+                ch = changes.next(), if self.desired_loaded => match ch {
+                    Some(Ok(ch)) => {
+                        self.desired_change(ch);
+                        self.drain();
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "reading desired-state changes failed; retrying"),
+                    None => changes = self.parts.desired.changes(),
+                },
+                r = leader_rx.changed(), if leader_alive => match r {
+                    Ok(()) => {
+                        let now = *leader_rx.borrow();
+                        self.set_leader(now).await;
+                    }
+                    // The election stopped (shutting down): keep the last state.
+                    Err(_) => leader_alive = false,
+                },
+                _ = tick.tick() => self.tick(),
+            }
+        }
+        tracing::info!("pipeline stopping");
+        // Dropping the loop closes the writer's channel; the writer drains and stops.
+    }
+
+    async fn load_desired(&mut self) {
+        match self.parts.desired.load().await {
+            Ok(set) => {
+                self.desired_errors = set.errors.iter().map(ToString::to_string).collect();
+                for e in &set.errors {
+                    tracing::warn!(source = %e.source, "desired state: {}", e.reason);
+                }
+                tracing::info!(
+                    resources = set.resources.len(),
+                    broken = set.errors.len(),
+                    "desired state loaded"
+                );
+                self.det.set_desired(set.resources);
+                self.desired_loaded = true;
+                self.drain();
+            }
+            Err(e) => tracing::warn!(error = %e, "loading the desired state failed; retrying"),
+        }
+    }
+
+    fn desired_change(&mut self, ch: DesiredChange) {
+        match ch {
+            DesiredChange::Replaced { source, resources } => {
+                tracing::info!(%source, resources = resources.len(), "desired state changed");
+                self.desired_errors
+                    .retain(|e| !e.starts_with(&format!("{source}:")));
+                self.det.replace_source(&source, resources);
+            }
+            DesiredChange::Failed(e) => {
+                tracing::warn!(source = %e.source, "desired source does not load (its previous version stays in force): {}", e.reason);
+                self.desired_errors
+                    .retain(|x| !x.starts_with(&format!("{}:", e.source)));
+                self.desired_errors.push(e.to_string());
+            }
+            DesiredChange::Reloaded(set) => {
+                self.desired_errors = set.errors.iter().map(ToString::to_string).collect();
+                self.det.set_desired(set.resources);
+            }
+            _ => {}
+        }
+    }
+
+    /// Processes every queued key; returns how many reports came out.
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
+        let mut analyse: Vec<DriftId> = Vec::new();
+        while let Some(k) = self.det.next_key() {
+            let out = self.det.process(&k);
+            if out.report.is_some() {
+                n += 1;
+            }
+            for e in &out.events {
+                if matches!(e.kind, DriftEventKind::Opened | DriftEventKind::Updated) {
+                    analyse.push(e.drift.id.clone());
+                }
+            }
+            self.outcome(out);
+        }
+        if !analyse.is_empty() {
+            self.analyse(analyse);
+        }
+        n
+    }
+
+    fn outcome(&mut self, out: Outcome) {
+        let now = self.clock.now();
+        for e in out.events {
+            self.metrics
+                .drift_events
+                .get_or_create(&Kind {
+                    kind: e.kind.as_str().into(),
+                })
+                .inc();
+            if e.kind == DriftEventKind::Opened {
+                self.metrics.drifts_detected.inc();
+            }
+            let what = if e.drift.rule == "missing-live" {
+                "missing from the cluster".to_string()
+            } else {
+                e.drift.describe()
+            };
+            tracing::info!(kind = e.kind.as_str(), drift = %e.drift.id, resource = %e.drift.key, "{what}");
+            if self.leader {
+                let _ = self.writer.send(e.clone());
+            }
+            self.recent.push_back(e.clone());
+            if self.recent.len() > 200 {
+                self.recent.pop_front();
+            }
+            let _ = self.ui.send(UiEvent::Drift { event: Box::new(e) });
+        }
+        for a in out.alerts {
+            let view = AlertView::from(&a, now);
+            self.metrics.alerts.inc();
+            if self.leader {
+                self.parts.alerts.send(&view);
+            }
+            self.alerts.push_back(view.clone());
+            if self.alerts.len() > 100 {
+                self.alerts.pop_front();
+            }
+            let _ = self.ui.send(UiEvent::Alert {
+                alert: Box::new(view),
+            });
+        }
+        if self.leader {
+            for plan in out.fixes {
+                self.run_fix(plan);
+            }
+        }
+    }
+
+    /// Runs a fix in its own task: dry run, then for real; the result comes back as a command.
+    fn run_fix(&self, plan: RemediationPlan) {
+        let Some(rem) = self.parts.remediator.clone() else {
+            tracing::warn!(resource = %plan.key, "a fix is due but no remediator is configured; alerting instead");
+            let outcome = RemediationOutcome {
+                key: plan.key.clone(),
+                status: RemediationStatus::Skipped,
+                message: "no remediator configured (use ConfigHub, or --remediate cluster)".into(),
+                mode: RemediationMode::DryRun,
+            };
+            let tx = self.cmd_tx.clone();
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Cmd::FixDone {
+                        plan: Box::new(plan),
+                        outcome,
+                    })
+                    .await;
+            });
+            return;
+        };
+        if !self
+            .fixes_in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(plan.key.clone())
+        {
+            tracing::info!(resource = %plan.key, "a fix of this resource is already running");
+            return;
+        }
+        let tx = self.cmd_tx.clone();
+        let metrics = self.metrics.clone();
+        let in_flight = self.fixes_in_flight.clone();
+        tokio::spawn(async move {
+            metrics
+                .fixes
+                .get_or_create(&Result_ {
+                    result: "attempted".into(),
+                })
+                .inc();
+            let dry = rem.remediate(&plan, RemediationMode::DryRun).await;
+            let outcome = if dry.status == RemediationStatus::DryRunOk {
+                rem.remediate(&plan, RemediationMode::Apply).await
+            } else {
+                dry
+            };
+            let result = match outcome.status {
+                RemediationStatus::Applied => "applied",
+                RemediationStatus::Conflict => "conflict",
+                RemediationStatus::Skipped => "skipped",
+                _ => "failed",
+            };
+            metrics
+                .fixes
+                .get_or_create(&Result_ {
+                    result: result.into(),
+                })
+                .inc();
+            in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&plan.key);
+            let _ = tx
+                .send(Cmd::FixDone {
+                    plan: Box::new(plan),
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    fn analyse(&self, ids: Vec<DriftId>) {
+        let items = self.det.analysis_items(&ids);
+        if items.is_empty() {
+            return;
+        }
+        let batcher = self.batcher.clone();
+        let tx = self.cmd_tx.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            if let Ok(a) = batcher.analyze(items).await {
+                metrics.analysis_seconds.observe(t.elapsed().as_secs_f64());
+                let _ = tx.send(Cmd::Analysis(a)).await;
+            }
+        });
+    }
+
+    async fn command(&mut self, c: Cmd) {
+        match c {
+            Cmd::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Cmd::Approve { id, actor, reply } => {
+                if !self.leader {
+                    let _ = reply.send(Err("this replica is a standby; ask the leader".into()));
+                    return;
+                }
+                match self.det.approve(&id, &actor) {
+                    Ok((events, plan)) => {
+                        self.outcome(Outcome {
+                            events,
+                            ..Outcome::default()
+                        });
+                        let msg = format!("fixing {} ({})", plan.key, plan.action.name());
+                        self.run_fix(plan);
+                        let _ = reply.send(Ok(msg));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            Cmd::Ignore { id, actor, reply } => match self.det.ignore(&id, &actor) {
+                Ok(ev) => {
+                    self.outcome(Outcome {
+                        events: vec![ev],
+                        ..Outcome::default()
+                    });
+                    let _ = reply.send(Ok("ignored".into()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Cmd::FixDone { plan, outcome } => {
+                tracing::info!(resource = %plan.key, status = ?outcome.status, "fix: {}", outcome.message);
+                let _ = self.ui.send(UiEvent::Fix {
+                    drift_ids: plan.drifts.iter().map(|d| d.id.to_string()).collect(),
+                    resource: plan.key.to_string(),
+                    status: outcome.status,
+                    message: outcome.message.clone(),
+                });
+                let out = self.det.record_fix(&plan, &outcome);
+                self.outcome(out);
+                self.drain();
+            }
+            Cmd::Analysis(a) => {
+                tracing::info!(analyzer = %a.analyzer, "analysis: {}", a.summary);
+                self.analysis = Some(merge_analysis(self.analysis.take(), a.clone()));
+                let _ = self.ui.send(UiEvent::Analysis {
+                    analysis: Box::new(a),
+                });
+            }
+        }
+    }
+
+    async fn set_leader(&mut self, now: bool) {
+        if now == self.leader {
+            return;
+        }
+        self.leader = now;
+        self.metrics.leader.set(i64::from(now));
+        self.status.leader.store(now, Ordering::Relaxed);
+        let _ = self.ui.send(UiEvent::Status {
+            ready: self.is_ready(),
+            leader: now,
+        });
+        if !now {
+            tracing::warn!("lost the lease: standing by (no fixes, no history writes)");
+            return;
+        }
+        tracing::info!("leading: reconciling the history, then fixing what is due");
+        self.reconcile().await;
+        for plan in self.det.pending_fixes() {
+            self.run_fix(plan);
+        }
+    }
+
+    /// After taking over: what the old leader wrote and what this replica saw, made one.
+    async fn reconcile(&mut self) {
+        let logged: Vec<DriftRecord> = match self
+            .parts
+            .log
+            .records(&HistoryQuery {
+                open_only: true,
+                ..HistoryQuery::default()
+            })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the history to reconcile; writing what this replica saw");
+                Vec::new()
+            }
+        };
+        let open = self.det.open_drifts();
+        let now = self.clock.now();
+        let actor = self.parts.detector.actor.clone();
+        for o in &open {
+            if !logged.iter().any(|r| r.drift.id == o.drift.id) {
+                let e = DriftEvent::new(
+                    DriftEventKind::Opened,
+                    o.opened_at,
+                    o.drift.clone(),
+                    actor.clone(),
+                    "live differs from desired (seen while standing by)",
+                )
+                .with_provenance(o.provenance.clone());
+                let _ = self.writer.send(e);
+            }
+        }
+        if self.is_ready() {
+            for r in logged
+                .iter()
+                .filter(|r| !open.iter().any(|o| o.drift.id == r.drift.id))
+            {
+                let e = DriftEvent::new(
+                    DriftEventKind::Resolved,
+                    now,
+                    r.drift.clone(),
+                    actor.clone(),
+                    "gone while another replica led",
+                )
+                .with_provenance(r.provenance.clone());
+                let _ = self.writer.send(e);
+            }
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.desired_loaded && self.det.is_ready()
+    }
+
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        self.status.heartbeat.store(now, Ordering::Relaxed);
+        let ready = self.is_ready();
+        if ready != self.status.ready.swap(ready, Ordering::Relaxed) {
+            let _ = self.ui.send(UiEvent::Status {
+                ready,
+                leader: self.leader,
+            });
+            if ready {
+                tracing::info!(
+                    tracked = self.det.sizes().0,
+                    "ready: every watch listed and the desired state loaded"
+                );
+            }
+        }
+        self.metrics.ready.set(i64::from(ready));
+        let s = self.det.stats();
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        self.metrics
+            .events_processed
+            .inc_by(d(s.objects_seen, self.last_stats.objects_seen));
+        self.metrics
+            .events_skipped
+            .inc_by(d(s.objects_skipped, self.last_stats.objects_skipped));
+        self.metrics
+            .watch_restarts
+            .inc_by(d(s.relists, self.last_stats.relists));
+        self.last_stats = s;
+        self.metrics.open_drifts.clear();
+        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for o in self.det.open_drifts() {
+            *counts
+                .entry((o.drift.set.to_string(), o.drift.severity.to_string()))
+                .or_default() += 1;
+        }
+        for ((set, severity), n) in counts {
+            self.metrics
+                .open_drifts
+                .get_or_create(&SetSeverity { set, severity })
+                .set(n);
+        }
+        if let Some(cs) = &self.parts.confighub_stats {
+            let total = cs.requests.load(Ordering::Relaxed);
+            let seen = self.metrics.confighub_requests.get();
+            self.metrics.confighub_requests.inc_by(total.saturating_sub(seen));
+            let retries = cs.retries.load(Ordering::Relaxed);
+            let seen = self.metrics.confighub_retries.get();
+            self.metrics
+                .confighub_retries
+                .inc_by(retries.saturating_sub(seen));
+        }
+        if let Some(s) = &self.parts.spool {
+            self.metrics.log_spooled.set(s.spool_len() as i64);
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let open = self.det.open_drifts();
+        // The cost impact of what is open now (analyses arrive per batch).
+        let analysis = self.analysis.clone().map(|mut a| {
+            a.monthly_cost_delta = open.iter().filter_map(|o| o.monthly_cost_delta).sum();
+            a
+        });
+        Snapshot {
+            ready: self.is_ready(),
+            leader: self.leader,
+            open,
+            stats: self.det.stats(),
+            tracked: self.det.sizes().0,
+            analysis,
+            alerts: self.alerts.iter().rev().cloned().collect(),
+            recent: self.recent.iter().rev().cloned().collect(),
+            desired_errors: self.desired_errors.clone(),
+            spooled: self.parts.spool.as_ref().map_or(0, |s| s.spool_len()),
+        }
+    }
+}
+
+/// Keeps the newest analysis of each drift.
+fn merge_analysis(old: Option<Analysis>, new: Analysis) -> Analysis {
+    let Some(mut old) = old else { return new };
+    let ids: Vec<DriftId> = new.risks.iter().map(|r| r.drift_id.clone()).collect();
+    old.risks.retain(|r| !ids.contains(&r.drift_id));
+    old.recommendations.retain(|r| !ids.contains(&r.drift_id));
+    old.risks.extend(new.risks);
+    old.recommendations.extend(new.recommendations);
+    Analysis {
+        analyzer: new.analyzer,
+        summary: new.summary,
+        monthly_cost_delta: new.monthly_cost_delta,
+        ..old
+    }
+}

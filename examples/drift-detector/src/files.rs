@@ -1,0 +1,165 @@
+//! [`DesiredStore`] over manifest files: `--desired PATH...` (files or directories). Changes are
+//! noticed by polling modification times and sizes (every 2 s); each file is one source.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use drift_core::ports::{
+    DesiredChange, DesiredResource, DesiredSet, DesiredStore, PortError, Provenance, SourceError,
+};
+use futures::stream::{BoxStream, StreamExt};
+
+type Stamp = (SystemTime, u64);
+
+/// Desired state from manifests.
+#[derive(Clone, Debug)]
+pub(crate) struct FileDesiredStore {
+    roots: Arc<Vec<PathBuf>>,
+    namespace: Arc<str>,
+    seen: Arc<Mutex<BTreeMap<PathBuf, Stamp>>>,
+    interval: Duration,
+}
+
+fn files_under(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for e in entries {
+            files_under(&e, out);
+        }
+    } else if p
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+    {
+        out.push(p.to_path_buf());
+    }
+}
+
+fn stamp(p: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl FileDesiredStore {
+    pub(crate) fn new(roots: Vec<PathBuf>, namespace: &str) -> Self {
+        FileDesiredStore {
+            roots: Arc::new(roots),
+            namespace: namespace.into(),
+            seen: Arc::default(),
+            interval: Duration::from_secs(2),
+        }
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for r in self.roots.iter() {
+            if r.is_dir() {
+                files_under(r, &mut out);
+            } else {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+
+    fn load_file(&self, f: &Path) -> Result<Vec<DesiredResource>, SourceError> {
+        let source = f.display().to_string();
+        let loaded = drift_core::load_path(f);
+        if let Some(e) = loaded.errors.first() {
+            return Err(SourceError {
+                source,
+                reason: e.to_string(),
+            });
+        }
+        Ok(loaded
+            .resources
+            .into_iter()
+            .map(|mut r| {
+                r.default_namespace(&self.namespace);
+                DesiredResource {
+                    resource: r,
+                    provenance: Provenance::file(source.clone()),
+                }
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl DesiredStore for FileDesiredStore {
+    async fn load(&self) -> Result<DesiredSet, PortError> {
+        let mut set = DesiredSet::default();
+        let mut seen = BTreeMap::new();
+        let files = self.files();
+        if files.is_empty() {
+            return Err(PortError::Invalid {
+                what: "--desired".into(),
+                reason: format!("no manifests under {:?}", self.roots),
+            });
+        }
+        for f in files {
+            if let Some(s) = stamp(&f) {
+                seen.insert(f.clone(), s);
+            }
+            match self.load_file(&f) {
+                Ok(rs) => set.resources.extend(rs),
+                Err(e) => set.errors.push(e),
+            }
+        }
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
+        Ok(set)
+    }
+
+    fn changes(&self) -> BoxStream<'static, Result<DesiredChange, PortError>> {
+        let this = self.clone();
+        futures::stream::unfold(
+            (this, Vec::<DesiredChange>::new()),
+            |(this, mut buf)| async move {
+                loop {
+                    if let Some(c) = buf.pop() {
+                        return Some((Ok(c), (this, buf)));
+                    }
+                    tokio::time::sleep(this.interval).await;
+                    let before = this
+                        .seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
+                    let mut now = BTreeMap::new();
+                    for f in this.files() {
+                        let Some(s) = stamp(&f) else { continue };
+                        if before.get(&f) != Some(&s) {
+                            buf.push(match this.load_file(&f) {
+                                Ok(resources) => DesiredChange::Replaced {
+                                    source: f.display().to_string(),
+                                    resources,
+                                },
+                                Err(e) => DesiredChange::Failed(e),
+                            });
+                        }
+                        now.insert(f, s);
+                    }
+                    for f in before.keys().filter(|f| !now.contains_key(*f)) {
+                        buf.push(DesiredChange::Replaced {
+                            source: f.display().to_string(),
+                            resources: Vec::new(),
+                        });
+                    }
+                    *this
+                        .seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+                }
+            },
+        )
+        .boxed()
+    }
+}

@@ -1,0 +1,289 @@
+//! `drift-detector hub ...`: the ConfigHub setup steps, idempotent, with progress output.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use drift_confighub::environments::{Chain, SetupReport};
+use drift_confighub::setup::{self, UnitSpec};
+use drift_confighub::{ConfigHubClient, UnitQuery};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+
+use crate::common::HubArgs;
+
+const BASE_UNITS: [(&str, &str); 4] = [
+    (
+        "drift-detector-namespace",
+        include_str!("../deploy/namespace.yaml"),
+    ),
+    ("drift-detector-rbac", include_str!("../deploy/rbac.yaml")),
+    (
+        "drift-detector-deployment",
+        include_str!("../deploy/deployment.yaml"),
+    ),
+    ("drift-detector-service", include_str!("../deploy/service.yaml")),
+];
+const WORKLOADS: &str = include_str!("../demo/test-workloads.yaml");
+
+/// Sets ConfigHub up for drift-detector. Every step is idempotent: running it again changes nothing.
+///
+/// Examples:
+///   export CUB_TOKEN=$(cub auth get-token)
+///   drift-detector hub install-base && drift-detector hub install-envs
+///   drift-detector hub deploy-test && drift-detector hub apply-all prod --target k8s-my-worker
+///   drift-detector hub promote dev staging
+#[derive(Debug, clap::Args)]
+pub(crate) struct HubCmdArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// Project prefix of the space slugs (`<project>-base`, `-dev`, ...).
+    #[arg(long, env = "CUB_PROJECT", default_value = "drift-detector", global = true)]
+    pub project: String,
+    /// Use the ConfigHub simulator (and cluster) of a running `drift-detector sandbox --hub`.
+    #[arg(long, global = true)]
+    pub sandbox: bool,
+    /// Where `drift-detector sandbox` recorded its addresses.
+    #[arg(long, default_value = ".drift-detector", global = true)]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub step: HubStep,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum HubStep {
+    /// The base space with the detector's own units (namespace, RBAC, Deployment, Service), and the
+    /// drift-records space with the named drift filters.
+    InstallBase,
+    /// dev → staging → prod spaces, each unit cloned from the space before.
+    InstallEnvs {
+        /// Environments after base, in order.
+        #[arg(long, value_delimiter = ',', default_value = "dev,staging,prod")]
+        envs: Vec<String>,
+    },
+    /// Applies every unit of an environment that is not live at its head revision.
+    ApplyAll {
+        /// The environment (`base`, `dev`, `staging`, `prod`, or `test` for deploy-test's space).
+        env: String,
+        /// Set this target on units that have none first (the target a bridge worker created).
+        #[arg(long)]
+        target: Option<String>,
+        /// Apply every unit, even those already live.
+        #[arg(long)]
+        all: bool,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Upgrades the units of TO whose upstream in FROM has changed (a three-way merge).
+    Promote {
+        from: String,
+        to: String,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The test workloads (backend-api 3 replicas, frontend-web 2, database-postgres 1, namespace
+    /// drift-test) as units of `<project>-test`.
+    DeployTest {
+        /// Then scale backend-api to 5 and frontend-web to 1 in the cluster, behind ConfigHub's back.
+        #[arg(long)]
+        with_drift: bool,
+        /// Kubeconfig for --with-drift (default: the sandbox's with --sandbox, else the usual places).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+}
+
+fn sandbox_state(args: &HubCmdArgs) -> anyhow::Result<serde_json::Value> {
+    let file = crate::common::sandbox_state_file(&args.state_dir);
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "no running sandbox found ({}): start `drift-detector sandbox --hub` first",
+            file.display()
+        )
+    })?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn client(args: &HubCmdArgs) -> anyhow::Result<ConfigHubClient> {
+    if args.sandbox {
+        let s = sandbox_state(args)?;
+        let url = s["hubUrl"].as_str().context("the sandbox runs without --hub")?;
+        let token = s["hubToken"].as_str().unwrap_or_default();
+        return Ok(ConfigHubClient::new(
+            drift_confighub::ClientConfig::default()
+                .base_url(url)
+                .token(token),
+        )?);
+    }
+    args.hub.client()
+}
+
+fn print_report(r: &SetupReport) {
+    crate::out(&r.to_string());
+    let changed = r.changed().len();
+    crate::out(&format!(
+        "{changed} changed, {} unchanged\n",
+        r.steps.len() - changed
+    ));
+}
+
+pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
+    let c = client(&args)?;
+    let chain = Chain::standard(args.project.clone());
+    let space_of = |env: &str| {
+        if env == "test" {
+            format!("{}-test", args.project)
+        } else {
+            chain.space_slug(env)
+        }
+    };
+    match &args.step {
+        HubStep::InstallBase => {
+            crate::out(&format!(
+                "installing {} and {} on {}\n",
+                chain.space_slug("base"),
+                setup::records_space(&args.project),
+                c.base_url()
+            ));
+            let units: Vec<UnitSpec> = BASE_UNITS
+                .iter()
+                .map(|(slug, data)| {
+                    UnitSpec::new(
+                        *slug,
+                        *data,
+                        &[
+                            ("app", "drift-detector"),
+                            ("type", "devops-app"),
+                            ("tier", "critical"),
+                        ],
+                    )
+                })
+                .collect();
+            print_report(&setup::install_base(&c, &args.project, &units).await?);
+        }
+        HubStep::InstallEnvs { envs } => {
+            let chain = Chain::new(args.project.clone(), envs.iter().cloned());
+            crate::out(&format!(
+                "creating {}\n",
+                chain
+                    .environments
+                    .iter()
+                    .map(|e| chain.space_slug(e))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ));
+            print_report(&setup::create_environments(&c, &chain).await?);
+        }
+        HubStep::ApplyAll {
+            env,
+            target,
+            all,
+            dry_run,
+        } => {
+            let space = space_of(env);
+            let target = target
+                .clone()
+                .or_else(|| args.sandbox.then(|| "k8s-sandbox".to_string()));
+            if let Some(t) = target {
+                print_report(&setup::set_target(&c, &space, &t).await?);
+            }
+            crate::out(&format!(
+                "applying {space}{}\n",
+                if *dry_run { " (dry run)" } else { "" }
+            ));
+            let results = setup::apply_space(&c, &space, *all, *dry_run, Duration::from_secs(120)).await?;
+            if results.is_empty() {
+                crate::out("nothing to apply: every unit is live at its head revision\n");
+            }
+            let mut failed = 0;
+            for r in &results {
+                crate::out(&format!(
+                    "{:>9}  {} {}\n",
+                    if r.ok { "applied" } else { "FAILED" },
+                    r.unit,
+                    r.message
+                ));
+                failed += usize::from(!r.ok);
+            }
+            if failed > 0 {
+                return Ok(1);
+            }
+        }
+        HubStep::Promote { from, to, dry_run } => {
+            let r = drift_confighub::environments::promote(&c, &chain, from, to, *dry_run).await?;
+            if r.items.is_empty() {
+                crate::out(&format!(
+                    "{} is up to date with {}\n",
+                    space_of(to),
+                    space_of(from)
+                ));
+            }
+            let mut failed = 0;
+            for i in &r.items {
+                match (&i.unit, &i.error) {
+                    (_, Some(e)) => {
+                        failed += 1;
+                        crate::out(&format!("   FAILED  {}\n", e.message));
+                    }
+                    (Some(u), None) => crate::out(&format!(
+                        " upgraded  {} (revision {}{})\n",
+                        u.slug,
+                        u.head_revision_num,
+                        if *dry_run { ", dry run" } else { "" }
+                    )),
+                    _ => {}
+                }
+            }
+            if failed > 0 {
+                return Ok(1);
+            }
+        }
+        HubStep::DeployTest {
+            with_drift,
+            kubeconfig,
+        } => {
+            let space = space_of("test");
+            crate::out(&format!("deploying the test workloads as units of {space}\n"));
+            print_report(&setup::deploy_test_workloads(&c, &args.project, &space, WORKLOADS).await?);
+            let units: Vec<String> = c
+                .list_units(&c.require_space(&space).await?.space_id, &UnitQuery::default())
+                .await?
+                .into_iter()
+                .map(|u| u.unit.slug)
+                .collect();
+            crate::out(&format!(
+                "units: {}\n(apply them with `drift-detector hub apply-all test`)\n",
+                units.join(", ")
+            ));
+            if *with_drift {
+                let path = match kubeconfig {
+                    Some(p) => Some(p.clone()),
+                    None if args.sandbox => sandbox_state(&args)?["kubeconfig"].as_str().map(PathBuf::from),
+                    None => None,
+                };
+                let kube = crate::common::kube_client(path.as_deref(), None).await?;
+                let ar = ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk("apps", "v1", "Deployment"),
+                    "deployments",
+                );
+                let api: Api<DynamicObject> = Api::namespaced_with(kube, "drift-test", &ar);
+                for (name, n) in [("backend-api", 5), ("frontend-web", 1)] {
+                    api.patch_scale(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"replicas": n}})),
+                    )
+                    .await
+                    .with_context(|| format!("scaling {name} (apply the units first)"))?;
+                    crate::out(&format!(
+                        "scaled {name} to {n} in the cluster, behind ConfigHub's back\n"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(0)
+}

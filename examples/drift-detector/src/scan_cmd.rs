@@ -1,0 +1,101 @@
+//! `drift-detector scan`: one pass against a cluster, for CI.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use drift_core::ports::{DesiredStore, LiveSource};
+use drift_core::{DiffEngine, Resource};
+use drift_kube::{KubeLiveSource, LiveSourceConfig};
+
+use crate::common::{ClusterArgs, HubArgs};
+use crate::report::{DiffOutput, OutputFormat};
+
+/// Compares a cluster with the desired state once and prints the report.
+///
+/// Exit status: 0 in sync, 1 drift found, 2 error.
+///
+/// Examples:
+///   drift-detector scan --desired ./manifests -n shop
+///   drift-detector scan --kubeconfig prod.kubeconfig --desired k8s/ --output json | jq .summary
+///   CUB_TOKEN=... drift-detector scan --cub-space shop-prod
+#[derive(Debug, clap::Args)]
+pub(crate) struct ScanArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Namespace to compare; manifests without a namespace take it (as with kubectl).
+    #[arg(short = 'n', long, env = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Manifests (files or directories) as the desired state.
+    #[arg(long, value_name = "PATH")]
+    pub desired: Vec<PathBuf>,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// ConfigHub spaces whose units are the desired state (instead of --desired).
+    #[arg(long = "cub-space", env = "CUB_SPACE", value_delimiter = ',')]
+    pub spaces: Vec<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Also list live objects no manifest describes.
+    #[arg(long)]
+    pub show_unmanaged: bool,
+}
+
+pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
+    let mut errors = Vec::new();
+    let desired: Vec<Resource> = if !args.desired.is_empty() {
+        let ns = args.namespace.clone().unwrap_or_else(|| "default".into());
+        let store = crate::files::FileDesiredStore::new(args.desired.clone(), &ns);
+        let set = store.load().await?;
+        errors.extend(set.errors.iter().map(ToString::to_string));
+        set.resources.into_iter().map(|r| r.resource).collect()
+    } else if !args.spaces.is_empty() {
+        let hub = args.hub.client()?;
+        let store = drift_confighub::ConfigHubDesiredStore::new(
+            hub,
+            drift_confighub::DesiredStoreConfig::spaces(args.spaces.clone()),
+        );
+        let set = store
+            .load()
+            .await
+            .context("loading the desired state from ConfigHub")?;
+        errors.extend(set.errors.iter().map(ToString::to_string));
+        set.resources.into_iter().map(|r| r.resource).collect()
+    } else {
+        anyhow::bail!("no desired state: pass --desired PATH, or --cub-space (with CUB_TOKEN) for ConfigHub");
+    };
+    // Watch only what the desired state has (plus autoscalers, which own replicas).
+    let mut kinds: BTreeSet<(String, String)> = desired
+        .iter()
+        .filter(|r| drift_core::kinds::lookup(&r.key.group, &r.key.kind).is_some())
+        .map(|r| (r.key.group.clone(), r.key.kind.clone()))
+        .collect();
+    kinds.insert(("autoscaling".into(), "HorizontalPodAutoscaler".into()));
+    let client = args.cluster.client().await?;
+    let mut cfg = LiveSourceConfig::default().kinds(kinds);
+    if let Some(ns) = &args.namespace {
+        cfg = cfg.namespaces([ns.clone()]);
+    }
+    let source = KubeLiveSource::new(client, cfg)?;
+    let live = source.list().await.context("listing the cluster")?;
+    let (reports, mut notes) = crate::diff_cmd::compare(
+        &DiffEngine::default(),
+        desired,
+        live,
+        args.namespace.as_deref(),
+        args.show_unmanaged,
+        false,
+    );
+    errors.append(&mut notes.errors);
+    let output = DiffOutput::new(reports, errors);
+    let text = output.render(args.output, crate::report::stdout_color(), args.show_unmanaged)?;
+    crate::print_stdout(&text)?;
+    Ok(if !output.errors.is_empty() {
+        2
+    } else if output.drifted {
+        1
+    } else {
+        0
+    })
+}

@@ -1,0 +1,316 @@
+//! `drift-detector watch`: the daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use drift_core::detector::DetectorConfig;
+use drift_core::ports::{DesiredStore, DriftLog, LiveSource, Remediator};
+use drift_kube::{KubeLiveSource, KubeRemediator, LiveSourceConfig};
+use tokio::sync::watch;
+
+use crate::alerts::AlertSink;
+use crate::common::{ClaudeArgs, ClusterArgs, HubArgs};
+use crate::config::FileConfig;
+use crate::engine::{self, Parts};
+use crate::store::Store;
+
+/// Where fixes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RemediateVia {
+    /// Through ConfigHub (apply the unit); needs ConfigHub.
+    Confighub,
+    /// Patch the cluster directly (guarded JSON Patch, dry run first); needs rbac-remediate.yaml.
+    Cluster,
+    /// Never fix; alert only.
+    None,
+}
+
+/// Watches a cluster and reports drift the moment it happens; serves the dashboard, the API,
+/// /health, /ready and /metrics.
+///
+/// Desired state comes from ConfigHub (`CUB_TOKEN` and `CUB_SPACE`) or from `--desired` manifests.
+/// Without ConfigHub the drift history lives in `--state-dir`. Stop with SIGTERM or Ctrl-C: in-flight
+/// history is written first.
+///
+/// Examples:
+///   drift-detector watch --desired ./manifests -n shop
+///   CUB_TOKEN=$(cub auth get-token) CUB_SPACE=shop-prod drift-detector watch --auto-fix
+#[derive(Debug, clap::Args)]
+pub(crate) struct WatchArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Namespaces to watch (default: all).
+    #[arg(short = 'n', long = "namespace", env = "NAMESPACE", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Manifests (files or directories) as the desired state, instead of ConfigHub.
+    #[arg(long, value_name = "PATH")]
+    pub desired: Vec<PathBuf>,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// ConfigHub spaces whose units are the desired state.
+    #[arg(long = "cub-space", env = "CUB_SPACE", value_delimiter = ',')]
+    pub spaces: Vec<String>,
+    /// Only units matching this ConfigHub where-clause (e.g. "Labels.tier = 'critical'").
+    #[arg(long = "cub-where")]
+    pub cub_where: Option<String>,
+    /// The ConfigHub space that holds drift records (default: <first space>-drift-records).
+    #[arg(long = "records-space")]
+    pub records_space: Option<String>,
+    /// Fix auto-correctable drifts without waiting for a person (never critical ones).
+    #[arg(long, env = "AUTO_FIX")]
+    pub auto_fix: Option<bool>,
+    /// Where fixes go (default: confighub with ConfigHub, otherwise none).
+    #[arg(long, value_enum)]
+    pub remediate: Option<RemediateVia>,
+    /// YAML config file: ignore rules, policy, prices, managers, limits (see the README).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub claude: ClaudeArgs,
+    /// Address of the HTTP server.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Bearer token for changes through the API and dashboard (default: generated and printed once).
+    #[arg(long, env = "DRIFT_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Directory of the local state (history without ConfigHub; the spool with it).
+    #[arg(long, default_value = ".drift-detector")]
+    pub state_dir: PathBuf,
+    /// Run with others on a coordination.k8s.io Lease: only the leader fixes and writes history.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Lease name.
+    #[arg(long, default_value = "drift-detector")]
+    pub lease_name: String,
+    /// Lease namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "drift-detector")]
+    pub lease_namespace: String,
+    /// This replica's identity in the lease (default: the host name and the process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Lease duration in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub lease_seconds: u64,
+    /// Alerts as JSON POSTs to this URL (retried).
+    #[arg(long, env = "DRIFT_WEBHOOK_URL")]
+    pub webhook: Option<String>,
+}
+
+/// Desired state, history, spool, ConfigHub remediator, ConfigHub counters, and a description.
+type Sources = (
+    Arc<dyn DesiredStore>,
+    Arc<dyn DriftLog>,
+    Option<Arc<Store>>,
+    Option<Arc<dyn Remediator>>,
+    Option<Arc<drift_confighub::ClientStats>>,
+    String,
+);
+
+pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
+    let file = FileConfig::load(args.config.as_deref())?;
+    let engine_cfg = file.engine(
+        &args
+            .config
+            .as_ref()
+            .map_or_else(|| "defaults".into(), |p| p.display().to_string()),
+    )?;
+    let client = args.cluster.client().await?;
+    let mut live_cfg = LiveSourceConfig::default().namespaces(args.namespaces.clone());
+    live_cfg = live_cfg.keep_managers(file.appliers.iter().chain(&file.ignore_managers).cloned());
+    let live: Arc<dyn LiveSource> = Arc::new(KubeLiveSource::new(client.clone(), live_cfg)?);
+
+    let use_hub = args.desired.is_empty();
+    let state = Arc::new(Store::open(&args.state_dir)?);
+    let (desired, log, spool, hub_remediator, hub_stats, mode): Sources = if use_hub {
+        if args.spaces.is_empty() {
+            anyhow::bail!(
+                "no desired state: pass --desired PATH, or set CUB_TOKEN and CUB_SPACE for ConfigHub"
+            );
+        }
+        let hub = args.hub.client()?;
+        let mut dcfg = drift_confighub::DesiredStoreConfig::spaces(args.spaces.clone());
+        if let Some(w) = &args.cub_where {
+            dcfg = dcfg.with_where(w.clone());
+        }
+        let records = args
+            .records_space
+            .clone()
+            .unwrap_or_else(|| format!("{}-drift-records", args.spaces[0]));
+        let log = drift_confighub::ConfigHubDriftLog::connect(hub.clone(), &records)
+            .await
+            .with_context(|| format!("opening the drift records space {records}"))?;
+        let rem = drift_confighub::ConfigHubRemediator::new(
+            hub.clone(),
+            drift_confighub::RemediatorConfig::default(),
+        );
+        let mode = format!(
+            "ConfigHub {} (spaces {}; records in {records})",
+            args.hub.url,
+            args.spaces.join(", ")
+        );
+        (
+            Arc::new(drift_confighub::ConfigHubDesiredStore::new(hub.clone(), dcfg)),
+            Arc::new(log),
+            Some(state.clone()),
+            Some(Arc::new(rem)),
+            Some(hub.stats()),
+            mode,
+        )
+    } else {
+        let ns = args
+            .namespaces
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "default".into());
+        let mode = format!("manifests {:?}; history in {}", args.desired, state.path());
+        (
+            Arc::new(crate::files::FileDesiredStore::new(args.desired.clone(), &ns)),
+            state.clone(),
+            None,
+            None,
+            None,
+            mode,
+        )
+    };
+    let remediator: Option<Arc<dyn Remediator>> = match args.remediate.unwrap_or(if use_hub {
+        RemediateVia::Confighub
+    } else {
+        RemediateVia::None
+    }) {
+        RemediateVia::Confighub => {
+            if hub_remediator.is_none() {
+                anyhow::bail!("--remediate confighub needs ConfigHub (CUB_TOKEN and CUB_SPACE)");
+            }
+            hub_remediator
+        }
+        RemediateVia::Cluster => Some(Arc::new(KubeRemediator::new(client.clone()))),
+        RemediateVia::None => None,
+    };
+
+    let mut detector = DetectorConfig::default();
+    if let Some(p) = file.policy.clone() {
+        detector.policy = p;
+    }
+    if let Some(a) = args.auto_fix {
+        detector.policy.auto_fix = a;
+    }
+    if let Some(p) = file.prices {
+        detector.prices = p;
+    }
+    if let Some(r) = file.rate_limit {
+        detector.rate_limit = r;
+    }
+    if let Some(f) = file.flap_guard {
+        detector.flap_guard = f;
+    }
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drift-detector".into());
+        format!("{host}-{}", std::process::id())
+    });
+    detector.actor = format!("drift-detector/{identity}");
+
+    let (analyzer, analyzer_note) = args.claude.analyzer().await;
+    let alerts = match args.webhook.clone().or(file.webhook.clone()) {
+        Some(url) => AlertSink::webhook(url),
+        None => AlertSink::log_only(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let leader = if args.leader_elect {
+        let mut cfg = crate::leader::LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity);
+        cfg.lease_duration = std::time::Duration::from_secs(args.lease_seconds.max(2));
+        cfg.renew_deadline = cfg.lease_duration * 2 / 3;
+        cfg.retry_period = (cfg.lease_duration / 5).max(std::time::Duration::from_millis(200));
+        crate::leader::spawn(client.clone(), cfg, stop_rx.clone())
+    } else {
+        // Without an election this replica always leads (the sender goes away; the value stays).
+        watch::channel(true).1
+    };
+    let parts = Parts {
+        live,
+        desired,
+        log: log.clone(),
+        spool,
+        remediator: remediator.clone(),
+        analyzer,
+        alerts,
+        leader,
+        detector: detector.clone(),
+        engine: engine_cfg,
+        confighub_stats: hub_stats,
+    };
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let handle = Arc::new(engine::start(parts, metrics));
+
+    let token = args
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(crate::http::random_token);
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%mode, "desired state");
+    tracing::info!(analysis = %analyzer_note, "analysis");
+    tracing::info!(
+        auto_fix = detector.policy.auto_fix,
+        remediator = remediator.as_ref().map_or("none", |r| r.name()),
+        leader_election = args.leader_elect,
+        "remediation"
+    );
+    if args.token.is_none() {
+        #[allow(clippy::print_stderr)] // printed once, on purpose, so a person can use the dashboard
+        {
+            eprintln!("dashboard: http://{addr}/  (token for changes: {token})");
+        }
+    } else {
+        tracing::info!("dashboard at http://{addr}/ (token from DRIFT_DASHBOARD_TOKEN)");
+    }
+    let app = Arc::new(crate::http::App {
+        engine: handle.clone(),
+        log,
+        token,
+        mode,
+    });
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(crate::http::serve(listener, app, async move {
+        let _ = http_stop.changed().await;
+    }));
+
+    wait_for_signal().await;
+    tracing::info!("stopping: writing in-flight history");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    match Arc::try_unwrap(handle) {
+        Ok(h) => h.shutdown().await,
+        Err(_) => tracing::warn!("the pipeline is still referenced; it stops with the process"),
+    }
+    // Give the lease release a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+/// SIGTERM or Ctrl-C.
+pub(crate) async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
