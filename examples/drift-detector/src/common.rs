@@ -56,7 +56,7 @@ pub(crate) async fn kube_client(
 pub(crate) struct HubArgs {
     /// ConfigHub API base URL.
     #[arg(long = "cub-url", env = "CUB_API_URL", default_value = drift_confighub::DEFAULT_BASE_URL, value_name = "URL")]
-    pub url: String,
+    pub cub_url: String,
     /// ConfigHub token (`cub auth get-token`).
     #[arg(
         long = "cub-token",
@@ -64,18 +64,18 @@ pub(crate) struct HubArgs {
         hide_env_values = true,
         value_name = "TOKEN"
     )]
-    pub token: Option<String>,
+    pub cub_token: Option<String>,
 }
 
 impl HubArgs {
     pub(crate) fn client(&self) -> anyhow::Result<drift_confighub::ConfigHubClient> {
         let token = self
-            .token
+            .cub_token
             .clone()
             .filter(|t| !t.trim().is_empty())
             .context("no ConfigHub token: set CUB_TOKEN or pass --cub-token")?;
         let cfg = drift_confighub::ClientConfig::default()
-            .base_url(self.url.clone())
+            .base_url(self.cub_url.clone())
             .token(token);
         Ok(drift_confighub::ConfigHubClient::new(cfg)?)
     }
@@ -91,36 +91,41 @@ pub(crate) struct ClaudeArgs {
         hide_env_values = true,
         value_name = "KEY"
     )]
-    pub key: Option<String>,
+    pub claude_key: Option<String>,
     /// Claude model.
     #[arg(long = "claude-model", env = "CLAUDE_MODEL", default_value = drift_claude::DEFAULT_MODEL)]
-    pub model: String,
+    pub claude_model: String,
     /// Anthropic API base URL.
     #[arg(long = "claude-url", env = "CLAUDE_API_URL", default_value = drift_claude::api::DEFAULT_BASE_URL, hide = true)]
-    pub url: String,
+    pub claude_url: String,
     /// Send ConfigMap values to Claude (by default only a hash and a length are sent).
     #[arg(long = "claude-config-values")]
-    pub config_values: bool,
+    pub claude_config_values: bool,
     /// Never call Claude, even with a key.
     #[arg(long = "no-claude")]
-    pub off: bool,
+    pub no_claude: bool,
 }
 
 impl ClaudeArgs {
     /// The analyzer and a sentence saying which it is.
     pub(crate) async fn analyzer(&self) -> (Arc<dyn Analyzer>, String) {
         let deterministic = || -> Arc<dyn Analyzer> { Arc::new(drift_core::analysis::DeterministicAnalyzer) };
-        let Some(key) = self.key.clone().filter(|k| !k.trim().is_empty() && !self.off) else {
+        let Some(key) = self
+            .claude_key
+            .clone()
+            .filter(|k| !k.trim().is_empty() && !self.no_claude)
+        else {
             return (
                 deterministic(),
                 "deterministic analyzer (no CLAUDE_API_KEY)".into(),
             );
         };
-        let client = drift_claude::api::ClientConfig::new(key.clone()).base_url(self.url.clone());
-        let prompt = drift_claude::prompt::PromptPolicy::default().allow_config_values(self.config_values);
+        let client = drift_claude::api::ClientConfig::new(key.clone()).base_url(self.claude_url.clone());
+        let prompt =
+            drift_claude::prompt::PromptPolicy::default().allow_config_values(self.claude_config_values);
         let cfg = drift_claude::ClaudeConfig::new(key)
             .client(client)
-            .model(self.model.clone())
+            .model(self.claude_model.clone())
             .prompt(prompt);
         match drift_claude::ClaudeAnalyzer::new(cfg) {
             Ok(a) => match a.check().await {

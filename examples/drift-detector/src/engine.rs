@@ -291,6 +291,7 @@ struct Loop {
     alerts: VecDeque<AlertView>,
     recent: VecDeque<DriftEvent>,
     last_stats: DetectorStats,
+    last_ready: bool,
     clock: SystemClock,
     fixes_in_flight: Arc<Mutex<std::collections::HashSet<ResourceKey>>>,
 }
@@ -331,6 +332,7 @@ pub(crate) fn start(parts: Parts, metrics: Arc<Metrics>) -> Handle {
         alerts: VecDeque::new(),
         recent: VecDeque::new(),
         last_stats: DetectorStats::default(),
+        last_ready: false,
         clock: SystemClock,
         fixes_in_flight: Arc::default(),
     };
@@ -377,6 +379,11 @@ impl Loop {
         let mut load_retry = tokio::time::Instant::now();
         let mut load_backoff = Duration::from_millis(500);
         loop {
+            self.status.heartbeat.store(self.clock.now(), Ordering::Relaxed);
+            let ready = self.is_ready();
+            self.status.ready.store(ready, Ordering::Relaxed);
+            self.metrics.ready.set(i64::from(ready));
+            self.sync_counters();
             if !self.desired_loaded && tokio::time::Instant::now() >= load_retry {
                 self.load_desired().await;
                 if !self.desired_loaded {
@@ -774,7 +781,8 @@ impl Loop {
         let now = self.clock.now();
         self.status.heartbeat.store(now, Ordering::Relaxed);
         let ready = self.is_ready();
-        if ready != self.status.ready.swap(ready, Ordering::Relaxed) {
+        if ready != self.last_ready {
+            self.last_ready = ready;
             let _ = self.ui.send(UiEvent::Status {
                 ready,
                 leader: self.leader,
@@ -787,18 +795,6 @@ impl Loop {
             }
         }
         self.metrics.ready.set(i64::from(ready));
-        let s = self.det.stats();
-        let d = |a: u64, b: u64| a.saturating_sub(b);
-        self.metrics
-            .events_processed
-            .inc_by(d(s.objects_seen, self.last_stats.objects_seen));
-        self.metrics
-            .events_skipped
-            .inc_by(d(s.objects_skipped, self.last_stats.objects_skipped));
-        self.metrics
-            .watch_restarts
-            .inc_by(d(s.relists, self.last_stats.relists));
-        self.last_stats = s;
         self.metrics.open_drifts.clear();
         let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
         for o in self.det.open_drifts() {
@@ -812,6 +808,25 @@ impl Loop {
                 .get_or_create(&SetSeverity { set, severity })
                 .set(n);
         }
+        if let Some(s) = &self.parts.spool {
+            self.metrics.log_spooled.set(s.spool_len() as i64);
+        }
+    }
+
+    /// Counters the detector and the ConfigHub client keep, carried into the metrics.
+    fn sync_counters(&mut self) {
+        let s = self.det.stats();
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        self.metrics
+            .events_processed
+            .inc_by(d(s.objects_seen, self.last_stats.objects_seen));
+        self.metrics
+            .events_skipped
+            .inc_by(d(s.objects_skipped, self.last_stats.objects_skipped));
+        self.metrics
+            .watch_restarts
+            .inc_by(d(s.relists, self.last_stats.relists));
+        self.last_stats = s;
         if let Some(cs) = &self.parts.confighub_stats {
             let total = cs.requests.load(Ordering::Relaxed);
             let seen = self.metrics.confighub_requests.get();
@@ -821,9 +836,6 @@ impl Loop {
             self.metrics
                 .confighub_retries
                 .inc_by(retries.saturating_sub(seen));
-        }
-        if let Some(s) = &self.parts.spool {
-            self.metrics.log_spooled.set(s.spool_len() as i64);
         }
     }
 

@@ -126,3 +126,12 @@ fn main() {
     #[allow(clippy::disallowed_methods)] // main owns the exit code
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -179,3 +179,42 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrapes_parse() {
+        let m = Metrics::new();
+        m.drifts_detected.inc();
+        m.fixes
+            .get_or_create(&Result_ {
+                result: "applied".into(),
+            })
+            .inc();
+        m.event_to_report.observe(0.002);
+        let text = m.encode();
+        let lines: Vec<Result<String, std::io::Error>> = text.lines().map(|l| Ok(l.to_string())).collect();
+        let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("parses");
+        let get = |name: &str| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .map(|s| match &s.value {
+                    prometheus_parse::Value::Untyped(x)
+                    | prometheus_parse::Value::Counter(x)
+                    | prometheus_parse::Value::Gauge(x) => *x,
+                    _ => f64::NAN,
+                })
+        };
+        assert_eq!(get("drift_detector_drifts_detected_total"), Some(1.0), "{text}");
+        assert_eq!(get("drift_detector_fixes_total"), Some(1.0), "{text}");
+        assert_eq!(
+            get("drift_detector_event_to_report_seconds_count"),
+            Some(1.0),
+            "{text}"
+        );
+    }
+}

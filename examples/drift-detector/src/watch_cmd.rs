@@ -146,7 +146,7 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
         );
         let mode = format!(
             "ConfigHub {} (spaces {}; records in {records})",
-            args.hub.url,
+            args.hub.cub_url,
             args.spaces.join(", ")
         );
         (

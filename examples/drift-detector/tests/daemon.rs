@@ -1,0 +1,771 @@
+//! The daemon end to end: `drift-detector watch` as a process against the sandbox API server (and the
+//! fake ConfigHub), driven over its HTTP API and, for the dashboard, by headless Chromium.
+#![allow(clippy::print_stderr)] // tests say what they skip
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use drift_kube::sandbox::{Sandbox, SandboxConfig};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_drift-detector");
+
+fn deployment(name: &str, replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "shop", "labels": {"app": name}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "nginx:1.27",
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}})
+}
+
+fn deploy_api(client: &kube::Client) -> Api<DynamicObject> {
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments");
+    Api::namespaced_with(client.clone(), "shop", &ar)
+}
+
+async fn scale(client: &kube::Client, name: &str, n: i64) {
+    deploy_api(client)
+        .patch_scale(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": n}})),
+        )
+        .await
+        .expect("scale");
+}
+
+async fn replicas(client: &kube::Client, name: &str) -> i64 {
+    deploy_api(client).get(name).await.expect("get").data["spec"]["replicas"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+struct Env {
+    sandbox: Sandbox,
+    client: kube::Client,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    manifests: PathBuf,
+}
+
+/// A sandbox with namespace shop and the given deployments, their manifests in a directory.
+async fn env(name: &str, apps: &[(&str, i64)]) -> Env {
+    let dir = std::env::temp_dir().join(format!("drift-daemon-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("manifests")).expect("dir");
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let kubeconfig = dir.join("kubeconfig");
+    sandbox.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let client = sandbox.client().expect("client");
+    let ns_ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Namespace"), "namespaces");
+    let ns: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+    )
+    .expect("ns");
+    Api::<DynamicObject>::all_with(client.clone(), &ns_ar)
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let mut docs = Vec::new();
+    for (app, n) in apps {
+        let d = deployment(app, *n);
+        deploy_api(&client)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(d.clone()).expect("obj"),
+            )
+            .await
+            .expect("create");
+        docs.push(d);
+    }
+    let manifests = dir.join("manifests");
+    std::fs::write(
+        manifests.join("apps.json"),
+        serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": docs})).expect("json"),
+    )
+    .expect("write");
+    Env {
+        sandbox,
+        client,
+        dir,
+        kubeconfig,
+        manifests,
+    }
+}
+
+/// A running `drift-detector watch`, its URL and token.
+struct Daemon {
+    child: Child,
+    url: String,
+    token: String,
+    http: reqwest::Client,
+    log: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("watch")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.env_remove("KUBECONFIG")
+            .env_remove("CUB_TOKEN")
+            .env_remove("CLAUDE_API_KEY")
+            .env("RUST_LOG", "warn,drift_detector=info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        #[allow(clippy::zombie_processes)] // Drop kills and waits for it
+        let mut child = cmd.spawn().expect("spawn drift-detector watch");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no dashboard line; stderr: {seen:#?}"));
+            if let Some(rest) = line.strip_prefix("dashboard: ") {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .expect("url")
+                    .trim_end_matches('/')
+                    .to_string();
+                let token = rest
+                    .split("token for changes: ")
+                    .nth(1)
+                    .expect("token")
+                    .trim_end_matches(')')
+                    .to_string();
+                return Daemon {
+                    child,
+                    url,
+                    token,
+                    http: reqwest::Client::new(),
+                    log: rx,
+                };
+            }
+            seen.push(line);
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("get");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("post");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `/api/drifts` until `pred` holds.
+    async fn until(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, v) = self.get("/api/drifts").await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {v:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    }
+
+    fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn logs(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn open(v: &Value) -> Vec<Value> {
+    v["open"].as_array().cloned().unwrap_or_default()
+}
+
+fn args<'a>(e: &'a Env, state: &'a Path, extra: &[&'a str]) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "--kubeconfig".into(),
+        e.kubeconfig.display().to_string(),
+        "--desired".into(),
+        e.manifests.display().to_string(),
+        "-n".into(),
+        "shop".into(),
+        "--state-dir".into(),
+        state.display().to_string(),
+    ];
+    a.extend(extra.iter().map(|s| (*s).to_string()));
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_fixes_with_a_token_metrics_parse_and_sigterm_loses_no_record() {
+    let e = env("api", &[("web", 2), ("api", 3)]).await;
+    let state = e.dir.join("state");
+    let a = args(&e, &state, &["--remediate", "cluster"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut d = Daemon::start(&a, &[]);
+    d.until("ready", |v| v["ready"] == true).await;
+    let health = d.get("/health").await;
+    assert_eq!(health.0, 200, "{}", health.1);
+    assert_eq!(d.get("/ready").await.0, 200);
+
+    scale(&e.client, "web", 5).await;
+    let v = d.until("a drift", |v| open(v).len() == 1).await;
+    let drift = &open(&v)[0];
+    assert_eq!(drift["drift"]["field"], "spec.replicas");
+    let id = drift["drift"]["id"].as_str().expect("id").to_string();
+
+    // Changes need the token.
+    assert_eq!(d.post(&format!("/api/drifts/{id}/fix"), None).await.0, 401);
+    assert_eq!(
+        d.post(&format!("/api/drifts/{id}/fix"), Some("wrong")).await.0,
+        401
+    );
+    assert_eq!(d.post("/api/drifts/d-nope/fix", Some(&d.token)).await.0, 404);
+    let (code, body) = d.post(&format!("/api/drifts/{id}/fix"), Some(&d.token)).await;
+    assert_eq!(code, 202, "{body}");
+    d.until("the fix verified", |v| {
+        open(v).is_empty() && v["stats"]["corrected"] == 1
+    })
+    .await;
+    assert_eq!(replicas(&e.client, "web").await, 2, "live is back");
+
+    // /metrics in the Prometheus text format.
+    let text = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let lines: Vec<Result<String, std::io::Error>> = text.lines().map(|l| Ok(l.to_string())).collect();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("parses as Prometheus text");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(x)
+                | prometheus_parse::Value::Gauge(x)
+                | prometheus_parse::Value::Untyped(x) => x,
+                prometheus_parse::Value::Histogram(ref h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(value("drift_detector_drifts_detected_total", None), 1.0, "{text}");
+    assert_eq!(
+        value("drift_detector_fixes_total", Some(("result", "applied"))),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(value("drift_detector_ready", None), 1.0);
+    assert!(
+        value("drift_detector_event_to_report_seconds", None) >= 1.0,
+        "{text}"
+    );
+    assert!(value("drift_detector_events_processed_total", None) >= 2.0);
+
+    // The history, with its patterns.
+    let (_, h) = d.get("/api/history").await;
+    assert_eq!(h["total"], 1);
+    assert_eq!(h["records"][0]["state"], "corrected");
+    assert!(h["perDay"].as_object().is_some_and(|m| !m.is_empty()));
+
+    // SIGTERM while a new drift is open: its record is written before the process ends.
+    scale(&e.client, "api", 1).await;
+    d.until("a second drift", |v| open(v).len() == 1).await;
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(), 0, "{:#?}", d.logs());
+    drop(d);
+    let mut d2 = Daemon::start(&a, &[]);
+    let v = d2
+        .until("the open drift restored", |v| {
+            open(v).len() == 1 && v["ready"] == true
+        })
+        .await;
+    assert_eq!(open(&v)[0]["drift"]["resource"]["name"], "api");
+    let (_, h) = d2.get("/api/history").await;
+    assert_eq!(h["total"], 2, "both records survived: {h:#}");
+    let api = h["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["drift"]["resource"]["name"] == "api")
+        .expect("api record")
+        .clone();
+    let opened = api["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|t| t["kind"] == "opened")
+        .count();
+    assert_eq!(opened, 1, "not reported twice after the restart: {api:#}");
+    d2.signal("-TERM");
+    assert_eq!(d2.wait_exit(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flap_guard_stops_fighting_an_hpa_like_controller() {
+    let e = env("flap", &[("web", 2)]).await;
+    let state = e.dir.join("state");
+    let config = e.dir.join("config.yaml");
+    std::fs::write(&config, "flapGuard: {threshold: 2, windowMs: 600000}\nrateLimit: {perResource: 50, perResourceWindowMs: 60000, global: 100, globalWindowMs: 60000}\n").expect("config");
+    let a = args(
+        &e,
+        &state,
+        &[
+            "--remediate",
+            "cluster",
+            "--auto-fix",
+            "true",
+            "--config",
+            config.to_str().expect("path"),
+        ],
+    );
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let d = Daemon::start(&a, &[]);
+    d.until("ready", |v| v["ready"] == true).await;
+    // An HPA-like actor: whenever web is not at 5 replicas, it scales it back.
+    let client = e.client.clone();
+    let actor = tokio::spawn(async move {
+        loop {
+            if replicas(&client, "web").await != 5 {
+                scale(&client, "web", 5).await;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let v = d
+        .until("an escalation", |v| {
+            open(v).iter().any(|o| o["state"] == "escalated")
+        })
+        .await;
+    let o = &open(&v)[0];
+    assert!(
+        o["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("another controller"),
+        "{o:#}"
+    );
+    assert_eq!(o["needsApproval"], true);
+    let fixes = |t: &str| -> f64 {
+        t.lines()
+            .filter(|l| l.starts_with("drift_detector_fixes_total{result=\"applied\"}"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = fixes(
+        &d.http
+            .get(format!("{}/metrics", d.url))
+            .send()
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t"),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = fixes(
+        &d.http
+            .get(format!("{}/metrics", d.url))
+            .send()
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t"),
+    );
+    assert_eq!(before, after, "no more fixes once escalated");
+    assert!(before >= 2.0, "it fixed before giving up: {before}");
+    assert!(
+        v["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["escalation"] == true)),
+        "an escalation alert"
+    );
+    actor.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_and_a_takeover_without_duplicates() {
+    use drift_confighub::fake::{FakeHub, FakeHubConfig};
+    let e = env("leader", &[]).await;
+    // Desired state in a fake ConfigHub whose applies land in the sandbox.
+    let hub = FakeHub::start(
+        FakeHubConfig::default()
+            .auto_target("k8s-sandbox")
+            .operation_delay(Duration::from_millis(10)),
+    )
+    .await
+    .expect("hub");
+    let applies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (client, count) = (e.client.clone(), applies.clone());
+    hub.on_apply(std::sync::Arc::new(move |req| {
+        let client = client.clone();
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            let text = String::from_utf8(req.data).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(
+                &serde_json::to_string(&drift_core::parse_documents("u", &text).resources[0].object)
+                    .map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            deploy_api(&client)
+                .patch(
+                    &name,
+                    &PatchParams::apply("confighub-bridge").force(),
+                    &Patch::Apply(&v),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }));
+    let c = drift_confighub::ConfigHubClient::new(hub.client_config()).expect("client");
+    let yaml = serde_json::to_string(&deployment("web", 2)).expect("yaml");
+    drift_confighub::setup::deploy_test_workloads(&c, "ha", "ha-prod", &yaml)
+        .await
+        .expect("units");
+    drift_confighub::setup::set_target(&c, "ha-prod", "k8s-sandbox")
+        .await
+        .expect("target");
+    let applied = drift_confighub::setup::apply_space(&c, "ha-prod", false, false, Duration::from_secs(10))
+        .await
+        .expect("apply");
+    assert!(applied.iter().all(|a| a.ok), "{applied:?}");
+    let initial_applies = applies.load(std::sync::atomic::Ordering::SeqCst);
+
+    let start = |who: &str| {
+        let state = e.dir.join(format!("state-{who}"));
+        let a: Vec<String> = vec![
+            "--kubeconfig".into(),
+            e.kubeconfig.display().to_string(),
+            "-n".into(),
+            "shop".into(),
+            "--cub-space".into(),
+            "ha-prod".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--leader-elect".into(),
+            "--lease-namespace".into(),
+            "shop".into(),
+            "--lease-seconds".into(),
+            "2".into(),
+            "--identity".into(),
+            who.into(),
+        ];
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        Daemon::start(&a, &[("CUB_API_URL", &hub.url()), ("CUB_TOKEN", &hub.token())])
+    };
+    let a = start("replica-a");
+    let b = start("replica-b");
+    let leader_of = |v: &Value| v["leader"] == true;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut leader, standby) = loop {
+        let (va, vb) = (a.get("/api/drifts").await.1, b.get("/api/drifts").await.1);
+        match (
+            leader_of(&va) && va["ready"] == true,
+            leader_of(&vb) && vb["ready"] == true,
+        ) {
+            (true, false) if vb["ready"] == true => break (a, b),
+            (false, true) if va["ready"] == true => break (b, a),
+            (true, true) => panic!("two leaders"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no single leader: {va:#} {vb:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A drift: both see it; only the leader writes it.
+    scale(&e.client, "web", 6).await;
+    leader.until("the leader sees it", |v| open(v).len() == 1).await;
+    standby.until("the standby sees it", |v| open(v).len() == 1).await;
+    let records = || async {
+        let log = drift_confighub::ConfigHubDriftLog::connect(c.clone(), "ha-prod-drift-records")
+            .await
+            .expect("log");
+        drift_core::ports::DriftLog::records(&log, &drift_core::ports::HistoryQuery::default())
+            .await
+            .expect("records")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records().await.is_empty() {
+        assert!(Instant::now() < deadline, "the leader never wrote the record");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The standby refuses fixes.
+    let id = open(&standby.get("/api/drifts").await.1)[0]["drift"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        standby
+            .post(&format!("/api/drifts/{id}/fix"), Some(&standby.token))
+            .await
+            .0,
+        409
+    );
+
+    // The leader dies without a word; the standby takes over and fixes it, once.
+    leader.signal("-KILL");
+    leader.wait_exit();
+    let new_leader = standby;
+    new_leader.until("the takeover", |v| v["leader"] == true).await;
+    let (code, body) = new_leader
+        .post(&format!("/api/drifts/{id}/fix"), Some(&new_leader.token))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    new_leader.until("corrected", |v| open(v).is_empty()).await;
+    assert_eq!(replicas(&e.client, "web").await, 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let rs = records().await;
+        if rs.len() == 1 && rs[0].state == drift_core::ports::DriftState::Corrected {
+            break rs[0].clone();
+        }
+        assert!(Instant::now() < deadline, "the record was not corrected: {rs:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let kinds: Vec<&str> = record.timeline.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "opened").count(),
+        1,
+        "reported once: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "remediated").count(),
+        1,
+        "fixed once: {kinds:?}"
+    );
+    assert_eq!(
+        applies.load(std::sync::atomic::Ordering::SeqCst) - initial_applies,
+        1,
+        "one apply through ConfigHub"
+    );
+}
+
+/// Chromium and chromedriver, or a reason to skip (never skipped in CI: `.ci/run` installs them).
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let find = |names: &[&str]| names.iter().map(PathBuf::from).find(|p| p.exists());
+    let chrome = find(&[
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]);
+    let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
+    match (chrome, driver) {
+        (Some(c), Some(d)) => Some((c, d)),
+        _ if std::env::var("CI").is_ok() => {
+            panic!("Chromium and chromedriver are required in CI (apt-get install chromium chromium-driver)")
+        }
+        _ => None,
+    }
+}
+
+struct WebDriver {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    process: Child,
+}
+
+impl WebDriver {
+    async fn start(chrome: &Path, driver: &Path) -> WebDriver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let process = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let profile = std::env::temp_dir().join(format!("drift-chrome-{}", std::process::id()));
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chrome,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.display())]}}}});
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let session = loop {
+            if let Ok(r) = http.post(format!("{base}/session")).json(&caps).send().await {
+                let v: Value = r.json().await.expect("session");
+                match v["value"]["sessionId"].as_str() {
+                    Some(s) => break s.to_string(),
+                    None => panic!("no browser session: {v:#}"),
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        WebDriver {
+            http,
+            base,
+            session,
+            process,
+        }
+    }
+    async fn cmd(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/session/{}/{path}", self.base, self.session))
+            .json(&body)
+            .send()
+            .await
+            .expect("webdriver");
+        let v: Value = r.json().await.expect("json");
+        v["value"].clone()
+    }
+    async fn js(&self, script: &str) -> Value {
+        self.cmd("execute/sync", json!({"script": script, "args": []}))
+            .await
+    }
+    async fn until(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.js(script).await;
+            if v != Value::Null && v != false && v != json!(0) {
+                return v;
+            }
+            let page = self.js("return document.body.innerText").await;
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the page says:\n{}",
+                page.as_str().unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for WebDriver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_headless_chromium_fixes_two_drifts_live() {
+    let Some((chrome, driver)) = browser() else {
+        eprintln!(
+            "SKIPPED the_dashboard_in_headless_chromium: no chromium/chromedriver here (CI installs them)"
+        );
+        return;
+    };
+    let e = env("browser", &[("web", 2), ("api", 3)]).await;
+    let state = e.dir.join("state");
+    let a = args(&e, &state, &["--remediate", "cluster"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let d = Daemon::start(&a, &[]);
+    d.until("ready", |v| v["ready"] == true).await;
+    scale(&e.client, "web", 4).await;
+    scale(&e.client, "api", 1).await;
+    d.until("two drifts", |v| open(v).len() == 2).await;
+
+    let wd = WebDriver::start(&chrome, &driver).await;
+    wd.cmd("url", json!({"url": format!("{}/", d.url)})).await;
+    wd.until(
+        "two drift rows",
+        "return document.querySelectorAll('tr.drift').length === 2",
+    )
+    .await;
+    wd.js("window.__sameDocument = 'yes'; return true").await;
+    // Without the token the server refuses, and the page says so.
+    wd.js("document.querySelector('button.fix').click(); return true")
+        .await;
+    wd.until(
+        "the refusal",
+        "return /token/i.test(document.getElementById('msg').textContent)",
+    )
+    .await;
+    assert_eq!(
+        wd.js("return document.querySelectorAll('tr.drift').length").await,
+        2
+    );
+    // With the token: fix both.
+    wd.js(&format!("const t = document.getElementById('token'); t.value = '{}'; t.dispatchEvent(new Event('change')); return true", d.token)).await;
+    wd.js("document.querySelectorAll('button.fix').forEach(b => b.click()); return true")
+        .await;
+    wd.until(
+        "no drift rows",
+        "return document.querySelectorAll('tr.drift').length === 0",
+    )
+    .await;
+    wd.until(
+        "two corrected events",
+        "return document.querySelectorAll('li.event[data-kind=\"corrected\"]').length === 2",
+    )
+    .await;
+    assert_eq!(
+        wd.js("return window.__sameDocument").await,
+        "yes",
+        "updated live, without a reload"
+    );
+    assert_eq!(
+        (replicas(&e.client, "web").await, replicas(&e.client, "api").await),
+        (2, 3)
+    );
+    let _ = e.sandbox.object("apps", "deployments", Some("shop"), "web");
+}
