@@ -35,6 +35,7 @@ const WORKLOADS: &str = include_str!("../demo/test-workloads.yaml");
 ///   drift-detector hub deploy-test && drift-detector hub apply-all prod --target k8s-my-worker
 ///   drift-detector hub promote dev staging
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct HubCmdArgs {
     #[command(flatten)]
     pub hub: HubArgs,

@@ -10,13 +10,14 @@ use serde_json::json;
 /// `watch` can be used against it exactly as against a cluster.
 ///
 /// With --hub it also runs the ConfigHub simulator (applies go to the sandbox, as a bridge worker's
-/// would) and `drift-detector hub --sandbox ...` finds it through <state-dir>/sandbox.json.
+/// would) and `drift-detector hub --sandbox ...` finds it through `<state-dir>/sandbox.json`.
 ///
 /// Example:
 ///   drift-detector sandbox --hub &
 ///   kubectl --kubeconfig sandbox.kubeconfig get ns
 ///   drift-detector hub --sandbox install-base
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct SandboxArgs {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 0)]

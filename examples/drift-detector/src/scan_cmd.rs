@@ -20,6 +20,7 @@ use crate::report::{DiffOutput, OutputFormat};
 ///   drift-detector scan --kubeconfig prod.kubeconfig --desired k8s/ --output json | jq .summary
 ///   CUB_TOKEN=... drift-detector scan --cub-space shop-prod
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct ScanArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,

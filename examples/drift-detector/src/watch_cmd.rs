@@ -37,6 +37,7 @@ pub(crate) enum RemediateVia {
 ///   drift-detector watch --desired ./manifests -n shop
 ///   CUB_TOKEN=$(cub auth get-token) CUB_SPACE=shop-prod drift-detector watch --auto-fix
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct WatchArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -54,7 +55,7 @@ pub(crate) struct WatchArgs {
     /// Only units matching this ConfigHub where-clause (e.g. "Labels.tier = 'critical'").
     #[arg(long = "cub-where")]
     pub cub_where: Option<String>,
-    /// The ConfigHub space that holds drift records (default: <first space>-drift-records).
+    /// The ConfigHub space that holds drift records (default: `<first space>-drift-records`).
     #[arg(long = "records-space")]
     pub records_space: Option<String>,
     /// Fix auto-correctable drifts without waiting for a person (never critical ones).
