@@ -156,3 +156,20 @@ impl ClaudeArgs {
 pub(crate) fn sandbox_state_file(state_dir: &Path) -> PathBuf {
     state_dir.join("sandbox.json")
 }
+
+/// The demo workloads (backend-api, frontend-web, database-postgres in drift-test).
+pub(crate) const WORKLOADS: &str = include_str!("../demo/test-workloads.yaml");
+
+/// The detector's own manifests, as ConfigHub units.
+pub(crate) const BASE_UNITS: [(&str, &str); 4] = [
+    (
+        "drift-detector-namespace",
+        include_str!("../deploy/namespace.yaml"),
+    ),
+    ("drift-detector-rbac", include_str!("../deploy/rbac.yaml")),
+    (
+        "drift-detector-deployment",
+        include_str!("../deploy/deployment.yaml"),
+    ),
+    ("drift-detector-service", include_str!("../deploy/service.yaml")),
+];

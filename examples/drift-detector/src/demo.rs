@@ -27,19 +27,6 @@ use crate::engine::{self, Handle, Parts, UiEvent};
 
 const PROJECT: &str = "drift-demo";
 const NAMESPACE: &str = "drift-test";
-const WORKLOADS: &str = include_str!("../demo/test-workloads.yaml");
-const BASE_UNITS: [(&str, &str); 4] = [
-    (
-        "drift-detector-namespace",
-        include_str!("../deploy/namespace.yaml"),
-    ),
-    ("drift-detector-rbac", include_str!("../deploy/rbac.yaml")),
-    (
-        "drift-detector-deployment",
-        include_str!("../deploy/deployment.yaml"),
-    ),
-    ("drift-detector-service", include_str!("../deploy/service.yaml")),
-];
 
 /// Runs the demo: an in-process sandbox cluster and ConfigHub, a drift made through the Kubernetes
 /// API, found, analysed, fixed through ConfigHub and verified.
@@ -219,12 +206,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
 
     // 1 ------------------------------------------------------------------------------------------
     w.step("Initialize ConfigHub resources");
-    let base_units: Vec<UnitSpec> = BASE_UNITS
+    let base_units: Vec<UnitSpec> = crate::common::BASE_UNITS
         .iter()
         .map(|(slug, data)| UnitSpec::new(*slug, *data, &[("app", "drift-detector"), ("type", "devops-app")]))
         .collect();
     let mut report = setup::install_base(&c, PROJECT, &base_units).await?;
-    report.extend(setup::deploy_test_workloads(&c, PROJECT, &chain.space_slug("base"), WORKLOADS).await?);
+    report.extend(
+        setup::deploy_test_workloads(&c, PROJECT, &chain.space_slug("base"), crate::common::WORKLOADS)
+            .await?,
+    );
     report.extend(setup::create_environments(&c, &chain).await?);
     let prod_space = c.require_space(&prod).await?;
     let (critical, _) = c

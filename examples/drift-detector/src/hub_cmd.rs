@@ -13,20 +13,6 @@ use serde_json::json;
 
 use crate::common::HubArgs;
 
-const BASE_UNITS: [(&str, &str); 4] = [
-    (
-        "drift-detector-namespace",
-        include_str!("../deploy/namespace.yaml"),
-    ),
-    ("drift-detector-rbac", include_str!("../deploy/rbac.yaml")),
-    (
-        "drift-detector-deployment",
-        include_str!("../deploy/deployment.yaml"),
-    ),
-    ("drift-detector-service", include_str!("../deploy/service.yaml")),
-];
-const WORKLOADS: &str = include_str!("../demo/test-workloads.yaml");
-
 /// Sets ConfigHub up for drift-detector. Every step is idempotent: running it again changes nothing.
 ///
 /// Examples:
@@ -149,7 +135,7 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
                 setup::records_space(&args.project),
                 c.base_url()
             ));
-            let units: Vec<UnitSpec> = BASE_UNITS
+            let units: Vec<UnitSpec> = crate::common::BASE_UNITS
                 .iter()
                 .map(|(slug, data)| {
                     UnitSpec::new(
@@ -248,7 +234,9 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
         } => {
             let space = space_of("test");
             crate::out(&format!("deploying the test workloads as units of {space}\n"));
-            print_report(&setup::deploy_test_workloads(&c, &args.project, &space, WORKLOADS).await?);
+            print_report(
+                &setup::deploy_test_workloads(&c, &args.project, &space, crate::common::WORKLOADS).await?,
+            );
             let units: Vec<String> = c
                 .list_units(&c.require_space(&space).await?.space_id, &UnitQuery::default())
                 .await?
