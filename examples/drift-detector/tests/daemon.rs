@@ -250,11 +250,41 @@ fn args<'a>(e: &'a Env, state: &'a Path, extra: &[&'a str]) -> Vec<String> {
     a
 }
 
+/// A webhook receiver that refuses its first request (500) and keeps the bodies of the others.
+async fn webhook() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let (g, c) = (got.clone(), calls.clone());
+    let app = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let (g, c) = (g.clone(), c.clone());
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                g.lock().expect("lock").push(v);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/alerts", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (url, got, calls)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_fixes_with_a_token_metrics_parse_and_sigterm_loses_no_record() {
     let e = env("api", &[("web", 2), ("api", 3)]).await;
     let state = e.dir.join("state");
-    let a = args(&e, &state, &["--remediate", "cluster"]);
+    let (hook, alerts, calls) = webhook().await;
+    let a = args(&e, &state, &["--remediate", "cluster", "--webhook", &hook]);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let mut d = Daemon::start(&a, &[]);
     d.until("ready", |v| v["ready"] == true).await;
@@ -444,10 +474,19 @@ async fn the_flap_guard_stops_fighting_an_hpa_like_controller() {
     actor.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_one_leader_and_a_takeover_without_duplicates() {
+/// A sandbox whose desired state is a ConfigHub space (`ha-prod`, one unit `web`, applied), in the fake
+/// hub, whose applies land in the sandbox; and a counter of those applies.
+async fn hub_env(
+    name: &str,
+) -> (
+    Env,
+    drift_confighub::fake::FakeHub,
+    drift_confighub::ConfigHubClient,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    usize,
+) {
     use drift_confighub::fake::{FakeHub, FakeHubConfig};
-    let e = env("leader", &[]).await;
+    let e = env(name, &[]).await;
     // Desired state in a fake ConfigHub whose applies land in the sandbox.
     let hub = FakeHub::start(
         FakeHubConfig::default()
@@ -494,6 +533,12 @@ async fn two_replicas_one_leader_and_a_takeover_without_duplicates() {
     assert!(applied.iter().all(|a| a.ok), "{applied:?}");
     let initial_applies = applies.load(std::sync::atomic::Ordering::SeqCst);
 
+    (e, hub, c, applies, initial_applies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_and_a_takeover_without_duplicates() {
+    let (e, hub, c, applies, initial_applies) = hub_env("leader").await;
     let start = |who: &str| {
         let state = e.dir.join(format!("state-{who}"));
         let a: Vec<String> = vec![
@@ -768,4 +813,78 @@ async fn the_dashboard_in_headless_chromium_fixes_two_drifts_live() {
         (2, 3)
     );
     let _ = e.sandbox.object("apps", "deployments", Some("shop"), "web");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confighub_outage_and_a_restart_lose_no_drift_record() {
+    use drift_confighub::fake::Faults;
+    let (e, hub, c, _, _) = hub_env("outage").await;
+    let state = e.dir.join("state");
+    let a: Vec<String> = vec![
+        "--kubeconfig".into(),
+        e.kubeconfig.display().to_string(),
+        "-n".into(),
+        "shop".into(),
+        "--cub-space".into(),
+        "ha-prod".into(),
+        "--state-dir".into(),
+        state.display().to_string(),
+    ];
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let envs = [("CUB_API_URL", hub.url()), ("CUB_TOKEN", hub.token())];
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut d = Daemon::start(&a, &envs);
+    d.until("ready", |v| v["ready"] == true).await;
+
+    // ConfigHub refuses every write; the drift is detected anyway and waits in the spool.
+    hub.set_faults(Faults::none().error_500(1.0).writes_only(true));
+    scale(&e.client, "web", 7).await;
+    d.until("the drift, spooled", |v| {
+        open(v).len() == 1 && v["spooled"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    let records = || async {
+        let space = c
+            .require_space("ha-prod-drift-records")
+            .await
+            .expect("records space");
+        c.list_units(&space.space_id, &drift_confighub::UnitQuery::default())
+            .await
+            .expect("units")
+            .len()
+    };
+    assert_eq!(records().await, 0, "nothing reached ConfigHub yet");
+
+    // Stopped during the outage: the event stays in the spool on disk.
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(), 0);
+    drop(d);
+
+    // ConfigHub is back; the next start writes it, once.
+    hub.set_faults(Faults::none());
+    let d2 = Daemon::start(&a, &envs);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while records().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the spooled record never reached ConfigHub"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d2.until("the spool drained", |v| v["spooled"] == 0 && open(v).len() == 1)
+        .await;
+    let log = drift_confighub::ConfigHubDriftLog::connect(c.clone(), "ha-prod-drift-records")
+        .await
+        .expect("log");
+    let rs = drift_core::ports::DriftLog::records(&log, &drift_core::ports::HistoryQuery::default())
+        .await
+        .expect("records");
+    assert_eq!(rs.len(), 1);
+    let opened = rs[0]
+        .timeline
+        .iter()
+        .filter(|t| t.kind == drift_core::ports::DriftEventKind::Opened)
+        .count();
+    assert_eq!(opened, 1, "{:?}", rs[0].timeline);
+    assert_eq!(rs[0].drift.actual, Some(json!(7)));
 }
