@@ -312,6 +312,23 @@ async fn the_api_fixes_with_a_token_metrics_parse_and_sigterm_loses_no_record() 
     })
     .await;
     assert_eq!(replicas(&e.client, "web").await, 2, "live is back");
+    // The alert ("auto-fix is off: fixing it needs approval") reached the webhook, retried after a 500.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alerts.lock().expect("lock").is_empty() {
+        assert!(Instant::now() < deadline, "no alert delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alert = alerts.lock().expect("lock")[0].clone();
+    assert_eq!(alert["driftId"], id.as_str(), "{alert:#}");
+    assert_eq!(alert["field"], "spec.replicas");
+    assert!(
+        alert["reason"].as_str().unwrap_or_default().contains("approval"),
+        "{alert:#}"
+    );
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "retried after the 500"
+    );
 
     // /metrics in the Prometheus text format.
     let text = d
