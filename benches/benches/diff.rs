@@ -150,6 +150,40 @@ fn scan_10k(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The same, with the compaction of the live cache that follows (housekeeping, off the hot path).
+    g.bench_function("detector_initial_scan_10k_then_compact", |b| {
+        b.iter_batched(
+            || {
+                let d: Vec<DesiredResource> = desired
+                    .iter()
+                    .map(|r| DesiredResource {
+                        resource: r.clone(),
+                        provenance: Provenance::file("f"),
+                    })
+                    .collect();
+                (d, live.clone())
+            },
+            |(d, l)| {
+                let mut det = Detector::new(
+                    DiffEngine::default(),
+                    DetectorConfig::default(),
+                    Arc::new(ManualClock::new(0)),
+                );
+                det.set_desired(d);
+                det.observe(LiveEvent::Restarted {
+                    scope: RelistScope::All,
+                    resources: l,
+                });
+                det.observe(LiveEvent::Ready);
+                while let Some(k) = det.next_key() {
+                    det.process(&k);
+                }
+                det.compact(usize::MAX);
+                det
+            },
+            BatchSize::LargeInput,
+        )
+    });
     // The diffs alone, on prepared objects.
     let engine = DiffEngine::default();
     let pairs: Vec<(DesiredObject, LiveObject)> = desired

@@ -122,7 +122,10 @@ impl Bench {
                         }
                     }
                     q = qrx.recv() => match q {
-                        Some(Query::Cache(reply)) => { let _ = reply.send((det.live_cache_bytes(), det.sizes().1, events_seen)); }
+                        Some(Query::Cache(reply)) => {
+                            det.compact(usize::MAX);
+                            let _ = reply.send((det.live_cache_bytes(), det.sizes().1, events_seen));
+                        }
                         None => return,
                     },
                 }

@@ -78,6 +78,7 @@ fn main() {
     while let Some(k) = det.next_key() {
         det.process(&k);
     }
+    det.compact(usize::MAX);
     let h3 = heap() as i64;
     let deployments = N.div_ceil(3);
     let deployment_text: usize = det

@@ -272,6 +272,8 @@ pub struct Detector {
     approved: HashSet<DriftId>,
     /// Drifts with a fix planned whose outcome has not been recorded yet (in flight).
     planned: HashSet<DriftId>,
+    /// Live entries still held as full objects, to store compactly (see [`Detector::compact`]).
+    unsettled: Vec<ResourceKey>,
     stats: DetectorStats,
 }
 
@@ -322,6 +324,7 @@ impl Detector {
             ready: false,
             approved: HashSet::new(),
             planned: HashSet::new(),
+            unsettled: Vec::new(),
             stats: DetectorStats::default(),
         }
     }
@@ -354,6 +357,42 @@ impl Detector {
     /// Bytes of compact JSON held in the live cache (objects settle there once processed).
     pub fn live_cache_bytes(&self) -> usize {
         self.live.values().map(LiveEntry::compact_len).sum()
+    }
+
+    /// Stores processed live objects as compact text (a `serde_json::Value` costs about ten times
+    /// the JSON it holds). Processing defers this so a burst of events gets its reports first; call it
+    /// when idle. It runs by itself once more than 65,536 objects wait (a re-list already holds every
+    /// listed object as a `Value` while it arrives, so deferring does not raise the peak). Returns how
+    /// many were stored.
+    pub fn compact(&mut self, max: usize) -> usize {
+        let n = self.unsettled.len().min(max);
+        let mut done = 0;
+        for key in self.unsettled.drain(..n) {
+            if let Some(e) = self.live.get_mut(&key)
+                && e.fresh.is_some()
+            {
+                e.settle();
+                done += 1;
+            }
+        }
+        if self.unsettled.is_empty() {
+            self.unsettled = Vec::new();
+        }
+        done
+    }
+
+    /// Live objects waiting for [`Detector::compact`].
+    pub fn uncompacted(&self) -> usize {
+        self.unsettled.len()
+    }
+
+    fn defer_settle(&mut self, key: &ResourceKey) {
+        if self.live.get(key).is_some_and(|e| e.fresh.is_some()) {
+            self.unsettled.push(key.clone());
+            if self.unsettled.len() > 65_536 {
+                self.compact(usize::MAX);
+            }
+        }
     }
 
     /// Number of desired and live objects held.
@@ -515,8 +554,11 @@ impl Detector {
             return;
         }
         let key = r.key.clone();
-        // Objects nobody desires are never diffed: store them compactly at once.
-        let settle = !self.desired.contains_key(&key);
+        // Objects nobody desires are never diffed: they go compact with the next compaction.
+        let settle = false;
+        if !self.desired.contains_key(&key) {
+            self.unsettled.push(key.clone());
+        }
         if is_autoscaler(&key) {
             let before = self.autoscaler_targets_of(&key);
             self.autoscalers.observe(&r);
@@ -834,9 +876,7 @@ impl Detector {
             }
         }
         out.report = Some(report);
-        if let Some(e) = self.live.get_mut(key) {
-            e.settle();
-        }
+        self.defer_settle(key);
         if self.open.get(key).is_some_and(BTreeMap::is_empty) {
             self.open.remove(key);
         }

@@ -574,3 +574,34 @@ fn a_fix_that_lands_before_its_outcome_is_reported_counts_as_corrected() {
     assert!(h.detector.open_drifts().is_empty());
     assert_eq!(h.detector.stats().corrected, 1);
 }
+
+#[test]
+fn compaction_is_deferred_and_changes_no_verdict() {
+    let mut h = Harness::new(
+        DetectorConfig::default(),
+        vec![
+            deploy("backend-api", 3, "nginx:1", 1),
+            deploy("frontend-web", 2, "nginx:1", 1),
+        ],
+    );
+    assert_eq!(
+        h.detector.live_cache_bytes(),
+        0,
+        "processed objects wait for compaction"
+    );
+    assert_eq!(h.detector.uncompacted(), 2);
+    assert_eq!(h.detector.compact(usize::MAX), 2);
+    assert!(h.detector.live_cache_bytes() > 0);
+    assert_eq!(h.detector.uncompacted(), 0);
+    // Compact entries still diff: a change after compaction is found, its revert still works.
+    h.cluster.apply(deploy("frontend-web", 1, "nginx:1", 2));
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Opened]);
+    let id = h.detector.open_drifts()[0].drift.id.clone();
+    h.detector.compact(usize::MAX);
+    let (_, plan) = h
+        .detector
+        .approve(&id, "alice")
+        .expect("plan from a compact entry");
+    assert_eq!(h.fix(&plan), RemediationStatus::Applied);
+    assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Corrected]);
+}

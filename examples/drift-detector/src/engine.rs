@@ -779,6 +779,8 @@ impl Loop {
 
     fn tick(&mut self) {
         let now = self.clock.now();
+        // Housekeeping off the hot path: processed live objects go compact.
+        self.det.compact(usize::MAX);
         self.status.heartbeat.store(now, Ordering::Relaxed);
         let ready = self.is_ready();
         if ready != self.last_ready {
