@@ -352,8 +352,17 @@ impl Loop {
     async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, mut stop: watch::Receiver<bool>) {
         self.metrics.leader.set(i64::from(self.leader));
         self.status.leader.store(self.leader, Ordering::Relaxed);
-        // History first: open drifts survive restarts.
-        match self
+        // History first: open drifts survive restarts. What the history has, plus what was reported
+        // but still waits in the spool. The spool is read first: the writer removes an event from it
+        // only after writing it, so an event missing there is in the history by the time that is read.
+        let spooled = match &self.parts.spool {
+            Some(spool) => spool.spooled().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read the spool");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let mut records: BTreeMap<DriftId, DriftRecord> = match self
             .parts
             .log
             .records(&HistoryQuery {
@@ -362,14 +371,26 @@ impl Loop {
             })
             .await
         {
-            Ok(open) if !open.is_empty() => {
-                tracing::info!(drifts = open.len(), "restored open drifts from the history");
-                self.det.restore(open);
-            }
-            Ok(_) => {}
+            Ok(open) => open.into_iter().map(|r| (r.drift.id.clone(), r)).collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "could not read open drifts from the history; starting without them")
+                tracing::warn!(error = %e, "could not read open drifts from the history; using the spool only");
+                BTreeMap::new()
             }
+        };
+        for e in spooled {
+            match records.get_mut(&e.drift.id) {
+                Some(r) => {
+                    r.apply(&e);
+                }
+                None => {
+                    records.insert(e.drift.id.clone(), DriftRecord::from_event(&e));
+                }
+            }
+        }
+        let open: Vec<DriftRecord> = records.into_values().filter(|r| r.state.is_open()).collect();
+        if !open.is_empty() {
+            tracing::info!(drifts = open.len(), "restored open drifts from the history");
+            self.det.restore(open);
         }
         let mut live = self.parts.live.watch();
         let mut changes = self.parts.desired.changes();
