@@ -341,6 +341,35 @@ impl ConfigHubRemediator {
         Ok(restored)
     }
 
+    /// Reverts every open drift a named filter selects (e.g. `replica-drifts`, across every
+    /// environment the records cover) in one bulk apply of the units they came from, with a result per
+    /// unit. Drifts whose record has no ConfigHub unit are reported as skipped.
+    ///
+    /// # Errors
+    /// Reading the records or the bulk call failed; per-unit failures are outcomes.
+    pub async fn revert_filter(
+        &self,
+        log: &crate::records::ConfigHubDriftLog,
+        filter: drift_core::policy::NamedFilter,
+        mode: RemediationMode,
+        actor: &str,
+    ) -> Result<Vec<UnitOutcome>> {
+        let records = log.records_in(filter, true).await?;
+        let plans: Vec<RemediationPlan> = records
+            .into_iter()
+            .map(|r| RemediationPlan {
+                key: r.drift.key.clone(),
+                drifts: vec![r.drift],
+                action: RemediationAction::Reapply,
+                provenance: r.provenance,
+                desired: None,
+                actor: actor.to_string(),
+                reason: format!("bulk revert of {}", filter.slug()),
+            })
+            .collect();
+        self.bulk_apply(&plans, mode).await
+    }
+
     /// "ConfigHub wins" for many units in one call: one bulk apply of every unit the plans come from,
     /// with a per-unit result. Plans without a ConfigHub unit are reported as skipped.
     ///

@@ -756,3 +756,74 @@ async fn remediation_through_confighub_with_an_audit_trail() {
         "{outcomes:?}"
     );
 }
+
+#[tokio::test]
+async fn bulk_revert_of_what_a_named_filter_selects() {
+    let (hub, c) = hub().await;
+    let applied: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = applied.clone();
+    hub.on_apply(Arc::new(move |req| {
+        seen.lock().expect("lock").push(req.unit.slug.clone());
+        Box::pin(async { Ok(()) })
+    }));
+    deployed(&hub, &c, "dd-test").await;
+    applied.lock().expect("lock").clear();
+    let store = ConfigHubDesiredStore::new(c.clone(), DesiredStoreConfig::spaces(["dd-test"]));
+    let desired = store.load().await.expect("load");
+    let log = ConfigHubDriftLog::connect(c.clone(), "dd-drift-records")
+        .await
+        .expect("log");
+    // Two replica drifts and one image drift, recorded with the units they came from.
+    for (name, live_replicas, image) in [
+        ("backend-api", 5, "app:1"),
+        ("frontend-web", 1, "app:1"),
+        ("database-postgres", 3, "app:2"),
+    ] {
+        let d = drift(name, live_replicas, image);
+        let prov = desired
+            .resources
+            .iter()
+            .find(|r| r.resource.key.name == name)
+            .expect("unit")
+            .provenance
+            .clone();
+        let e = DriftEvent::new(
+            DriftEventKind::Opened,
+            1_000,
+            d,
+            "drift-detector@test",
+            "live differs",
+        )
+        .with_provenance(Some(prov));
+        log.append(&e).await.expect("append");
+    }
+    let rem = ConfigHubRemediator::new(c.clone(), RemediatorConfig::default());
+    let dry = rem
+        .revert_filter(&log, NamedFilter::ReplicaDrifts, RemediationMode::DryRun, "ops")
+        .await
+        .expect("dry run");
+    assert_eq!(dry.len(), 2);
+    assert!(
+        dry.iter().all(|o| o.status == RemediationStatus::DryRunOk),
+        "{dry:?}"
+    );
+    assert!(applied.lock().expect("lock").is_empty());
+    let out = rem
+        .revert_filter(&log, NamedFilter::ReplicaDrifts, RemediationMode::Apply, "ops")
+        .await
+        .expect("revert");
+    let mut units: Vec<&str> = out.iter().map(|o| o.unit.as_str()).collect();
+    units.sort_unstable();
+    assert_eq!(
+        units,
+        ["backend-api", "frontend-web"],
+        "one result per unit, the image drift untouched"
+    );
+    assert!(
+        out.iter().all(|o| o.status == RemediationStatus::Applied),
+        "{out:?}"
+    );
+    let mut hooked = applied.lock().expect("lock").clone();
+    hooked.sort();
+    assert_eq!(hooked, ["backend-api", "frontend-web"]);
+}

@@ -71,6 +71,19 @@ pub(crate) enum HubStep {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Reverts every open drift a named filter selects (replica-drifts, critical-drifts, ...) by
+    /// applying the units they came from, in one bulk call, with a result per unit.
+    Revert {
+        /// critical-drifts, resource-drifts, replica-drifts, security-drift, production-drift,
+        /// auto-correctable or manual-review.
+        filter: String,
+        /// The drift-records space (default `<project>-drift-records`).
+        #[arg(long)]
+        records_space: Option<String>,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The test workloads (backend-api 3 replicas, frontend-web 2, database-postgres 1, namespace
     /// drift-test) as units of `<project>-test`.
     DeployTest {
@@ -223,6 +236,56 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
                     )),
                     _ => {}
                 }
+            }
+            if failed > 0 {
+                return Ok(1);
+            }
+        }
+        HubStep::Revert {
+            filter,
+            records_space,
+            dry_run,
+        } => {
+            let Some(f) = drift_core::policy::NamedFilter::from_slug(filter) else {
+                let all: Vec<&str> = drift_core::policy::NamedFilter::ALL
+                    .iter()
+                    .map(|f| f.slug())
+                    .collect();
+                anyhow::bail!("no filter {filter}: use one of {}", all.join(", "));
+            };
+            let space = records_space
+                .clone()
+                .unwrap_or_else(|| setup::records_space(&args.project));
+            let log = drift_confighub::ConfigHubDriftLog::connect(c.clone(), &space).await?;
+            let rem = drift_confighub::ConfigHubRemediator::new(
+                c.clone(),
+                drift_confighub::RemediatorConfig::default(),
+            );
+            let mode = if *dry_run {
+                drift_core::ports::RemediationMode::DryRun
+            } else {
+                drift_core::ports::RemediationMode::Apply
+            };
+            let out = rem
+                .revert_filter(&log, f, mode, "drift-detector hub revert")
+                .await?;
+            if out.is_empty() {
+                crate::out(&format!("no open drift in {filter}\n"));
+            }
+            let mut failed = 0;
+            for o in &out {
+                crate::out(&format!(
+                    "{:>10}  {} ({} drifts): {}\n",
+                    format!("{:?}", o.status).to_lowercase(),
+                    o.unit,
+                    o.drift_ids.len(),
+                    o.message
+                ));
+                failed += usize::from(matches!(
+                    o.status,
+                    drift_core::ports::RemediationStatus::Failed
+                        | drift_core::ports::RemediationStatus::Conflict
+                ));
             }
             if failed > 0 {
                 return Ok(1);
