@@ -42,7 +42,10 @@ struct Reported {
 }
 
 enum Query {
-    Cache(oneshot::Sender<(usize, usize, u64)>),
+    /// Live events taken in so far.
+    Events(oneshot::Sender<u64>),
+    /// Compacts the live cache, then reports its bytes and objects.
+    Cache(oneshot::Sender<(usize, usize)>),
 }
 
 struct Bench {
@@ -122,9 +125,12 @@ impl Bench {
                         }
                     }
                     q = qrx.recv() => match q {
+                        Some(Query::Events(reply)) => {
+                            let _ = reply.send(events_seen);
+                        }
                         Some(Query::Cache(reply)) => {
                             det.compact(usize::MAX);
-                            let _ = reply.send((det.live_cache_bytes(), det.sizes().1, events_seen));
+                            let _ = reply.send((det.live_cache_bytes(), det.sizes().1));
                         }
                         None => return,
                     },
@@ -172,10 +178,31 @@ impl Bench {
         }
     }
 
-    async fn cache(&self) -> (usize, usize, u64) {
+    async fn cache(&self) -> (usize, usize) {
         let (tx, rx) = oneshot::channel();
         let _ = self.queries.send(Query::Cache(tx));
         rx.await.expect("detector running")
+    }
+
+    async fn events(&self) -> u64 {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.queries.send(Query::Events(tx));
+        rx.await.expect("detector running")
+    }
+
+    /// Waits until the detector has taken in `committed` events after `before`; returns how many it
+    /// took in and when it had.
+    async fn drain(&self, before: u64, committed: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        while Instant::now() < deadline {
+            seen = self.events().await - before;
+            if seen >= committed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        seen
     }
 }
 
@@ -220,7 +247,7 @@ fn main() {
 
         // Throughput: 16 writers in flight; every write is one watch event carrying a spec change (plus
         // the status events the sandbox's controller writes after each).
-        let (_, _, events_before) = bench.cache().await;
+        let events_before = bench.events().await;
         let rv_before = bench.sandbox.resource_version();
         let writes = 4_000usize;
         let start = Instant::now();
@@ -248,16 +275,7 @@ fn main() {
         // Every committed write is one watch event (the scale, and the status the sandbox's controller
         // writes after it); the store's resourceVersion counts them exactly.
         let committed = bench.sandbox.resource_version() - rv_before;
-        let mut seen = 0;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let (_, _, events) = bench.cache().await;
-            seen = events - events_before;
-            if seen >= committed {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let seen = bench.drain(events_before, committed, Duration::from_secs(60)).await;
         let elapsed = start.elapsed();
         println!(
             "throughput: {writes} scale writes by 16 concurrent writers in {writes_done:?} ({:.0} writes/s); the detector took in {seen} of {committed} watch events in {elapsed:?}: {:.0} events/s",
@@ -267,7 +285,7 @@ fn main() {
 
         // The pipeline's own capacity: writes made in process (no HTTP client), so the CPU goes to
         // the store, the watch stream, kube's watcher, the projection and the detector.
-        let (_, _, events_before) = bench.cache().await;
+        let events_before = bench.events().await;
         let rv_before = bench.sandbox.resource_version();
         let writes = 10_000usize;
         let start = Instant::now();
@@ -282,23 +300,14 @@ fn main() {
         }
         let writes_done = start.elapsed();
         let committed = bench.sandbox.resource_version() - rv_before;
-        let mut seen = 0;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            let (_, _, events) = bench.cache().await;
-            seen = events - events_before;
-            if seen >= committed {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let seen = bench.drain(events_before, committed, Duration::from_secs(120)).await;
         let elapsed = start.elapsed();
         println!(
             "pipeline capacity: {writes} in-process writes ({committed} watch events with the controller's status writes) made in {writes_done:?}; the detector took in {seen} events in {elapsed:?}: {:.0} events/s",
             seen as f64 / elapsed.as_secs_f64()
         );
 
-        let (bytes, objects, _) = bench.cache().await;
+        let (bytes, objects) = bench.cache().await;
         println!(
             "live cache: {bytes} bytes of compact projected JSON for {objects} Deployments = {} bytes per Deployment (budget 4,096)",
             bytes / objects.max(1)

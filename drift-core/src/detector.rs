@@ -121,16 +121,12 @@ struct LiveEntry {
 }
 
 impl LiveEntry {
-    fn new(r: crate::model::Resource, fingerprint: Fingerprint, settle: bool) -> Self {
-        let mut e = LiveEntry {
+    fn new(r: crate::model::Resource, fingerprint: Fingerprint) -> Self {
+        LiveEntry {
             fingerprint,
             fresh: Some(Arc::new(LiveObject::new(r))),
             compact: None,
-        };
-        if settle {
-            e.settle();
         }
-        e
     }
 
     fn object(&self) -> Option<Arc<LiveObject>> {
@@ -555,14 +551,13 @@ impl Detector {
         }
         let key = r.key.clone();
         // Objects nobody desires are never diffed: they go compact with the next compaction.
-        let settle = false;
         if !self.desired.contains_key(&key) {
             self.unsettled.push(key.clone());
         }
         if is_autoscaler(&key) {
             let before = self.autoscaler_targets_of(&key);
             self.autoscalers.observe(&r);
-            self.live.insert(key.clone(), LiveEntry::new(r, fp, settle));
+            self.live.insert(key.clone(), LiveEntry::new(r, fp));
             let after = self.autoscaler_targets_of(&key);
             for t in before.into_iter().chain(after) {
                 if self.desired.contains_key(&t) && self.enqueue(&t) {
@@ -570,7 +565,7 @@ impl Detector {
                 }
             }
         } else {
-            self.live.insert(key.clone(), LiveEntry::new(r, fp, settle));
+            self.live.insert(key.clone(), LiveEntry::new(r, fp));
         }
         if self.desired.contains_key(&key) && self.enqueue(&key) {
             obs.queued += 1;

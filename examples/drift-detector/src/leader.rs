@@ -60,7 +60,12 @@ fn parse_micro_time(s: &str) -> Option<std::time::SystemTime> {
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
     let mut t = hms.split(':').map(|x| x.parse::<i64>());
     let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    let micros: i64 = format!("{frac:0<6}")[..6].parse().ok()?;
+    let micros: i64 = format!("{frac:0<6}")
+        .chars()
+        .take(6)
+        .collect::<String>()
+        .parse()
+        .ok()?;
     // Days from the civil date (Howard Hinnant's algorithm).
     let y2 = if m <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
