@@ -1,4 +1,4 @@
-//! Checks the engine's server-defaults table against `shared/reference/k8s-defaults.yaml`: every entry
+//! Checks the engine's server-defaults table against `testdata/k8s-defaults.yaml`: every entry
 //! there is represented (or explicitly set aside here, with the reason).
 
 mod common;
@@ -166,7 +166,7 @@ fn section_paths(section: &str) -> Vec<(&'static str, &'static str, String)> {
 
 #[test]
 fn every_default_in_the_reference_is_held() {
-    let table = common::shared_yaml("reference/k8s-defaults.yaml");
+    let table = common::testdata_yaml("k8s-defaults.yaml");
     let table = table.as_object().expect("sections");
     let mut checked = 0;
     let mut missing = Vec::new();

@@ -1,4 +1,4 @@
-//! The 51 `resource.Quantity` vectors of `shared/cases/quantity/`: canonical forms and equality.
+//! The 51 `resource.Quantity` vectors of `testdata/cases/quantity/`: canonical forms and equality.
 //!
 //! The file holds unquoted values such as `1e9` that a YAML parser reads as floats, so the records are
 //! read as text (`key: value` lines, one record per `- kind:`).
@@ -11,7 +11,7 @@ use drift_core::Quantity;
 use drift_core::quantity::QuantityFormat;
 
 fn records() -> Vec<HashMap<String, String>> {
-    let path = common::shared_dir().join("cases/quantity/quantity-canonical.yaml");
+    let path = common::testdata_dir().join("cases/quantity/quantity-canonical.yaml");
     let text = std::fs::read_to_string(&path).expect("quantity vectors");
     let mut out: Vec<HashMap<String, String>> = Vec::new();
     for line in text.lines() {

@@ -1,4 +1,4 @@
-//! Revert patches honour ignore rules: the `shared/cases/argo-cd-remediation/` expectations (from Argo
+//! Revert patches honour ignore rules: the `testdata/cases/argo-cd-remediation/` expectations (from Argo
 //! CD's `controller/sync_test.go`), checked on the object that results from applying our guarded
 //! patch to live. Every case also checks that the patched object has no drift left.
 
@@ -10,7 +10,11 @@ use drift_core::{DesiredObject, DiffEngine, DiffOptions, LiveObject, Resource, l
 use serde_json::Value;
 
 fn load(name: &str) -> Resource {
-    let l = load_path(&common::shared_dir().join("cases/argo-cd-remediation").join(name));
+    let l = load_path(
+        &common::testdata_dir()
+            .join("cases/argo-cd-remediation")
+            .join(name),
+    );
     assert!(l.errors.is_empty(), "{:?}", l.errors);
     l.resources.into_iter().next().expect("one object")
 }

@@ -21,8 +21,8 @@ fn annotation(r: &Resource) -> Option<&str> {
 
 #[test]
 fn every_acceptance_case_gives_the_same_report_after_shrinking() {
-    let cases = common::shared_yaml("cases/expected.yaml");
-    let dir = common::shared_dir().join("cases");
+    let cases = common::testdata_yaml("cases/expected.yaml");
+    let dir = common::testdata_dir().join("cases");
     let engine = DiffEngine::default();
     let mut shrunk = 0;
     for case in cases.as_array().expect("a list of cases") {

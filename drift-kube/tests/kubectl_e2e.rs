@@ -22,17 +22,9 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
+/// The repository's `testdata/` (external data with provenance, `testdata/PROVENANCE.md`).
 fn shared() -> PathBuf {
-    if let Ok(d) = std::env::var("DRIFT_SHARED_DIR") {
-        return PathBuf::from(d);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    assert!(
-        p.join("cases").is_dir(),
-        "the shared acceptance data is missing at {}",
-        p.display()
-    );
-    p
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
 struct Harness {

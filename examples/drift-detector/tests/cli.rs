@@ -1,5 +1,5 @@
 //! The `drift-detector diff` command through the real binary: the verdicts of
-//! `shared/cases/expected.yaml`, snapshots of the demo scenario, stdin, and exit codes.
+//! `testdata/cases/expected.yaml`, snapshots of the demo scenario, stdin, and exit codes.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,17 +13,9 @@ fn bin() -> Command {
     c
 }
 
+/// The repository's `testdata/` (external data with provenance, `testdata/PROVENANCE.md`).
 fn shared() -> PathBuf {
-    if let Ok(d) = std::env::var("DRIFT_SHARED_DIR") {
-        return PathBuf::from(d);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    assert!(
-        p.join("cases").is_dir(),
-        "the shared acceptance data is missing at {}",
-        p.display()
-    );
-    p
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
 }
 
 fn here(rel: &str) -> PathBuf {
