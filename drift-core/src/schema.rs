@@ -48,6 +48,12 @@ pub(crate) enum Dflt {
     LimitOfSameResource,
     /// RBAC subject `apiGroup`: `rbac.authorization.k8s.io` for User and Group subjects.
     SubjectApiGroup,
+    /// Job `backoffLimit`: 6, or 2147483647 when `backoffLimitPerIndex` is set (SetDefaults_Job).
+    JobBackoffLimit,
+    /// Job `completions`: 1 only when neither `completions` nor `parallelism` was given.
+    JobCompletions,
+    /// Job `podReplacementPolicy`: `Failed` with a `podFailurePolicy`, else `TerminatingOrFailed`.
+    JobPodReplacementPolicy,
 }
 
 /// One map on the way from the object root to a field: the live map and, where the desired object
@@ -762,11 +768,38 @@ static JOB_POD_TEMPLATE: Node = map(&[
     ("spec", &POD_SPEC),
 ]);
 
+/// `pkg/apis/batch/v1/defaults.go` SetDefaults_Job (current releases).
 static JOB_SPEC: Node = map(&[
-    ("backoffLimit", &dflt(Dflt::Int(6))),
+    ("backoffLimit", &dflt(Dflt::JobBackoffLimit)),
     ("completionMode", &dflt(Dflt::Str("NonIndexed"))),
-    ("completions", &dflt(Dflt::Int(1))),
+    ("completions", &dflt(Dflt::JobCompletions)),
+    ("manualSelector", &dflt(Dflt::Bool(false))),
     ("parallelism", &dflt(Dflt::Int(1))),
+    (
+        "podFailurePolicy",
+        &map(&[(
+            "rules",
+            &Node {
+                list: Some(&ListSpec {
+                    keys: &[],
+                    set: false,
+                    item: &map(&[(
+                        "onPodConditions",
+                        &Node {
+                            list: Some(&ListSpec {
+                                keys: &[],
+                                set: false,
+                                item: &map(&[("status", &dflt(Dflt::Str("True")))]),
+                            }),
+                            ..Node::GENERIC
+                        },
+                    )]),
+                }),
+                ..Node::GENERIC
+            },
+        )]),
+    ),
+    ("podReplacementPolicy", &dflt(Dflt::JobPodReplacementPolicy)),
     ("selector", &SERVER_SET),
     ("suspend", &dflt(Dflt::Bool(false))),
     ("template", &JOB_POD_TEMPLATE),
@@ -1355,6 +1388,26 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
             Some("User" | "Group") => Some(Value::String("rbac.authorization.k8s.io".to_string())),
             _ => Some(Value::String(String::new())),
         },
+        Dflt::JobBackoffLimit => Some(Value::from(
+            if parent?.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) {
+                i64::from(i32::MAX)
+            } else {
+                6
+            },
+        )),
+        // What was submitted decides: the server sets parallelism itself, so live always has one.
+        Dflt::JobCompletions => match parent?.desired {
+            Some(d) if d.get("parallelism").is_some_and(|v| !v.is_null()) => None,
+            _ => Some(Value::from(1)),
+        },
+        Dflt::JobPodReplacementPolicy => Some(Value::String(
+            if parent?.get("podFailurePolicy").is_some_and(|v| !v.is_null()) {
+                "Failed"
+            } else {
+                "TerminatingOrFailed"
+            }
+            .to_string(),
+        )),
     }
 }
 

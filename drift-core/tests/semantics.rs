@@ -726,10 +726,8 @@ fn computed_defaults_follow_the_desired_siblings() {
 /// `fill_server_defaults` writes what a real API server wrote into the gitops-engine fixture.
 #[test]
 fn filled_defaults_match_a_real_api_server() {
-    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/cases/gitops-engine");
-    let Ok(text) = std::fs::read_to_string(shared.join("deployment-config.json")) else {
-        panic!("the shared acceptance data is missing at {}", shared.display());
-    };
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cases/gitops-engine");
+    let text = std::fs::read_to_string(shared.join("deployment-config.json")).expect("testdata");
     let mut filled: Value = serde_json::from_str(&text).expect("json");
     drift_core::fill_server_defaults(&mut filled);
     let live: Value =
@@ -755,4 +753,78 @@ fn filled_defaults_match_a_real_api_server() {
     // No effective-only defaults are written.
     assert!(filled.pointer("/spec/template/spec/hostNetwork").is_none());
     assert!(filled.pointer("/spec/template/spec/serviceAccountName").is_none());
+}
+
+fn job(spec: Value) -> Resource {
+    let mut s = spec;
+    s["template"] =
+        json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "j", "image": "busybox:1.36"}]}});
+    res(
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "x"}, "spec": s}),
+    )
+}
+
+/// SetDefaults_Job (`pkg/apis/batch/v1/defaults.go`), each conditional default from both sides.
+#[test]
+fn job_defaults_follow_their_conditions() {
+    // completions: 1 only when neither completions nor parallelism was given.
+    assert!(
+        drifts(&diff(
+            job(json!({})),
+            job(json!({"completions": 1, "parallelism": 1}))
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(
+            job(json!({})),
+            job(json!({"completions": 3, "parallelism": 1}))
+        )),
+        ["spec.completions changed"],
+        "an edited default is drift"
+    );
+    assert!(
+        drifts(&diff(
+            job(json!({"parallelism": 2})),
+            job(json!({"parallelism": 2}))
+        ))
+        .is_empty()
+    );
+    // backoffLimit: 6, or 2147483647 with backoffLimitPerIndex.
+    assert!(drifts(&diff(job(json!({})), job(json!({"backoffLimit": 6})))).is_empty());
+    assert!(
+        drifts(&diff(
+            job(json!({"completionMode": "Indexed", "completions": 2, "backoffLimitPerIndex": 1})),
+            job(json!({"completionMode": "Indexed", "completions": 2, "backoffLimitPerIndex": 1, "backoffLimit": 2147483647}))
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(job(json!({})), job(json!({"backoffLimit": 2147483647})))),
+        ["spec.backoffLimit changed"]
+    );
+    // podReplacementPolicy: Failed with a podFailurePolicy, else TerminatingOrFailed; manualSelector false.
+    assert!(
+        drifts(&diff(
+            job(json!({})),
+            job(json!({"podReplacementPolicy": "TerminatingOrFailed", "manualSelector": false}))
+        ))
+        .is_empty()
+    );
+    let pfp = json!({"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]});
+    let pfp_live = json!({"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]});
+    assert!(
+        drifts(&diff(
+            job(json!({"podFailurePolicy": pfp})),
+            job(json!({"podFailurePolicy": pfp_live, "podReplacementPolicy": "Failed"}))
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(
+            job(json!({})),
+            job(json!({"podReplacementPolicy": "Failed"}))
+        )),
+        ["spec.podReplacementPolicy changed"]
+    );
 }
