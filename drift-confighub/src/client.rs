@@ -1,14 +1,24 @@
-//! A typed async client for the parts of the ConfigHub REST API drift-detector uses.
+//! A typed async client for the parts of ConfigHub's REST API (v0.8.5, `confighub-api.md` §2 and the
+//! operations of `confighub-routes.tsv`) drift-detector uses.
 //!
 //! - Base URL `https://hub.confighub.com/api` (override with [`ClientConfig::base_url`]), bearer token.
-//! - Idempotent calls (`GET`, `PUT` with `Version`, merge-`PATCH`, `DELETE`) are retried on 429, 5xx and
-//!   transport errors with exponential back-off and jitter, honouring `Retry-After`. Calls that create
-//!   something (`POST`: create, apply, refresh, invoke) are never retried blindly: the `ensure_*`
-//!   helpers look the entity up again before trying a second time.
+//! - The server's version is read from `GET /info` ([`ConfigHubClient::check_server`]) and from the
+//!   `ConfigHub-Version` header of every answer; a server older than API 0.8 is a clear error.
+//! - Unit writes answer `UnitCreateOrUpdateResponse`; configuration data is read and written only through
+//!   the data endpoints (raw bytes, `ETag` = `DataHash`): reads send `If-None-Match` to skip unchanged
+//!   data, writes send `If-Match` so a lost race is a [`ConfigHubError::Conflict`] to re-read, never a
+//!   blind overwrite.
+//! - Lists page with `limit` and follow the `ConfigHub-Continue` header until it is absent.
+//! - Idempotent calls (`GET`, `PUT`, merge-`PATCH`, `DELETE`) are retried on 429, 5xx and transport
+//!   errors with exponential back-off and jitter, honouring `Retry-After`. Calls that create something
+//!   (`POST`: create, publish, invoke) are never retried blindly: the `ensure_*` helpers look the entity
+//!   up again before trying a second time.
+//! - Where-clauses are parsed and checked against the entity's attributes before anything is sent, and
+//!   the `include` their joins need is added.
 //! - Every error names the route and the entity.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -17,11 +27,19 @@ use serde_json::Value;
 
 use crate::error::{ConfigHubError, Result};
 use crate::model::{
-    ChangeSet, ExtendedRevision, ExtendedSpace, ExtendedUnit, Filter, FunctionInvocationsRequest,
-    FunctionInvocationsResponse, Labels, MaybeWrapped, QueuedOperation, Revision, Space,
-    StandardErrorResponse, Target, Unit, UnitActionResponse, UnitCreateOrUpdateResponse, UnitEvent,
+    ApiInfo, ChangeSet, ExtendedRevision, ExtendedSpace, ExtendedUnit, Filter, FunctionInvocationsRequest,
+    FunctionInvocationsResponse, Labels, MaybeWrapped, Release, ReleasePublishRequest,
+    ReleasePublishResponse, Revision, Space, StandardErrorResponse, Target, Unit, UnitCreateOrUpdateResponse,
+    UnitData,
 };
-use crate::where_clause::{WhereClause, and, quote};
+use crate::where_clause::{Entity, WhereClause, WhereError, and, quote};
+
+/// The oldest API version (the server version's first two numbers) this client speaks: 0.8, the
+/// release model with data endpoints, paging and `Release.LiveStatus`.
+pub const SUPPORTED_API: (u64, u64) = (0, 8);
+
+/// Items asked for per page of a list.
+pub const PAGE_SIZE: u32 = 500;
 
 /// The public ConfigHub API.
 pub const DEFAULT_BASE_URL: &str = "https://hub.confighub.com/api";
@@ -172,7 +190,8 @@ pub struct UnitQuery {
     pub filter: Option<String>,
     /// Fields to return (ids and `Slug` always come).
     pub select: Option<String>,
-    /// Related entities to include (`UpstreamUnitID`, `SpaceID`, ...).
+    /// Related entities to include (`UpstreamUnitID`, `SpaceID`, ...); what the where-clause's joins
+    /// need is added.
     pub include: Option<String>,
 }
 
@@ -210,7 +229,8 @@ impl UnitQuery {
 pub struct UpdateOptions {
     /// Take the upstream unit's head data (`upgrade=true`).
     pub upgrade: bool,
-    /// Restore `LiveRevisionNum`, `LastAppliedRevisionNum` or `PreviousLiveRevisionNum`.
+    /// Set the data back to a revision selector: `LastReleasedRevisionNum`, `Before:LastReleasedRevisionNum`,
+    /// `42`, `Tag:<uuid>`, `Revision:<uuid>`, ... (`confighub-api.md` §2.7).
     pub restore: Option<String>,
     /// Restore a revision by id.
     pub revision_id: Option<String>,
@@ -239,6 +259,13 @@ impl UpdateOptions {
     pub fn restore_revision(id: impl Into<String>) -> Self {
         UpdateOptions {
             revision_id: Some(id.into()),
+            ..UpdateOptions::default()
+        }
+    }
+    /// Restores the revision a selector names (`Before:LastReleasedRevisionNum`).
+    pub fn restore(selector: impl Into<String>) -> Self {
+        UpdateOptions {
+            restore: Some(selector.into()),
             ..UpdateOptions::default()
         }
     }
@@ -284,10 +311,59 @@ pub enum Ensured {
     Unchanged,
 }
 
+/// What a data read found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataRead {
+    /// `304`: the data still has the hash sent in `If-None-Match`.
+    NotModified,
+    /// The data and its hash (the `ETag`).
+    Data {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// `DataHash`.
+        hash: String,
+    },
+}
+
+/// How a data write is made.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DataWrite {
+    /// Write only if the data still has this hash (`If-Match`); otherwise a conflict.
+    pub if_match: Option<String>,
+    /// The description of the revision the write creates.
+    pub description: Option<String>,
+    /// Validate only (`dry_run=true`); the answer carries the would-be data (`include=ConfigData`).
+    pub dry_run: bool,
+}
+
+impl DataWrite {
+    /// Conditional on the data read (`If-Match`).
+    pub fn if_match(hash: impl Into<String>) -> Self {
+        DataWrite {
+            if_match: Some(hash.into()),
+            ..DataWrite::default()
+        }
+    }
+    /// Sets the revision's description.
+    #[must_use]
+    pub fn description(mut self, d: impl Into<String>) -> Self {
+        self.description = Some(d.into());
+        self
+    }
+    /// A dry run when `on`.
+    #[must_use]
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+}
+
 enum Body {
     None,
     Json(Value),
     MergePatch(Value),
+    Bytes(Vec<u8>),
 }
 
 struct Call {
@@ -296,8 +372,16 @@ struct Call {
     route: &'static str,
     entity: String,
     query: Vec<(&'static str, String)>,
+    headers: Vec<(&'static str, String)>,
     body: Body,
     idempotent: bool,
+}
+
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    continue_token: Option<String>,
+    etag: Option<String>,
 }
 
 impl Call {
@@ -309,6 +393,7 @@ impl Call {
             route,
             entity: entity.into(),
             query: Vec::new(),
+            headers: Vec::new(),
             body: Body::None,
             idempotent,
         }
@@ -323,12 +408,20 @@ impl Call {
             None => self,
         }
     }
+    fn header(mut self, k: &'static str, v: impl Into<String>) -> Call {
+        self.headers.push((k, v.into()));
+        self
+    }
     fn json(mut self, v: Value) -> Call {
         self.body = Body::Json(v);
         self
     }
     fn merge_patch(mut self, v: Value) -> Call {
         self.body = Body::MergePatch(v);
+        self
+    }
+    fn bytes(mut self, b: Vec<u8>) -> Call {
+        self.body = Body::Bytes(b);
         self
     }
     /// A read-only POST (dry runs) may be retried.
@@ -338,7 +431,7 @@ impl Call {
     }
 }
 
-/// The ConfigHub client. Cheap to clone; clones share connections and counters.
+/// The ConfigHub client. Cheap to clone; clones share connections, counters and the server version seen.
 #[derive(Clone)]
 pub struct ConfigHubClient {
     http: reqwest::Client,
@@ -346,6 +439,7 @@ pub struct ConfigHubClient {
     token: Option<Arc<str>>,
     retry: RetryPolicy,
     stats: Arc<ClientStats>,
+    version: Arc<OnceLock<String>>,
 }
 
 impl std::fmt::Debug for ConfigHubClient {
@@ -356,9 +450,51 @@ impl std::fmt::Debug for ConfigHubClient {
     }
 }
 
-fn validate_where(w: &str) -> Result<()> {
-    WhereClause::parse(w)?;
-    Ok(())
+/// Parses and checks a where-clause for an entity, before anything is sent.
+fn validate_where(w: &str, entity: Entity) -> Result<WhereClause> {
+    let c = WhereClause::parse(w)?;
+    crate::where_clause::check(&c, entity).map_err(|reason| {
+        ConfigHubError::Where(WhereError {
+            clause: w.to_string(),
+            position: 0,
+            reason,
+        })
+    })?;
+    Ok(c)
+}
+
+/// `include` with what a clause's joins need added.
+fn with_includes(include: Option<&String>, clause: Option<&WhereClause>) -> Option<String> {
+    let mut parts: Vec<String> = include
+        .map(|i| {
+            i.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(c) = clause {
+        for n in crate::where_clause::needed_includes(c) {
+            if !parts.iter().any(|p| p == n) {
+                parts.push(n.to_string());
+            }
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+/// The API version (first two numbers) of a server version string: `v0.8.5` → (0, 8).
+pub fn api_version(version: &str) -> Option<(u64, u64)> {
+    let v = version.trim().trim_start_matches(['v', 'V']);
+    let mut it = v.split(['.', '-', '+']);
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// A weak or strong `ETag` as the plain hash (`W/"ab"` → `ab`).
+fn etag_hash(v: &str) -> String {
+    v.trim().trim_start_matches("W/").trim_matches('"').to_string()
 }
 
 impl ConfigHubClient {
@@ -386,9 +522,10 @@ impl ConfigHubClient {
         Ok(ConfigHubClient {
             http,
             base: base.into(),
-            token: config.token.map(Into::into),
+            token: config.token.map(|t| t.trim().to_string().into()),
             retry: config.retry,
             stats: Arc::new(ClientStats::default()),
+            version: Arc::new(OnceLock::new()),
         })
     }
 
@@ -402,7 +539,18 @@ impl ConfigHubClient {
         self.stats.clone()
     }
 
-    async fn send(&self, call: &Call) -> Result<(u16, Vec<u8>)> {
+    /// The server version seen in a `ConfigHub-Version` header or `GET /info`, once one was.
+    pub fn server_version(&self) -> Option<&str> {
+        self.version.get().map(String::as_str)
+    }
+
+    fn saw_version(&self, v: &str) {
+        if self.version.get().is_none() && self.version.set(v.to_string()).is_ok() {
+            tracing::info!(version = v, url = %self.base, "ConfigHub server version");
+        }
+    }
+
+    async fn send(&self, call: &Call) -> Result<Answer> {
         let url = format!("{}{}", self.base, call.path);
         let mut attempt = 0u32;
         loop {
@@ -414,27 +562,49 @@ impl ConfigHubClient {
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
             }
+            for (k, v) in &call.headers {
+                req = req.header(*k, v);
+            }
             req = match &call.body {
                 Body::None => req,
                 Body::Json(v) => req.header("Content-Type", "application/json").body(v.to_string()),
                 Body::MergePatch(v) => req
                     .header("Content-Type", "application/merge-patch+json")
                     .body(v.to_string()),
+                Body::Bytes(b) => req
+                    .header("Content-Type", "application/octet-stream")
+                    .body(b.clone()),
             };
             let can_retry = call.idempotent && attempt + 1 < self.retry.max_attempts;
             match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
+                    let header = |name: &str| {
+                        resp.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    if let Some(v) = header("confighub-version") {
+                        self.saw_version(&v);
+                    }
+                    let retry_after = header("retry-after")
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
+                    let continue_token = header("confighub-continue").filter(|t| !t.is_empty());
+                    let etag = header("etag").map(|e| etag_hash(&e));
                     let body = resp.bytes().await;
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    let ok = status.is_success() || status == StatusCode::NOT_MODIFIED;
                     match body {
-                        Ok(b) if status.is_success() => return Ok((status.as_u16(), b.to_vec())),
+                        Ok(b) if ok => {
+                            return Ok(Answer {
+                                status: status.as_u16(),
+                                body: b.to_vec(),
+                                continue_token,
+                                etag,
+                            });
+                        }
                         Ok(b) if !(retryable && can_retry) => {
                             self.stats.failures.fetch_add(1, Ordering::Relaxed);
                             return Err(self.status_error(call, status, &b));
@@ -497,7 +667,8 @@ impl ConfigHubClient {
         let (route, entity) = (call.route.to_string(), call.entity.clone());
         match status.as_u16() {
             404 => ConfigHubError::NotFound { route, entity },
-            409 => ConfigHubError::Conflict {
+            // 412 is not declared, but a server (or proxy) answering it for If-Match means the same.
+            409 | 412 => ConfigHubError::Conflict {
                 route,
                 entity,
                 message,
@@ -516,44 +687,142 @@ impl ConfigHubClient {
         }
     }
 
-    async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
-        let (_, body) = self.send(&call).await?;
-        serde_json::from_slice(&body).map_err(|e| ConfigHubError::Decode {
+    fn decode<T: DeserializeOwned>(call: &Call, body: &[u8]) -> Result<T> {
+        serde_json::from_slice(body).map_err(|e| ConfigHubError::Decode {
             route: call.route.to_string(),
             entity: call.entity.clone(),
             reason: e.to_string(),
         })
     }
 
-    async fn json_with_status<T: DeserializeOwned>(&self, call: Call) -> Result<(u16, T)> {
-        let (status, body) = self.send(&call).await?;
-        let v = serde_json::from_slice(&body).map_err(|e| ConfigHubError::Decode {
-            route: call.route.to_string(),
-            entity: call.entity.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok((status, v))
+    async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let a = self.send(&call).await?;
+        Self::decode(&call, &a.body)
     }
 
-    async fn list_wrapped<T: DeserializeOwned>(&self, call: Call, key: &str) -> Result<Vec<T>> {
-        let items: Vec<MaybeWrapped<T>> = self.json(call).await?;
-        Ok(items.into_iter().filter_map(|i| i.into_inner(key)).collect())
+    async fn json_with_status<T: DeserializeOwned>(&self, call: Call) -> Result<(u16, T)> {
+        let a = self.send(&call).await?;
+        Ok((a.status, Self::decode(&call, &a.body)?))
+    }
+
+    /// A unit write: the unit out of its `UnitCreateOrUpdateResponse`.
+    async fn unit_write(&self, call: Call) -> Result<Unit> {
+        let r: UnitCreateOrUpdateResponse = self.json_with_status(call).await.map(|(_, r)| r)?;
+        Self::written_unit(r, "the write")
+    }
+
+    fn written_unit(r: UnitCreateOrUpdateResponse, what: &str) -> Result<Unit> {
+        match (r.unit, r.error) {
+            (_, Some(e)) if !e.message.is_empty() => Err(ConfigHubError::Api {
+                route: what.to_string(),
+                entity: String::new(),
+                status: e
+                    .status
+                    .as_u64()
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(400),
+                message: e.message,
+            }),
+            (Some(u), _) => Ok(u),
+            (None, _) => Err(ConfigHubError::Decode {
+                route: what.to_string(),
+                entity: String::new(),
+                reason: "the answer has no Unit".into(),
+            }),
+        }
+    }
+
+    /// Every page of a list: `limit` on each request, `continue` from each `ConfigHub-Continue` header,
+    /// until an answer has none.
+    async fn list_paged<T: DeserializeOwned>(&self, mut call: Call, key: Option<&str>) -> Result<Vec<T>> {
+        call.query.push(("limit", PAGE_SIZE.to_string()));
+        let mut out = Vec::new();
+        for _page in 0..100_000 {
+            let a = self.send(&call).await?;
+            match key {
+                Some(k) => {
+                    let items: Vec<MaybeWrapped<T>> = Self::decode(&call, &a.body)?;
+                    out.extend(items.into_iter().filter_map(|i| i.into_inner(k)));
+                }
+                None => out.extend(Self::decode::<Vec<T>>(&call, &a.body)?),
+            }
+            match a.continue_token {
+                Some(t) => {
+                    call.query.retain(|(k, _)| *k != "continue");
+                    call.query.push(("continue", t));
+                }
+                None => return Ok(out),
+            }
+        }
+        Err(ConfigHubError::Decode {
+            route: call.route.to_string(),
+            entity: call.entity.clone(),
+            reason: "the list never ended (100,000 pages)".into(),
+        })
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // server
+
+    /// `GET /info`: the server's version, build and OCI registry.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn info(&self) -> Result<ApiInfo> {
+        let info: ApiInfo = self
+            .json(Call::new(Method::GET, "GET /info", "/info".into(), "the server"))
+            .await?;
+        if !info.version.is_empty() {
+            self.saw_version(&info.version);
+        }
+        Ok(info)
+    }
+
+    /// Reads `GET /info` and refuses a server older than [`SUPPORTED_API`]. A newer one is accepted
+    /// with a warning (below 1.0 a new second number may break things).
+    ///
+    /// # Errors
+    /// [`ConfigHubError::Unsupported`] for an older server; API and transport errors.
+    pub async fn check_server(&self) -> Result<ApiInfo> {
+        let info = self.info().await?;
+        match api_version(&info.version) {
+            Some(v) if v < SUPPORTED_API => Err(ConfigHubError::Unsupported {
+                url: self.base.to_string(),
+                version: info.version.clone(),
+                api: format!("{}.{}", v.0, v.1),
+                needed: format!("{}.{}", SUPPORTED_API.0, SUPPORTED_API.1),
+            }),
+            Some(v) if v > SUPPORTED_API => {
+                tracing::warn!(
+                    version = %info.version,
+                    "ConfigHub runs a newer API than drift-detector was built for ({}.{}); continuing",
+                    SUPPORTED_API.0,
+                    SUPPORTED_API.1
+                );
+                Ok(info)
+            }
+            Some(_) => Ok(info),
+            None => {
+                tracing::warn!(version = %info.version, "ConfigHub did not say which version it runs");
+                Ok(info)
+            }
+        }
     }
 
     // --------------------------------------------------------------------------------------------
     // spaces
 
-    /// `GET /space` (optionally with a where-clause).
+    /// `GET /space` (optionally with a where-clause), every page.
     ///
     /// # Errors
     /// API and transport errors; an invalid where-clause.
     pub async fn list_spaces(&self, r#where: Option<&str>) -> Result<Vec<ExtendedSpace>> {
         let mut call = Call::new(Method::GET, "GET /space", "/space".into(), "spaces");
         if let Some(w) = r#where {
-            validate_where(w)?;
+            validate_where(w, Entity::Space)?;
             call = call.query("where", w);
         }
-        self.json(call).await
+        self.list_paged(call, None).await
     }
 
     /// A space by slug (there is no slug route: a list with `where=Slug = '...'`).
@@ -596,6 +865,23 @@ impl ConfigHubClient {
         .await
     }
 
+    /// `PATCH /space/{space_id}` with a merge patch (`{"ReleaseTargetID": "..."}`).
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn patch_space(&self, space_id: &str, patch: Value) -> Result<Space> {
+        self.json(
+            Call::new(
+                Method::PATCH,
+                "PATCH /space/{space_id}",
+                format!("/space/{space_id}"),
+                format!("space {space_id}"),
+            )
+            .merge_patch(patch),
+        )
+        .await
+    }
+
     /// The space with this slug, created with these labels if missing; labels are added to an
     /// existing space when missing there.
     ///
@@ -607,7 +893,7 @@ impl ConfigHubClient {
         display_name: &str,
         labels: &Labels,
     ) -> Result<(Space, Ensured)> {
-        if let Some(mut s) = self.space_by_slug(slug).await? {
+        if let Some(s) = self.space_by_slug(slug).await? {
             let missing: Labels = labels
                 .iter()
                 .filter(|(k, v)| s.labels.get(*k) != Some(*v))
@@ -616,17 +902,8 @@ impl ConfigHubClient {
             if missing.is_empty() {
                 return Ok((s, Ensured::Unchanged));
             }
-            let patch = serde_json::json!({"Labels": missing});
-            s = self
-                .json(
-                    Call::new(
-                        Method::PATCH,
-                        "PATCH /space/{space_id}",
-                        format!("/space/{}", s.space_id),
-                        format!("space {slug}"),
-                    )
-                    .merge_patch(patch),
-                )
+            let s = self
+                .patch_space(&s.space_id, serde_json::json!({"Labels": missing}))
                 .await?;
             return Ok((s, Ensured::Updated));
         }
@@ -665,7 +942,7 @@ impl ConfigHubClient {
     // --------------------------------------------------------------------------------------------
     // units
 
-    /// `GET /space/{space_id}/unit`.
+    /// `GET /space/{space_id}/unit`, every page.
     ///
     /// # Errors
     /// API and transport errors; an invalid where-clause.
@@ -676,27 +953,29 @@ impl ConfigHubClient {
             format!("/space/{space_id}/unit"),
             format!("units of space {space_id}"),
         );
-        self.json(self.unit_query(call, q)?).await
+        self.list_paged(self.unit_query(call, q)?, None).await
     }
 
-    /// `GET /unit`: units across spaces (scope with `SpaceID = '...'` in the where-clause).
+    /// `GET /unit`: units across spaces (scope with `SpaceID = '...'` in the where-clause), every page.
     ///
     /// # Errors
     /// API and transport errors; an invalid where-clause.
     pub async fn list_all_units(&self, q: &UnitQuery) -> Result<Vec<ExtendedUnit>> {
         let call = Call::new(Method::GET, "GET /unit", "/unit".into(), "units");
-        self.json(self.unit_query(call, q)?).await
+        self.list_paged(self.unit_query(call, q)?, None).await
     }
 
     fn unit_query(&self, call: Call, q: &UnitQuery) -> Result<Call> {
-        if let Some(w) = &q.r#where {
-            validate_where(w)?;
-        }
+        let clause = match &q.r#where {
+            Some(w) => Some(validate_where(w, Entity::Unit)?),
+            None => None,
+        };
+        let include = with_includes(q.include.as_ref(), clause.as_ref());
         Ok(call
             .query_opt("where", q.r#where.as_ref())
             .query_opt("filter", q.filter.as_ref())
             .query_opt("select", q.select.as_ref())
-            .query_opt("include", q.include.as_ref()))
+            .query_opt("include", include.as_ref()))
     }
 
     /// A unit by slug in a space.
@@ -727,13 +1006,14 @@ impl ConfigHubClient {
         .await
     }
 
-    /// `POST /space/{space_id}/unit`. Not retried.
+    /// `POST /space/{space_id}/unit`: a unit without data (write it with
+    /// [`ConfigHubClient::put_unit_data`]). Not retried.
     ///
     /// # Errors
     /// API and transport errors (409 when the slug exists).
     pub async fn create_unit(&self, space_id: &str, unit: &Unit) -> Result<Unit> {
         let body = serde_json::to_value(unit).unwrap_or(Value::Null);
-        self.json(
+        self.unit_write(
             Call::new(
                 Method::POST,
                 "POST /space/{space_id}/unit",
@@ -745,8 +1025,30 @@ impl ConfigHubClient {
         .await
     }
 
-    /// Clones an upstream unit into a space (`POST .../unit?upstream_space_id=&upstream_unit_id=`, no
-    /// data: it comes from upstream). Not retried.
+    /// Creates a unit and writes its data (two requests: the API has no atomic create with data). When
+    /// the create's answer is lost the unit is looked up before trying again; the data write is retried
+    /// as any idempotent `PUT`.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn create_unit_with_data(&self, space_id: &str, unit: &Unit, data: &[u8]) -> Result<Unit> {
+        let created = match self.create_unit(space_id, unit).await {
+            Ok(u) => u,
+            Err(e) if e.is_retryable() => match self.unit_by_slug(space_id, &unit.slug).await? {
+                Some(u) => u,
+                None => self.create_unit(space_id, unit).await?,
+            },
+            Err(e) => return Err(e),
+        };
+        let mut w = DataWrite::default();
+        if !unit.last_change_description.is_empty() {
+            w.description = Some(unit.last_change_description.clone());
+        }
+        self.put_unit_data(space_id, &created.unit_id, data, &w).await
+    }
+
+    /// Clones an upstream unit into a space (`POST .../unit?upstream_space_id=&upstream_unit_id=`; the
+    /// data is copied server-side). Not retried.
     ///
     /// # Errors
     /// API and transport errors.
@@ -759,7 +1061,7 @@ impl ConfigHubClient {
     ) -> Result<Unit> {
         let body =
             serde_json::json!({"Slug": slug, "Labels": labels, "ToolchainType": upstream.toolchain_type});
-        self.json(
+        self.unit_write(
             Call::new(
                 Method::POST,
                 "POST /space/{space_id}/unit",
@@ -773,8 +1075,8 @@ impl ConfigHubClient {
         .await
     }
 
-    /// `PUT /space/{space_id}/unit/{unit_id}`: the whole unit, with the `Version` that was read (a
-    /// stale one gives [`ConfigHubError::Conflict`]). Set `LastChangeDescription` to describe the change.
+    /// `PUT /space/{space_id}/unit/{unit_id}`: the unit's metadata, with the `Version` that was read (a
+    /// stale one gives [`ConfigHubError::Conflict`]). Data is not part of it.
     ///
     /// # Errors
     /// API and transport errors, conflicts.
@@ -788,11 +1090,11 @@ impl ConfigHubClient {
         )
         .json(body);
         call.query = opts.query();
-        self.json(call).await
+        self.unit_write(call).await
     }
 
     /// `PATCH /space/{space_id}/unit/{unit_id}` with a merge patch of unit fields (`{"Labels": {"x":
-    /// null}}` deletes a label); `null` is a valid body with `upgrade`.
+    /// null}}` deletes a label); `null` is a valid body with `upgrade` or `restore`.
     ///
     /// # Errors
     /// API and transport errors.
@@ -811,7 +1113,7 @@ impl ConfigHubClient {
         )
         .merge_patch(patch);
         call.query = opts.query();
-        self.json(call).await
+        self.unit_write(call).await
     }
 
     /// `DELETE /space/{space_id}/unit/{unit_id}`.
@@ -830,7 +1132,7 @@ impl ConfigHubClient {
     }
 
     /// `PATCH /unit?where=...`: a merge patch (or `null`) applied to every unit the clause selects;
-    /// with `upgrade` each takes its upstream's head. 200 or 207 with per-unit errors.
+    /// with `upgrade` each takes its upstream's head. 200 or 207 with per-unit results.
     ///
     /// # Errors
     /// API and transport errors; an invalid where-clause.
@@ -840,7 +1142,7 @@ impl ConfigHubClient {
         patch: Value,
         opts: &UpdateOptions,
     ) -> Result<BulkResult<UnitCreateOrUpdateResponse>> {
-        validate_where(r#where)?;
+        let clause = validate_where(r#where, Entity::Unit)?;
         let mut call = Call::new(
             Method::PATCH,
             "PATCH /unit",
@@ -848,216 +1150,285 @@ impl ConfigHubClient {
             format!("units where {where}"),
         )
         .merge_patch(patch);
-        call.query = opts.query();
-        call.query.push(("where", r#where.to_string()));
-        let (status, items) = self.json_with_status(call).await?;
-        Ok(BulkResult { status, items })
-    }
-
-    /// `POST /unit/apply?where=...`: queues an apply of every unit the clause selects. Not retried.
-    ///
-    /// # Errors
-    /// API and transport errors; an invalid where-clause.
-    pub async fn bulk_apply(&self, r#where: &str, dry_run: bool) -> Result<BulkResult<UnitActionResponse>> {
-        validate_where(r#where)?;
-        let mut call = Call::new(
-            Method::POST,
-            "POST /unit/apply",
-            "/unit/apply".into(),
-            format!("units where {where}"),
-        )
-        .query("where", r#where)
-        .retry_if(dry_run);
-        if dry_run {
-            call = call.query("dry_run", "true");
+        let mut q = opts.query();
+        q.retain(|(k, _)| *k != "include");
+        if let Some(i) = with_includes(opts.include.as_ref(), Some(&clause)) {
+            q.push(("include", i));
         }
+        q.push(("where", r#where.to_string()));
+        call.query = q;
         let (status, items) = self.json_with_status(call).await?;
         Ok(BulkResult { status, items })
     }
 
-    /// `POST /space/{space_id}/unit/{unit_id}/apply`: queues an apply (asynchronous; see
-    /// [`ConfigHubClient::wait_for_operation`]). Not retried.
-    ///
-    /// # Errors
-    /// API and transport errors (400 when the unit has no target).
-    pub async fn apply_unit(&self, space_id: &str, unit_id: &str, dry_run: bool) -> Result<QueuedOperation> {
-        self.unit_action(
-            "apply",
-            "POST /space/{space_id}/unit/{unit_id}/apply",
-            space_id,
-            unit_id,
-            dry_run,
-        )
-        .await
-    }
+    // --------------------------------------------------------------------------------------------
+    // unit data
 
-    /// `POST /space/{space_id}/unit/{unit_id}/refresh`: queues a refresh (live into the unit: "cluster
-    /// wins"). Not retried.
+    /// `GET /space/{space_id}/unit/{unit_id}/data`: the configuration as raw bytes with its hash; with
+    /// `if_none_match` (a `DataHash` read earlier) an unchanged unit answers [`DataRead::NotModified`].
     ///
     /// # Errors
     /// API and transport errors.
-    pub async fn refresh_unit(
+    pub async fn unit_data(
         &self,
         space_id: &str,
         unit_id: &str,
-        dry_run: bool,
-    ) -> Result<QueuedOperation> {
-        self.unit_action(
-            "refresh",
-            "POST /space/{space_id}/unit/{unit_id}/refresh",
-            space_id,
-            unit_id,
-            dry_run,
-        )
-        .await
+        if_none_match: Option<&str>,
+    ) -> Result<DataRead> {
+        let mut call = Call::new(
+            Method::GET,
+            "GET /space/{space_id}/unit/{unit_id}/data",
+            format!("/space/{space_id}/unit/{unit_id}/data"),
+            format!("data of unit {unit_id}"),
+        );
+        if let Some(h) = if_none_match {
+            call = call.header("If-None-Match", format!("\"{h}\""));
+        }
+        let a = self.send(&call).await?;
+        if a.status == 304 {
+            return Ok(DataRead::NotModified);
+        }
+        let hash = a.etag.unwrap_or_else(|| crate::model::data_hash(&a.body));
+        Ok(DataRead::Data { bytes: a.body, hash })
     }
 
-    async fn unit_action(
+    /// The data of a unit as bytes and hash (no cache).
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn read_unit_data(&self, space_id: &str, unit_id: &str) -> Result<(Vec<u8>, String)> {
+        match self.unit_data(space_id, unit_id, None).await? {
+            DataRead::Data { bytes, hash } => Ok((bytes, hash)),
+            DataRead::NotModified => Err(ConfigHubError::Decode {
+                route: "GET /space/{space_id}/unit/{unit_id}/data".into(),
+                entity: format!("data of unit {unit_id}"),
+                reason: "304 without If-None-Match".into(),
+            }),
+        }
+    }
+
+    /// `PUT /space/{space_id}/unit/{unit_id}/data`: writes the configuration (a new revision when it
+    /// changes). With [`DataWrite::if_match`] a write that lost a race is a [`ConfigHubError::Conflict`]:
+    /// re-read, never overwrite blindly.
+    ///
+    /// # Errors
+    /// API and transport errors, conflicts.
+    pub async fn put_unit_data(
         &self,
-        action: &str,
-        route: &'static str,
         space_id: &str,
         unit_id: &str,
-        dry_run: bool,
-    ) -> Result<QueuedOperation> {
+        data: &[u8],
+        w: &DataWrite,
+    ) -> Result<Unit> {
+        Self::written_unit(
+            self.put_unit_data_full(space_id, unit_id, data, w).await?,
+            "PUT /space/{space_id}/unit/{unit_id}/data",
+        )
+    }
+
+    /// As [`ConfigHubClient::put_unit_data`], with the whole answer (`ConfigData` on dry runs).
+    ///
+    /// # Errors
+    /// API and transport errors, conflicts.
+    pub async fn put_unit_data_full(
+        &self,
+        space_id: &str,
+        unit_id: &str,
+        data: &[u8],
+        w: &DataWrite,
+    ) -> Result<UnitCreateOrUpdateResponse> {
         let mut call = Call::new(
-            Method::POST,
-            route,
-            format!("/space/{space_id}/unit/{unit_id}/{action}"),
-            format!("unit {unit_id}"),
-        );
-        if dry_run {
-            call = call.query("dry_run", "true");
+            Method::PUT,
+            "PUT /space/{space_id}/unit/{unit_id}/data",
+            format!("/space/{space_id}/unit/{unit_id}/data"),
+            format!("data of unit {unit_id}"),
+        )
+        .bytes(data.to_vec());
+        if let Some(h) = &w.if_match {
+            call = call.header("If-Match", format!("\"{h}\""));
+        }
+        if let Some(d) = &w.description {
+            call = call.query("last_change_description", d.clone());
+        }
+        if w.dry_run {
+            call = call.query("dry_run", "true").query("include", "ConfigData");
         }
         self.json(call).await
     }
 
-    /// `GET /space/{space_id}/unit/{unit_id}/unit_event`.
+    /// `GET /unit_data?where=...`: the data of every unit the clause selects (scope it with
+    /// `SpaceID = '...'`), every page.
+    ///
+    /// # Errors
+    /// API and transport errors; an invalid where-clause.
+    pub async fn search_unit_data(&self, q: &UnitQuery) -> Result<Vec<UnitData>> {
+        let call = Call::new(Method::GET, "GET /unit_data", "/unit_data".into(), "unit data");
+        self.list_paged(self.unit_query(call, q)?, None).await
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // revisions
+
+    /// `GET /space/{space_id}/unit/{unit_id}/revision`, oldest first (optionally with a where-clause).
     ///
     /// # Errors
     /// API and transport errors.
-    pub async fn unit_events(
+    pub async fn revisions(
         &self,
         space_id: &str,
         unit_id: &str,
         r#where: Option<&str>,
-    ) -> Result<Vec<UnitEvent>> {
+    ) -> Result<Vec<Revision>> {
         let mut call = Call::new(
             Method::GET,
-            "GET /space/{space_id}/unit/{unit_id}/unit_event",
-            format!("/space/{space_id}/unit/{unit_id}/unit_event"),
-            format!("events of unit {unit_id}"),
+            "GET /space/{space_id}/unit/{unit_id}/revision",
+            format!("/space/{space_id}/unit/{unit_id}/revision"),
+            format!("revisions of unit {unit_id}"),
         );
         if let Some(w) = r#where {
-            validate_where(w)?;
+            validate_where(w, Entity::Revision)?;
             call = call.query("where", w);
         }
-        self.list_wrapped(call, "UnitEvent").await
-    }
-
-    /// Polls a queued operation's unit events until it completes, fails or is canceled (200 ms back-off,
-    /// doubling to 6.4 s), as `cub unit apply --wait` does.
-    ///
-    /// # Errors
-    /// [`ConfigHubError::Timeout`] after `timeout`; [`ConfigHubError::OperationFailed`] when it ends
-    /// badly; API and transport errors.
-    pub async fn wait_for_operation(&self, op: &QueuedOperation, timeout: Duration) -> Result<UnitEvent> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let what = format!(
-            "{} of unit {} (operation {})",
-            op.action, op.unit_id, op.queued_operation_id
-        );
-        let clause = format!("QueuedOperationID = {}", quote(&op.queued_operation_id));
-        let mut delay = Duration::from_millis(200);
-        let mut last = String::from("Queued");
-        loop {
-            let events = self.unit_events(&op.space_id, &op.unit_id, Some(&clause)).await?;
-            if let Some(e) = events.iter().find(|e| e.is_terminal()).or_else(|| events.last()) {
-                last.clone_from(&e.status);
-                if e.is_terminal() {
-                    if e.status == "Completed" {
-                        return Ok(e.clone());
-                    }
-                    return Err(ConfigHubError::OperationFailed {
-                        what,
-                        status: e.status.clone(),
-                        result: e.result.clone(),
-                        message: e.message.clone(),
-                    });
-                }
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(ConfigHubError::Timeout {
-                    what,
-                    seconds: timeout.as_secs(),
-                    last_status: last,
-                });
-            }
-            tokio::time::sleep(delay.min(deadline - now)).await;
-            delay = (delay * 2).min(Duration::from_millis(6400));
-        }
-    }
-
-    /// `GET /space/{space_id}/unit/{unit_id}/revision`, oldest first.
-    ///
-    /// # Errors
-    /// API and transport errors.
-    pub async fn revisions(&self, space_id: &str, unit_id: &str) -> Result<Vec<Revision>> {
-        let items: Vec<ExtendedRevision> = self
-            .json(Call::new(
-                Method::GET,
-                "GET /space/{space_id}/unit/{unit_id}/revision",
-                format!("/space/{space_id}/unit/{unit_id}/revision"),
-                format!("revisions of unit {unit_id}"),
-            ))
-            .await?;
+        let items: Vec<ExtendedRevision> = self.list_paged(call, None).await?;
         let mut revs: Vec<Revision> = items.into_iter().map(|r| r.revision).collect();
         revs.sort_by_key(|r| r.revision_num);
         Ok(revs)
     }
 
-    /// `GET /space/{space_id}/unit/{unit_id}/live_state` (the raw live YAML), falling back to the older
-    /// `/live-state` route when the newer one is not served. `None` when the unit has no live state.
+    /// `GET .../revision/{revision_id}/data`: a revision's configuration.
     ///
     /// # Errors
     /// API and transport errors.
-    pub async fn live_state(&self, space_id: &str, unit_id: &str) -> Result<Option<Vec<u8>>> {
-        for (route, seg) in [
-            ("GET /space/{space_id}/unit/{unit_id}/live_state", "live_state"),
-            ("GET /space/{space_id}/unit/{unit_id}/live-state", "live-state"),
-        ] {
-            let call = Call::new(
+    pub async fn revision_data(&self, space_id: &str, unit_id: &str, revision_id: &str) -> Result<Vec<u8>> {
+        let a = self
+            .send(&Call::new(
                 Method::GET,
-                route,
-                format!("/space/{space_id}/unit/{unit_id}/{seg}"),
-                format!("live state of unit {unit_id}"),
-            );
-            match self.send(&call).await {
-                Ok((_, body)) => return Ok(Some(body)),
-                Err(ConfigHubError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+                "GET /space/{space_id}/unit/{unit_id}/revision/{revision_id}/data",
+                format!("/space/{space_id}/unit/{unit_id}/revision/{revision_id}/data"),
+                format!("data of revision {revision_id} of unit {unit_id}"),
+            ))
+            .await?;
+        Ok(a.body)
+    }
+
+    /// The data of revision `num` of a unit (its released revision, say): the revision is found by number,
+    /// then its data read.
+    ///
+    /// # Errors
+    /// API and transport errors; [`ConfigHubError::NotFound`] when there is no such revision.
+    pub async fn revision_data_by_num(
+        &self,
+        space_id: &str,
+        unit_id: &str,
+        num: i64,
+    ) -> Result<(Vec<u8>, Revision)> {
+        let revs = self
+            .revisions(space_id, unit_id, Some(&format!("RevisionNum = {num}")))
+            .await?;
+        let rev =
+            revs.into_iter()
+                .find(|r| r.revision_num == num)
+                .ok_or_else(|| ConfigHubError::NotFound {
+                    route: "GET /space/{space_id}/unit/{unit_id}/revision".into(),
+                    entity: format!("revision {num} of unit {unit_id}"),
+                })?;
+        let data = self.revision_data(space_id, unit_id, &rev.revision_id).await?;
+        Ok((data, rev))
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // releases
+
+    /// `POST /space/{space_id}/release`: publishes a Release of the space (its units assigned to the
+    /// space's release Target, at head or at a Tag). When nothing changed since the latest Release the
+    /// answer is that Release with a `Message`. Not retried (a lost answer is checked by listing).
+    ///
+    /// # Errors
+    /// API and transport errors (422 when a unit has validation errors).
+    pub async fn publish_release(
+        &self,
+        space_id: &str,
+        req: &ReleasePublishRequest,
+    ) -> Result<ReleasePublishResponse> {
+        let body = serde_json::to_value(req).unwrap_or(Value::Null);
+        self.json(
+            Call::new(
+                Method::POST,
+                "POST /space/{space_id}/release",
+                format!("/space/{space_id}/release"),
+                format!("release of space {space_id}"),
+            )
+            .json(body),
+        )
+        .await
+    }
+
+    /// `GET /space/{space_id}/release`, every page, highest `ReleaseNum` first.
+    ///
+    /// # Errors
+    /// API and transport errors; an invalid where-clause.
+    pub async fn list_releases(&self, space_id: &str, r#where: Option<&str>) -> Result<Vec<Release>> {
+        let mut call = Call::new(
+            Method::GET,
+            "GET /space/{space_id}/release",
+            format!("/space/{space_id}/release"),
+            format!("releases of space {space_id}"),
+        );
+        if let Some(w) = r#where {
+            validate_where(w, Entity::Release)?;
+            call = call.query("where", w);
         }
-        Ok(None)
+        let mut rs: Vec<Release> = self.list_paged(call, Some("Release")).await?;
+        rs.sort_by_key(|r| std::cmp::Reverse(r.release_num));
+        Ok(rs)
+    }
+
+    /// The latest published Release of a space, if any.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn latest_release(&self, space_id: &str) -> Result<Option<Release>> {
+        Ok(self
+            .list_releases(space_id, Some("Published = true"))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// `PATCH /space/{space_id}/release/{release_id}`: a merge patch of Labels, Annotations or
+    /// `LiveStatus`.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn patch_release(&self, space_id: &str, release_id: &str, patch: Value) -> Result<Release> {
+        self.json(
+            Call::new(
+                Method::PATCH,
+                "PATCH /space/{space_id}/release/{release_id}",
+                format!("/space/{space_id}/release/{release_id}"),
+                format!("release {release_id}"),
+            )
+            .merge_patch(patch),
+        )
+        .await
     }
 
     // --------------------------------------------------------------------------------------------
     // filters, change sets, targets, functions
 
-    /// `GET /space/{space_id}/filter`.
+    /// `GET /space/{space_id}/filter`, every page.
     ///
     /// # Errors
     /// API and transport errors.
     pub async fn list_filters(&self, space_id: &str) -> Result<Vec<Filter>> {
-        self.list_wrapped(
+        self.list_paged(
             Call::new(
                 Method::GET,
                 "GET /space/{space_id}/filter",
                 format!("/space/{space_id}/filter"),
                 format!("filters of space {space_id}"),
             ),
-            "Filter",
+            Some("Filter"),
         )
         .await
     }
@@ -1067,7 +1438,7 @@ impl ConfigHubClient {
     /// # Errors
     /// API and transport errors; an invalid where-clause.
     pub async fn create_filter(&self, space_id: &str, filter: &Filter) -> Result<Filter> {
-        validate_where(&filter.r#where)?;
+        filter_where_ok(filter)?;
         let body = serde_json::to_value(filter).unwrap_or(Value::Null);
         self.json(
             Call::new(
@@ -1092,7 +1463,14 @@ impl ConfigHubClient {
         from: &str,
         r#where: &str,
     ) -> Result<(Filter, Ensured)> {
-        validate_where(r#where)?;
+        let want = Filter {
+            slug: slug.to_string(),
+            display_name: slug.to_string(),
+            from: from.to_string(),
+            r#where: r#where.to_string(),
+            ..Filter::default()
+        };
+        filter_where_ok(&want)?;
         let find = |fs: Vec<Filter>| fs.into_iter().find(|f| f.slug == slug);
         if let Some(mut f) = find(self.list_filters(space_id).await?) {
             if f.r#where == r#where && f.from == from {
@@ -1114,13 +1492,6 @@ impl ConfigHubClient {
                 .await?;
             return Ok((updated, Ensured::Updated));
         }
-        let want = Filter {
-            slug: slug.to_string(),
-            display_name: slug.to_string(),
-            from: from.to_string(),
-            r#where: r#where.to_string(),
-            ..Filter::default()
-        };
         match self.create_filter(space_id, &want).await {
             Ok(f) => Ok((f, Ensured::Created)),
             Err(e) if e.is_retryable() => match find(self.list_filters(space_id).await?) {
@@ -1149,21 +1520,49 @@ impl ConfigHubClient {
         .await
     }
 
-    /// `GET /space/{space_id}/target`.
+    /// `GET /space/{space_id}/target`, every page.
     ///
     /// # Errors
     /// API and transport errors.
     pub async fn list_targets(&self, space_id: &str) -> Result<Vec<Target>> {
-        self.list_wrapped(
+        self.list_paged(
             Call::new(
                 Method::GET,
                 "GET /space/{space_id}/target",
                 format!("/space/{space_id}/target"),
                 format!("targets of space {space_id}"),
             ),
-            "Target",
+            Some("Target"),
         )
         .await
+    }
+
+    /// The Target with this slug in a space, created when missing (`POST /space/{space_id}/target`).
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn ensure_target(&self, space_id: &str, slug: &str) -> Result<(Target, Ensured)> {
+        let find = |ts: Vec<Target>| ts.into_iter().find(|t| t.slug == slug);
+        if let Some(t) = find(self.list_targets(space_id).await?) {
+            return Ok((t, Ensured::Unchanged));
+        }
+        let call = || {
+            Call::new(
+                Method::POST,
+                "POST /space/{space_id}/target",
+                format!("/space/{space_id}/target"),
+                format!("target {slug}"),
+            )
+            .json(serde_json::json!({"Slug": slug}))
+        };
+        match self.json(call()).await {
+            Ok(t) => Ok((t, Ensured::Created)),
+            Err(e) if e.is_retryable() => match find(self.list_targets(space_id).await?) {
+                Some(t) => Ok((t, Ensured::Created)),
+                None => Ok((self.json(call()).await?, Ensured::Created)),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// `POST /space/{space_id}/function/invoke?where=...`: runs functions on the selected units. A dry
@@ -1179,7 +1578,7 @@ impl ConfigHubClient {
         req: &FunctionInvocationsRequest,
         dry_run: bool,
     ) -> Result<BulkResult<FunctionInvocationsResponse>> {
-        validate_where(r#where)?;
+        validate_where(r#where, Entity::Unit)?;
         let body = serde_json::to_value(req).unwrap_or(Value::Null);
         let mut call = Call::new(
             Method::POST,
@@ -1197,7 +1596,8 @@ impl ConfigHubClient {
         Ok(BulkResult { status, items })
     }
 
-    /// Units of `space_id` whose upstream has moved on (`UpstreamRevisionNum < UpstreamUnit.HeadRevisionNum`).
+    /// Units of `space_id` whose upstream has moved on (`UpstreamRevisionNum < UpstreamUnit.HeadRevisionNum`,
+    /// sent with `include=UpstreamUnitID` for the join).
     ///
     /// # Errors
     /// API and transport errors.
@@ -1207,11 +1607,23 @@ impl ConfigHubClient {
             "UpstreamRevisionNum > 0".into(),
             "UpstreamRevisionNum < UpstreamUnit.HeadRevisionNum".into(),
         ]);
-        let units = self
-            .list_all_units(&UnitQuery::with_where(w).include("UpstreamUnitID"))
-            .await?;
+        let units = self.list_all_units(&UnitQuery::with_where(w)).await?;
         Ok(units.into_iter().map(|u| u.unit).collect())
     }
+}
+
+fn filter_where_ok(f: &Filter) -> Result<()> {
+    let entity = match f.from.as_str() {
+        "Unit" => Entity::Unit,
+        "Space" => Entity::Space,
+        "Release" => Entity::Release,
+        "Target" => Entity::Target,
+        _ => return Ok(()),
+    };
+    if !f.r#where.trim().is_empty() {
+        validate_where(&f.r#where, entity)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1232,6 +1644,37 @@ mod tests {
     fn config_debug_hides_the_token() {
         let c = ClientConfig::default().token("s3cr3t-token");
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn api_versions_and_etags() {
+        assert_eq!(api_version("v0.8.5"), Some((0, 8)));
+        assert_eq!(api_version("v0.8-dev"), Some((0, 8)));
+        assert_eq!(api_version("v1.2.3+build"), Some((1, 2)));
+        assert_eq!(api_version("dev"), None);
+        assert!(api_version("v0.4.21").is_some_and(|v| v < SUPPORTED_API));
+        assert_eq!(etag_hash("W/\"abc\""), "abc");
+        assert_eq!(etag_hash("\"abc\""), "abc");
+    }
+
+    #[test]
+    fn removed_attributes_are_refused_before_sending() {
+        let e = validate_where("LiveRevisionNum > 0", Entity::Unit).expect_err("removed");
+        assert!(e.to_string().contains("LastReleasedRevisionNum"), "{e}");
+        assert!(validate_where("HeadRevisionNum > LastReleasedRevisionNum", Entity::Unit).is_ok());
+        let c =
+            validate_where("UpstreamRevisionNum < UpstreamUnit.HeadRevisionNum", Entity::Unit).expect("ok");
+        assert_eq!(with_includes(None, Some(&c)).as_deref(), Some("UpstreamUnitID"));
+        assert_eq!(
+            with_includes(Some(&"SpaceID".to_string()), Some(&c)).as_deref(),
+            Some("SpaceID,UpstreamUnitID")
+        );
+    }
+
+    #[test]
+    fn tokens_are_trimmed() {
+        let c = ConfigHubClient::new(ClientConfig::default().token("tok\n")).expect("client");
+        assert_eq!(c.token.as_deref(), Some("tok"));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Environment hierarchies: `<project>-base` → `-dev` → `-staging` → `-prod`, each space holding clones
 //! of the units of the one before (ConfigHub's upstream/downstream), so a change is made once upstream
-//! and promoted down the chain by upgrade.
+//! and promoted down the chain: an upgrade of the downstream space's stale units, then a Release of that
+//! space (the only way configuration reaches its cluster).
 
 use crate::client::{BulkResult, ConfigHubClient, Ensured, UnitQuery, UpdateOptions};
 use crate::error::{ConfigHubError, Result};
-use crate::model::{Labels, Space, Unit, UnitCreateOrUpdateResponse};
+use crate::model::{Labels, Release, ReleasePublishRequest, Space, Unit, UnitCreateOrUpdateResponse};
 use crate::where_clause::{and, quote};
 
 /// The default chain below the base space.
@@ -164,8 +165,21 @@ pub async fn needs_upgrade(client: &ConfigHubClient, space: &Space) -> Result<Ve
     client.stale_downstream_units(&space.space_id).await
 }
 
+/// What a promotion did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    /// The upgrade of the stale units, one item per unit.
+    pub upgraded: BulkResult<UnitCreateOrUpdateResponse>,
+    /// The Release of the downstream space, when one was published (not on a dry run, nor when the
+    /// upgrade failed for some unit, nor when nothing was stale).
+    pub release: Option<Release>,
+    /// What happened to the Release, in words.
+    pub note: String,
+}
+
 /// Promotes `from` to `to`: every unit of `to` whose upstream in `from` has moved on takes the upstream
-/// changes (a three-way merge that keeps `to`'s own edits), in one bulk call with a per-unit result.
+/// changes (a three-way merge that keeps `to`'s own edits), in one bulk call with a per-unit result;
+/// then, when every upgrade went through, a Release of `to` is published so its cluster gets them.
 /// Nothing else is touched.
 ///
 /// # Errors
@@ -176,7 +190,7 @@ pub async fn promote(
     from: &str,
     to: &str,
     dry_run: bool,
-) -> Result<BulkResult<UnitCreateOrUpdateResponse>> {
+) -> Result<Promotion> {
     if chain.upstream_of(to) != Some(from) {
         return Err(ConfigHubError::Setup(format!(
             "{to} is not the environment after {from} (the chain is {})",
@@ -185,6 +199,7 @@ pub async fn promote(
     }
     let from_space = client.require_space(&chain.space_slug(from)).await?;
     let to_space = client.require_space(&chain.space_slug(to)).await?;
+    // The join on UpstreamUnit needs include=UpstreamUnitID; the client adds it.
     let w = and([
         format!("SpaceID = {}", quote(&to_space.space_id)),
         format!("UpstreamSpaceID = {}", quote(&from_space.space_id)),
@@ -195,14 +210,67 @@ pub async fn promote(
         .await?
         .is_empty()
     {
-        return Ok(BulkResult {
-            status: 200,
-            items: Vec::new(),
+        return Ok(Promotion {
+            upgraded: BulkResult {
+                status: 200,
+                items: Vec::new(),
+            },
+            release: None,
+            note: format!("{to} is up to date with {from}: nothing to promote"),
         });
     }
     let mut opts = UpdateOptions::upgrade();
     opts.dry_run = dry_run;
-    client.bulk_patch_units(&w, serde_json::Value::Null, &opts).await
+    let upgraded = client
+        .bulk_patch_units(&w, serde_json::Value::Null, &opts)
+        .await?;
+    if dry_run {
+        return Ok(Promotion {
+            upgraded,
+            release: None,
+            note: "dry run: nothing upgraded or released".into(),
+        });
+    }
+    let failed = upgraded.items.iter().filter(|i| i.error.is_some()).count();
+    if failed > 0 {
+        return Ok(Promotion {
+            upgraded,
+            release: None,
+            note: format!("not released: {failed} unit(s) did not upgrade; fix them and promote again"),
+        });
+    }
+    if to_space.release_target_id.is_none() {
+        return Ok(Promotion {
+            upgraded,
+            release: None,
+            note: format!(
+                "upgraded; not released: {} has no release Target (connect it to a cluster first)",
+                to_space.slug
+            ),
+        });
+    }
+    let req = ReleasePublishRequest {
+        annotations: [(
+            "drift-detector/promotion".to_string(),
+            format!("promoted from {}", from_space.slug),
+        )]
+        .into(),
+        ..ReleasePublishRequest::default()
+    };
+    let published = client.publish_release(&to_space.space_id, &req).await?;
+    let note = if published.message.is_empty() {
+        format!(
+            "release {} of {} published",
+            published.release.release_num, to_space.slug
+        )
+    } else {
+        published.message.clone()
+    };
+    Ok(Promotion {
+        upgraded,
+        release: Some(published.release),
+        note,
+    })
 }
 
 /// Pushes an upstream unit's head to every downstream unit that has not taken it yet (`cub unit

@@ -69,7 +69,7 @@ pub enum ConfigHubError {
     /// A where-clause that does not parse (caught before sending).
     #[error(transparent)]
     Where(#[from] crate::where_clause::WhereError),
-    /// A unit's data is not what it should be (not base64, not YAML, no such object).
+    /// A unit's data is not what it should be (not UTF-8, not YAML, no such object).
     #[error("{entity}: {reason}")]
     Data {
         /// The unit.
@@ -77,27 +77,20 @@ pub enum ConfigHubError {
         /// Why.
         reason: String,
     },
-    /// An asynchronous operation did not finish in time.
-    #[error("{what} did not finish within {seconds} s (last status: {last_status})")]
-    Timeout {
-        /// The operation.
-        what: String,
-        /// The wait.
-        seconds: u64,
-        /// Its last known status.
-        last_status: String,
-    },
-    /// An asynchronous operation finished badly.
-    #[error("{what} ended {status} ({result}): {message}")]
-    OperationFailed {
-        /// The operation.
-        what: String,
-        /// `Failed`, `Canceled`.
-        status: String,
-        /// `ApplyFailed`, ...
-        result: String,
-        /// Details.
-        message: String,
+    /// The server speaks an API older than this client supports.
+    #[error(
+        "ConfigHub at {url} runs {version} (API {api}); drift-detector needs API {needed} or newer \
+         (releases, data endpoints): upgrade the server or use an older drift-detector"
+    )]
+    Unsupported {
+        /// Base URL.
+        url: String,
+        /// The server's version string.
+        version: String,
+        /// Its API version (`0.4`).
+        api: String,
+        /// The oldest API version supported.
+        needed: String,
     },
     /// Something needed is missing (a space, a target) or the configuration is wrong.
     #[error("{0}")]
@@ -108,9 +101,7 @@ impl ConfigHubError {
     /// Whether retrying later may help (transport problems, 429, 5xx, conflicts).
     pub fn is_retryable(&self) -> bool {
         match self {
-            ConfigHubError::Transport { .. }
-            | ConfigHubError::Conflict { .. }
-            | ConfigHubError::Timeout { .. } => true,
+            ConfigHubError::Transport { .. } | ConfigHubError::Conflict { .. } => true,
             ConfigHubError::Api { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
@@ -132,12 +123,10 @@ impl From<ConfigHubError> for PortError {
                 what: format!("{entity} ({route})"),
                 reason: message,
             },
-            e @ (ConfigHubError::Transport { .. } | ConfigHubError::Timeout { .. }) => {
-                PortError::Unavailable {
-                    what,
-                    reason: e.to_string(),
-                }
-            }
+            e @ ConfigHubError::Transport { .. } => PortError::Unavailable {
+                what,
+                reason: e.to_string(),
+            },
             ConfigHubError::Api { status, .. } if status == 429 || status >= 500 => PortError::Unavailable {
                 what,
                 reason: e.to_string(),

@@ -1,12 +1,14 @@
-//! ConfigHub's JSON, as the API sends it: PascalCase field names, UUID strings, base64 `Data`, list
-//! results wrapped in `Extended*` objects, and 200/207 bulk results with per-item errors.
+//! ConfigHub's JSON as the API sends it today (v0.8.5, `confighub-api.md` §2): PascalCase field names,
+//! UUID strings, list results wrapped in `Extended*` objects, writes answered with
+//! `UnitCreateOrUpdateResponse` wrappers, and 200/207 bulk results with per-item errors. Configuration
+//! data is not part of any entity: it is read and written as raw bytes through the data endpoints
+//! (`ETag` = `DataHash`).
 //!
 //! Entities keep every field this crate does not model in `extra`, so a read-modify-write (`PUT` with
 //! `Version`) never drops what a newer API added.
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,19 +19,6 @@ pub type Labels = BTreeMap<String, String>;
 pub const KUBERNETES_YAML: &str = "Kubernetes/YAML";
 /// The toolchain of drift-record units: structured YAML that is not a Kubernetes object.
 pub const APP_CONFIG_YAML: &str = "AppConfig/YAML";
-
-/// Encodes config bytes as `Data` (standard base64).
-pub fn encode_data(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Decodes `Data` (standard base64).
-///
-/// # Errors
-/// The text is not base64.
-pub fn decode_data(data: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    base64::engine::general_purpose::STANDARD.decode(data.trim())
-}
 
 /// The SHA-256 of config bytes in lower-case hex: ConfigHub's `DataHash`.
 pub fn data_hash(bytes: &[u8]) -> String {
@@ -59,6 +48,12 @@ pub struct Space {
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: Labels,
+    /// The Target this space's Releases are published for (and the default Target of its units).
+    #[serde(rename = "ReleaseTargetID", default, skip_serializing_if = "Option::is_none")]
+    pub release_target_id: Option<String>,
+    /// The space it was cloned from.
+    #[serde(rename = "UpstreamSpaceID", default, skip_serializing_if = "Option::is_none")]
+    pub upstream_space_id: Option<String>,
     /// Optimistic-concurrency version.
     #[serde(default)]
     pub version: i64,
@@ -102,13 +97,10 @@ pub struct Unit {
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: Labels,
-    /// The config, base64. Use [`Unit::data`] and [`Unit::set_data`].
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub data: String,
     /// `Kubernetes/YAML`, `AppConfig/YAML`, ...
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub toolchain_type: String,
-    /// Where it is applied.
+    /// The Target it is assigned to: Releases bundle the units whose Target is the space's release Target.
     #[serde(rename = "TargetID", default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
     /// The unit it was cloned from.
@@ -117,61 +109,41 @@ pub struct Unit {
     /// The space of the upstream unit.
     #[serde(rename = "UpstreamSpaceID", default, skip_serializing_if = "Option::is_none")]
     pub upstream_space_id: Option<String>,
-    /// The upstream revision this unit last took.
+    /// The upstream revision this unit last took (0: not a clone).
     #[serde(default)]
     pub upstream_revision_num: i64,
     /// The latest revision.
     #[serde(default)]
     pub head_revision_num: i64,
-    /// The revision running (0: never applied).
+    /// The last revision published in a Release (0: never released): what the cluster should run.
     #[serde(default)]
-    pub live_revision_num: i64,
-    /// The revision last applied.
-    #[serde(default)]
-    pub last_applied_revision_num: i64,
-    /// The revision live before the last apply.
-    #[serde(default)]
-    pub previous_live_revision_num: i64,
-    /// The message of the latest change; set it on an update to describe the change.
+    pub last_released_revision_num: i64,
+    /// Copied into the description of the next revision a data change creates.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_change_description: String,
-    /// SHA-256 of the data, hex.
+    /// SHA-256 of the data, hex; also the `ETag` of the data endpoint.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data_hash: String,
+    /// Size of the data in bytes.
+    #[serde(default)]
+    pub data_size: i64,
     /// Optimistic-concurrency version: send back the value read.
     #[serde(default)]
     pub version: i64,
-    /// Fields not modelled here (`LiveState`, `ApplyGates`, `CreatedAt`, ...), kept for round trips.
+    /// Fields not modelled here (`ValidationErrors`, `ProviderType`, `CreatedAt`, ...), kept for round trips.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl Unit {
-    /// The decoded config bytes.
-    ///
-    /// # Errors
-    /// `Data` is not base64.
-    pub fn data(&self) -> Result<Vec<u8>, base64::DecodeError> {
-        decode_data(&self.data)
-    }
-
-    /// The decoded config as text.
-    ///
-    /// # Errors
-    /// `Data` is not base64 or not UTF-8, as a sentence.
-    pub fn data_text(&self) -> Result<String, String> {
-        let bytes = self.data().map_err(|e| format!("Data is not base64: {e}"))?;
-        String::from_utf8(bytes).map_err(|e| format!("Data is not UTF-8 text: {e}"))
-    }
-
-    /// Sets the config (encodes it).
-    pub fn set_data(&mut self, bytes: &[u8]) {
-        self.data = encode_data(bytes);
-    }
-
     /// A string field of `extra` (`CreatedAt`, `UpdatedAt`, ...).
     pub fn extra_str(&self, field: &str) -> Option<&str> {
         self.extra.get(field).and_then(Value::as_str)
+    }
+
+    /// Whether the head has changes no Release carries yet (`HeadRevisionNum > LastReleasedRevisionNum`).
+    pub fn has_unreleased_changes(&self) -> bool {
+        self.head_revision_num > self.last_released_revision_num
     }
 }
 
@@ -184,12 +156,12 @@ pub struct ExtendedUnit {
     /// Its space, when included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub space: Option<Space>,
-    /// Its upstream unit, when included.
+    /// Its upstream unit, when included (`include=UpstreamUnitID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_unit: Option<Unit>,
-    /// The latest event.
+    /// The released revision, when included (`include=LastReleasedRevisionNum`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_unit_event: Option<UnitEvent>,
+    pub last_released_revision: Option<Revision>,
     /// Everything else.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -229,70 +201,6 @@ pub struct Filter {
     pub extra: Map<String, Value>,
 }
 
-/// A queued apply, refresh or destroy. These run asynchronously; completion shows in unit events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct QueuedOperation {
-    /// Id.
-    #[serde(rename = "QueuedOperationID")]
-    pub queued_operation_id: String,
-    /// Unit.
-    #[serde(rename = "UnitID", default)]
-    pub unit_id: String,
-    /// Space.
-    #[serde(rename = "SpaceID", default)]
-    pub space_id: String,
-    /// `Apply`, `Refresh`, ...
-    #[serde(default)]
-    pub action: String,
-    /// The revision acted on.
-    #[serde(default)]
-    pub revision_num: i64,
-    /// Queue status.
-    #[serde(default)]
-    pub status: String,
-    /// Everything else.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// One step of a unit's operations.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct UnitEvent {
-    /// Id.
-    #[serde(rename = "UnitEventID", default)]
-    pub unit_event_id: String,
-    /// Unit.
-    #[serde(rename = "UnitID", default)]
-    pub unit_id: String,
-    /// The operation it belongs to.
-    #[serde(rename = "QueuedOperationID", default)]
-    pub queued_operation_id: String,
-    /// `Apply`, `Refresh`, ...
-    #[serde(default)]
-    pub action: String,
-    /// `ApplyCompleted`, `ApplyFailed`, `RefreshAndDrifted`, `RefreshAndNoDrift`, ...
-    #[serde(default)]
-    pub result: String,
-    /// `None`, `Pending`, `Submitted`, `Progressing`, `Completed`, `Failed`, `Canceled`.
-    #[serde(default)]
-    pub status: String,
-    /// Details.
-    #[serde(default)]
-    pub message: String,
-    /// Everything else.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-impl UnitEvent {
-    /// Whether the operation has finished (completed, failed or canceled).
-    pub fn is_terminal(&self) -> bool {
-        matches!(self.status.as_str(), "Completed" | "Failed" | "Canceled")
-    }
-}
-
 /// A revision of a unit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -302,9 +210,9 @@ pub struct Revision {
     pub revision_id: String,
     /// Number (1, 2, ...).
     pub revision_num: i64,
-    /// Data (base64).
+    /// SHA-256 of its data (read it from `.../revision/{id}/data`).
     #[serde(default)]
-    pub data: String,
+    pub data_hash: String,
     /// The change description.
     #[serde(default)]
     pub description: String,
@@ -347,24 +255,22 @@ pub struct ChangeSet {
     pub extra: Map<String, Value>,
 }
 
-/// A target: where units are applied (created by a bridge worker).
+/// A Target: where configuration is destined. A space's Releases are published for its release Target
+/// and pulled from ConfigHub's OCI registry by a GitOps agent (Argo CD, Flux).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Target {
     /// Id.
     #[serde(rename = "TargetID", default, skip_serializing_if = "String::is_empty")]
     pub target_id: String,
+    /// Space id.
+    #[serde(rename = "SpaceID", default, skip_serializing_if = "String::is_empty")]
+    pub space_id: String,
     /// Slug.
     pub slug: String,
-    /// The worker behind it.
-    #[serde(rename = "BridgeWorkerID", default)]
-    pub bridge_worker_id: String,
-    /// `Kubernetes`.
-    #[serde(default)]
-    pub provider_type: String,
-    /// `Kubernetes/YAML`.
-    #[serde(default)]
-    pub toolchain_type: String,
+    /// Facts about the cluster (`Cluster.KubernetesVersion`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: Labels,
     /// Everything else.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -413,6 +319,9 @@ impl FunctionInvocation {
 pub struct FunctionInvocationsRequest {
     /// The calls, in order.
     pub function_invocations: Vec<FunctionInvocation>,
+    /// The toolchain of the units (must match theirs).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub toolchain_type: String,
     /// Recorded on the revision a mutating call creates.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub change_description: String,
@@ -431,12 +340,15 @@ pub struct FunctionInvocationsResponse {
     /// Whether every call succeeded.
     #[serde(default)]
     pub success: bool,
-    /// The resulting config (base64).
+    /// SHA-256 of the resulting data (always present).
     #[serde(default)]
-    pub config_data: String,
-    /// Output of read functions (a JSON string).
+    pub data_hash: String,
+    /// The resulting configuration as raw text, only when the invocation changed it.
     #[serde(default)]
-    pub output: String,
+    pub config_data: Option<String>,
+    /// Outputs of read functions: output type → JSON document as a string (`AttributeValueList`, ...).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
     /// The error, if any.
     #[serde(default)]
     pub error: Option<ItemError>,
@@ -463,7 +375,8 @@ pub struct ItemError {
     pub extra: Map<String, Value>,
 }
 
-/// `PATCH /unit` (bulk patch, upgrade) and bulk create items.
+/// What every unit write answers (create, `PUT`, `PATCH`, data upload; bulk writes answer an array of
+/// them): the unit as written, or the item's error.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UnitCreateOrUpdateResponse {
@@ -473,18 +386,159 @@ pub struct UnitCreateOrUpdateResponse {
     /// The error, when it did not.
     #[serde(default)]
     pub error: Option<ItemError>,
+    /// The configuration the write produced, only when the write named `ConfigData` in `include`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_data: Option<String>,
+    /// Everything else (`Links`, `Conflicts`, `MutationSources`, `Diff`).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
-/// `POST /unit/apply` (bulk apply) items.
+/// `GET /info`: the server's version and where its OCI registry is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct UnitActionResponse {
-    /// The queued operation, when it worked.
+pub struct ApiInfo {
+    /// `v0.8.5` (or `v0.8-dev` for a working-tree build): the first two numbers are the API version.
     #[serde(default)]
-    pub action: Option<QueuedOperation>,
-    /// The error, when it did not.
+    pub version: String,
+    /// Build id.
     #[serde(default)]
-    pub error: Option<ItemError>,
+    pub build: String,
+    /// The OCI registry GitOps agents pull Releases from.
+    #[serde(rename = "OCIHost", default)]
+    pub oci_host: String,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One element of `GET /unit_data`: a unit's data with its hash.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UnitData {
+    /// Unit id.
+    #[serde(rename = "UnitID", default)]
+    pub unit_id: String,
+    /// Unit slug.
+    #[serde(default)]
+    pub slug: String,
+    /// Space id.
+    #[serde(rename = "SpaceID", default)]
+    pub space_id: String,
+    /// SHA-256 of the data (the data endpoint's `ETag`).
+    #[serde(default)]
+    pub data_hash: String,
+    /// The configuration, as raw text.
+    #[serde(default)]
+    pub data: String,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What a deploying agent reports about a Release (since v0.8.2; `confighub-api.md` §2.15).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReleaseLiveStatus {
+    /// `Synced`, `OutOfSync`, `Unknown`.
+    #[serde(default)]
+    pub sync: Option<String>,
+    /// `Healthy`, `Progressing`, `Degraded`, `Suspended`, `Missing`, `Unknown`.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// `Running`, `Succeeded`, `Failed`.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// The reporter's own word for the sync state.
+    #[serde(default)]
+    pub reporter_sync: Option<String>,
+    /// The reporter's own word for health.
+    #[serde(default)]
+    pub reporter_health: Option<String>,
+    /// The reporter's own word for the operation.
+    #[serde(default)]
+    pub reporter_operation: Option<String>,
+    /// Who reported (`argobot`, `drift-detector`).
+    #[serde(default)]
+    pub reporter: Option<String>,
+    /// What was read (an Argo CD Application, a cluster).
+    #[serde(default)]
+    pub data_source: Option<String>,
+    /// Short text, at most 1024 characters.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// When it was observed (RFC 3339).
+    #[serde(default)]
+    pub observed_at: Option<String>,
+}
+
+/// A published bundle of the configuration of a space's units assigned to its release Target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Release {
+    /// Id.
+    #[serde(rename = "ReleaseID", default)]
+    pub release_id: String,
+    /// Space id.
+    #[serde(rename = "SpaceID", default)]
+    pub space_id: String,
+    /// The consuming Target.
+    #[serde(rename = "TargetID", default)]
+    pub target_id: Option<String>,
+    /// Increases per Target; the highest is the latest.
+    #[serde(default)]
+    pub release_num: i64,
+    /// The Tag marking the bundled revisions.
+    #[serde(rename = "TagID", default)]
+    pub tag_id: Option<String>,
+    /// OCI digest of the bundle.
+    #[serde(default)]
+    pub digest: String,
+    /// OCI manifest digest: what Argo CD reports as the synced revision.
+    #[serde(default)]
+    pub manifest_digest: String,
+    /// Units bundled.
+    #[serde(default)]
+    pub unit_count: i64,
+    /// Served (cleared by withdraw).
+    #[serde(default)]
+    pub published: bool,
+    /// What the deploying agent reported.
+    #[serde(default)]
+    pub live_status: Option<ReleaseLiveStatus>,
+    /// Optimistic-concurrency version.
+    #[serde(default)]
+    pub version: i64,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `POST /space/{space_id}/release` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReleasePublishRequest {
+    /// Bundle each unit at the latest revision carrying this Tag (head for units without one).
+    #[serde(rename = "TagID", default, skip_serializing_if = "Option::is_none")]
+    pub tag_id: Option<String>,
+    /// Labels of the Release.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+    /// Annotations of the Release.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: Labels,
+}
+
+/// `POST /space/{space_id}/release` answer: the Release (the latest one, with a `Message`, when nothing
+/// changed since it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReleasePublishResponse {
+    /// The Release.
+    pub release: Release,
+    /// Why no new Release was made, if none was.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// ConfigHub's error body.
@@ -523,13 +577,13 @@ mod tests {
 
     #[test]
     fn pascal_case_round_trip_keeps_unknown_fields() {
-        let v = json!({"UnitID": "u1", "SpaceID": "s1", "Slug": "web", "Data": encode_data(b"kind: X\n"),
-            "ToolchainType": "Kubernetes/YAML", "HeadRevisionNum": 3, "Version": 7, "ApplyGates": {"x": true},
-            "UpstreamUnitID": null});
+        let v = json!({"UnitID": "u1", "SpaceID": "s1", "Slug": "web", "DataHash": "ab",
+            "ToolchainType": "Kubernetes/YAML", "HeadRevisionNum": 3, "LastReleasedRevisionNum": 2,
+            "Version": 7, "ApplyGates": {"x": true}, "UpstreamUnitID": null});
         let u: Unit = serde_json::from_value(v).expect("unit");
         assert_eq!(u.unit_id, "u1");
         assert_eq!(u.head_revision_num, 3);
-        assert_eq!(u.data_text().expect("text"), "kind: X\n");
+        assert!(u.has_unreleased_changes());
         assert_eq!(u.extra["ApplyGates"], json!({"x": true}));
         let back = serde_json::to_value(&u).expect("json");
         assert_eq!(back["ApplyGates"], json!({"x": true}));

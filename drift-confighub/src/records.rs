@@ -15,6 +15,16 @@
 //! | `environment` | from the desired unit (`dev`, `prod`, ...) |
 //! | `auto-correctable` | `true` when the policy allows an unattended fix |
 //! | `kind`, `namespace`, `resource-name`, `unit` | the resource and the unit it came from |
+//! | `cluster` | the cluster the detector watches ([`ConfigHubDriftLog::with_cluster`]), so one records space is the fleet view |
+//!
+//! The record's YAML is the unit's data, read and written through the data endpoints; every update is
+//! conditional on the data read (`If-Match`), so two writers never overwrite each other.
+//!
+//! The desired unit a drift is about is marked too, with a metadata write (labels and annotations create
+//! no configuration revision: revisions are made only when data changes, `confighub-api.md` §2.4/§2.6):
+//! label `drift-detector-drifted` is `true` while it has an open drift, and annotation
+//! `drift-detector/last-drift` says what the latest one is. ConfigHub's own filters find drifted units
+//! with `Labels.drift-detector-drifted = 'true'`.
 //!
 //! The named filters (`critical-drifts`, `replica-drifts`, `auto-correctable`, ...) are ConfigHub
 //! filters over these labels, created idempotently by [`ConfigHubDriftLog::connect`].
@@ -30,9 +40,15 @@ use drift_core::policy::{NamedFilter, Policy};
 use drift_core::ports::{DriftEvent, DriftLog, DriftRecord, HistoryQuery, PortError};
 use drift_core::rules::Severity;
 
-use crate::client::{ConfigHubClient, Ensured, UnitQuery, UpdateOptions};
+use crate::client::{ConfigHubClient, DataWrite, Ensured, UnitQuery, UpdateOptions};
 use crate::error::{ConfigHubError, Result};
 use crate::model::{APP_CONFIG_YAML, Labels, Space, Unit};
+use serde_json::{Value, json};
+
+/// The label marking a desired unit that has an open drift.
+pub const DRIFTED_LABEL: &str = "drift-detector-drifted";
+/// The annotation on a desired unit describing its latest drift.
+pub const LAST_DRIFT_ANNOTATION: &str = "drift-detector/last-drift";
 use crate::where_clause::{and, quote};
 
 /// Decides the `auto-correctable` label of a record.
@@ -47,6 +63,8 @@ pub struct ConfigHubDriftLog {
     client: ConfigHubClient,
     space: Space,
     auto_correctable: AutoCorrectable,
+    cluster: Option<String>,
+    mark_units: bool,
 }
 
 impl std::fmt::Debug for ConfigHubDriftLog {
@@ -128,7 +146,24 @@ impl ConfigHubDriftLog {
             client,
             space,
             auto_correctable,
+            cluster: None,
+            mark_units: true,
         })
+    }
+
+    /// Labels every record with the cluster's name (`cluster`), for a fleet view across detectors.
+    #[must_use]
+    pub fn with_cluster(mut self, name: impl Into<String>) -> Self {
+        let n = name.into();
+        self.cluster = (!n.trim().is_empty()).then_some(n);
+        self
+    }
+
+    /// Whether desired units are marked with [`DRIFTED_LABEL`] (default on).
+    #[must_use]
+    pub fn mark_units(mut self, on: bool) -> Self {
+        self.mark_units = on;
+        self
     }
 
     /// Uses the daemon's policy for the `auto-correctable` label.
@@ -179,6 +214,9 @@ impl ConfigHubDriftLog {
         if let Some(u) = r.provenance.as_ref().and_then(|p| p.unit.clone()) {
             put("unit", u);
         }
+        if let Some(c) = &self.cluster {
+            put("cluster", c.clone());
+        }
         l
     }
 
@@ -189,16 +227,33 @@ impl ConfigHubDriftLog {
         })
     }
 
-    fn decode(unit: &Unit) -> Result<DriftRecord> {
-        let entity = format!("drift record unit {}", unit.slug);
-        let text = unit.data_text().map_err(|reason| ConfigHubError::Data {
+    fn decode(slug: &str, data: &[u8]) -> Result<DriftRecord> {
+        let entity = format!("drift record unit {slug}");
+        let text = std::str::from_utf8(data).map_err(|e| ConfigHubError::Data {
             entity: entity.clone(),
-            reason,
+            reason: format!("the data is not UTF-8: {e}"),
         })?;
-        serde_saphyr::from_str(&text).map_err(|e| ConfigHubError::Data {
+        serde_saphyr::from_str(text).map_err(|e| ConfigHubError::Data {
             entity,
             reason: format!("not a drift record: {e}"),
         })
+    }
+
+    /// The merge patch that makes a unit's labels exactly `want` (`null` removes a key).
+    fn labels_patch(have: &Labels, want: &Labels) -> Option<Value> {
+        if have == want {
+            return None;
+        }
+        let mut m = serde_json::Map::new();
+        for (k, v) in want {
+            if have.get(k) != Some(v) {
+                m.insert(k.clone(), json!(v));
+            }
+        }
+        for k in have.keys().filter(|k| !want.contains_key(*k)) {
+            m.insert(k.clone(), Value::Null);
+        }
+        Some(json!({"Labels": m}))
     }
 
     async fn find(&self, slug: &str) -> Result<Option<Unit>> {
@@ -210,33 +265,74 @@ impl ConfigHubDriftLog {
     }
 
     async fn append_once(&self, event: &DriftEvent, slug: &str) -> Result<bool> {
-        match self.find(slug).await? {
-            None => {
-                let record = DriftRecord::from_event(event);
-                let mut u = Unit {
-                    slug: slug.to_string(),
-                    display_name: format!("{} {}", record.drift.key, record.drift.path),
-                    toolchain_type: APP_CONFIG_YAML.into(),
-                    labels: self.labels(&record),
-                    last_change_description: Self::describe(event),
-                    ..Unit::default()
-                };
-                u.set_data(self.encode(&record)?.as_bytes());
-                self.client.create_unit(&self.space.space_id, &u).await?;
-                Ok(true)
-            }
-            Some(mut unit) => {
-                let mut record = Self::decode(&unit)?;
-                if !record.apply(event) {
-                    return Ok(true); // already recorded: a replay, or our earlier answer was lost
-                }
-                unit.set_data(self.encode(&record)?.as_bytes());
-                unit.labels = self.labels(&record);
-                unit.last_change_description = Self::describe(event);
-                self.client.update_unit(&unit, &UpdateOptions::default()).await?;
-                Ok(true)
-            }
+        let sid = &self.space.space_id;
+        let Some(unit) = self.find(slug).await? else {
+            let record = DriftRecord::from_event(event);
+            let u = Unit {
+                slug: slug.to_string(),
+                display_name: format!("{} {}", record.drift.key, record.drift.path),
+                toolchain_type: APP_CONFIG_YAML.into(),
+                labels: self.labels(&record),
+                last_change_description: Self::describe(event),
+                ..Unit::default()
+            };
+            self.client
+                .create_unit_with_data(sid, &u, self.encode(&record)?.as_bytes())
+                .await?;
+            return Ok(true);
+        };
+        let (data, hash) = self.client.read_unit_data(sid, &unit.unit_id).await?;
+        // A unit without data: created, then its data write was lost. Start the record here.
+        let (mut record, fresh) = if data.is_empty() {
+            (DriftRecord::from_event(event), true)
+        } else {
+            (Self::decode(&unit.slug, &data)?, false)
+        };
+        if fresh || record.apply(event) {
+            let w = DataWrite::if_match(hash).description(Self::describe(event));
+            self.client
+                .put_unit_data(sid, &unit.unit_id, self.encode(&record)?.as_bytes(), &w)
+                .await?;
         }
+        // Already recorded (a replay, or our earlier answer was lost): the labels may still lag.
+        if let Some(p) = Self::labels_patch(&unit.labels, &self.labels(&record)) {
+            self.client
+                .patch_unit(sid, &unit.unit_id, p, &UpdateOptions::default())
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Marks the desired unit a drift is about: drifted while any of its drifts is open.
+    async fn mark_desired_unit(&self, event: &DriftEvent) -> Result<()> {
+        let Some(p) = &event.provenance else { return Ok(()) };
+        let (Some(space_id), Some(unit_id)) = (&p.space_id, &p.unit_id) else {
+            return Ok(());
+        };
+        let open_now = matches!(
+            event.kind,
+            drift_core::ports::DriftEventKind::Opened | drift_core::ports::DriftEventKind::Updated
+        );
+        let drifted = if open_now {
+            true
+        } else {
+            let unit = p.unit.clone().unwrap_or_default();
+            let w = and([
+                format!("Labels.unit = {}", quote(&label_value(&unit))),
+                "Labels.drift-open = 'true'".to_string(),
+            ]);
+            !self.records_where(&w).await?.is_empty()
+        };
+        let mut summary: String = event.drift.describe().chars().take(900).collect();
+        summary = format!("{} {}: {summary}", event.kind.as_str(), event.drift.key);
+        let patch = json!({
+            "Labels": {DRIFTED_LABEL: drifted.to_string()},
+            "Annotations": {LAST_DRIFT_ANNOTATION: summary.chars().take(1024).collect::<String>()},
+        });
+        self.client
+            .patch_unit(space_id, unit_id, patch, &UpdateOptions::default())
+            .await?;
+        Ok(())
     }
 
     /// Records matching a where-clause over record labels (plus `drift-detector = 'record'`).
@@ -244,14 +340,19 @@ impl ConfigHubDriftLog {
     /// # Errors
     /// ConfigHub errors. Record units whose data does not decode are skipped with a warning.
     pub async fn records_where(&self, clause: &str) -> Result<Vec<DriftRecord>> {
-        let w = and(["Labels.drift-detector = 'record'", clause]);
-        let units = self
-            .client
-            .list_units(&self.space.space_id, &UnitQuery::with_where(w))
-            .await?;
+        let w = and([
+            format!("SpaceID = {}", quote(&self.space.space_id)),
+            "Labels.drift-detector = 'record'".to_string(),
+            clause.to_string(),
+        ]);
+        // One paged `/unit_data` call: the records' YAML with their units' slugs.
+        let rows = self.client.search_unit_data(&UnitQuery::with_where(w)).await?;
         let mut out = Vec::new();
-        for u in units {
-            match Self::decode(&u.unit) {
+        for row in rows {
+            if row.data.is_empty() {
+                continue; // created, data not written yet: the writer retries
+            }
+            match Self::decode(&row.slug, row.data.as_bytes()) {
                 Ok(r) => out.push(r),
                 Err(e) => tracing::warn!(error = %e, "skipping a drift record that does not decode"),
             }
@@ -328,7 +429,15 @@ impl DriftLog for ConfigHubDriftLog {
         let mut last: Option<ConfigHubError> = None;
         for attempt in 0..APPEND_ATTEMPTS {
             match self.append_once(event, &slug).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    if self.mark_units
+                        && let Err(e) = self.mark_desired_unit(event).await
+                    {
+                        // The record is written; the mark is a convenience and catches up on the next event.
+                        tracing::warn!(error = %e, drift = %event.drift.id, "could not mark the drifted unit in ConfigHub");
+                    }
+                    return Ok(());
+                }
                 // Lost the race, or the answer: read again; the event is added only if absent.
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(error = %e, attempt, event = %event.event_id, "drift record write to re-check");

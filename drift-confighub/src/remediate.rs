@@ -1,65 +1,67 @@
-//! [`Remediator`] through ConfigHub: the unit is the source of truth, so fixes go through it and leave
-//! an audit trail there.
+//! [`Remediator`] through ConfigHub, in today's release model (`confighub-api.md` §2.13, §3): ConfigHub
+//! does not apply anything; configuration reaches a cluster only by a Release its GitOps agent pulls.
 //!
 //! | plan | what happens |
 //! |---|---|
-//! | `Revert`, `Reapply` ("ConfigHub wins") | the unit is applied (`POST .../apply`), after checking it is still the revision the plan was made from; the audit line goes into the unit's `drift-detector/last-remediation` annotation |
-//! | `Adopt` ("cluster wins", targeted) | the live values are written into the unit's data (`PUT` with `Version`, the audit line as `LastChangeDescription`); or, with [`ClusterWins::Refresh`], the unit is refreshed from live |
+//! | `Revert`, `Reapply` ("ConfigHub wins") | the engine's guarded per-field patch goes to the cluster through the cluster remediator given with [`ConfigHubRemediator::with_cluster`] (never a whole unit); the audit line and the outcome are then recorded on the unit (annotation `drift-detector/last-remediation`, a metadata write: no configuration revision) |
+//! | `Adopt` ("cluster wins") | the live values at the drifted paths are written into the unit's data (`PUT .../data` with `If-Match`, the audit line as the revision's description); when no other unit of the space has unreleased changes, a Release is published so the cluster's value is the released one |
 //! | `Track` | nothing |
 //!
-//! Dry runs use the API's `dry_run`. A unit that moved on since the plan, or a `Version` conflict, is
-//! [`RemediationStatus::Conflict`]: re-read and re-plan. [`ConfigHubRemediator::rollback`] restores the
-//! revision that was live before the last apply and applies it.
+//! A plan made from a revision that is no longer the unit's desired one is a
+//! [`RemediationStatus::Conflict`] (re-read and re-plan), as is a lost `If-Match` race.
+//! [`ConfigHubRemediator::rollback`] restores `Before:LastReleasedRevisionNum` and publishes;
+//! [`ConfigHubRemediator::revert_filter`] reverts what a named filter selects, one guarded patch per drift,
+//! dry run first.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use drift_core::ports::{
     RemediationAction, RemediationMode, RemediationOutcome, RemediationPlan, RemediationStatus, Remediator,
 };
 use drift_core::redact::Redactor;
+use drift_core::{Change, Drift};
 use serde_json::{Value, json};
 
-use crate::client::{ConfigHubClient, UpdateOptions};
+use crate::client::{ConfigHubClient, DataWrite, UnitQuery, UpdateOptions};
+use crate::desired::DesiredRevision;
 use crate::error::{ConfigHubError, Result};
-use crate::model::Unit;
-use crate::where_clause::quote;
+use crate::model::{Release, ReleasePublishRequest, Unit};
+use crate::where_clause::{and, quote};
 
-/// The annotation carrying the audit line of the last fix.
+/// The annotation carrying the audit line and outcome of the last fix.
 pub const AUDIT_ANNOTATION: &str = "drift-detector/last-remediation";
-
-/// How "cluster wins" is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ClusterWins {
-    /// Write exactly the drifted live values into the unit's data.
-    #[default]
-    WriteLiveValues,
-    /// Refresh the whole unit from live (`POST .../refresh`).
-    Refresh,
-}
 
 /// Remediator settings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RemediatorConfig {
-    /// How long to wait for an apply or refresh to complete (default 60 s).
-    pub wait: Duration,
-    /// How "cluster wins" is done.
-    pub cluster_wins: ClusterWins,
+    /// Which revision the plans were made from (default released).
+    pub desired: DesiredRevision,
+    /// Publish a Release after adopting live values, when nothing else in the space is unreleased
+    /// (default on).
+    pub publish_on_adopt: bool,
 }
 
 impl Default for RemediatorConfig {
     fn default() -> Self {
         RemediatorConfig {
-            wait: Duration::from_secs(60),
-            cluster_wins: ClusterWins::default(),
+            desired: DesiredRevision::Released,
+            publish_on_adopt: true,
         }
     }
 }
 
-/// The result of one unit in a bulk correction.
+impl RemediatorConfig {
+    /// Sets which revision counts as desired.
+    #[must_use]
+    pub fn desired(mut self, d: DesiredRevision) -> Self {
+        self.desired = d;
+        self
+    }
+}
+
+/// The result of one drift in a bulk revert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitOutcome {
     /// Space id.
@@ -76,11 +78,32 @@ pub struct UnitOutcome {
     pub message: String,
 }
 
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollback {
+    /// The unit after the restore.
+    pub unit: Unit,
+    /// The Release published for it, if one was.
+    pub release: Option<Release>,
+    /// Why none was, if none was.
+    pub note: String,
+}
+
 /// Fixes drift through ConfigHub.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfigHubRemediator {
     client: ConfigHubClient,
     config: RemediatorConfig,
+    cluster: Option<Arc<dyn Remediator>>,
+}
+
+impl std::fmt::Debug for ConfigHubRemediator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigHubRemediator")
+            .field("config", &self.config)
+            .field("cluster", &self.cluster.as_ref().map(|c| c.name().to_string()))
+            .finish_non_exhaustive()
+    }
 }
 
 fn out(
@@ -98,20 +121,76 @@ fn out(
 }
 
 fn conflict_or_failed(e: &ConfigHubError) -> RemediationStatus {
-    if matches!(e, ConfigHubError::Conflict { .. }) {
+    if matches!(
+        e,
+        ConfigHubError::Conflict { .. } | ConfigHubError::NotFound { .. }
+    ) {
         RemediationStatus::Conflict
     } else {
         RemediationStatus::Failed
     }
 }
 
+fn status_word(s: RemediationStatus) -> &'static str {
+    match s {
+        RemediationStatus::Applied => "applied",
+        RemediationStatus::DryRunOk => "dry run ok",
+        RemediationStatus::Conflict => "conflict",
+        RemediationStatus::Failed => "failed",
+        RemediationStatus::Skipped => "skipped",
+        _ => "done",
+    }
+}
+
+/// The guarded RFC 6902 operations that put one drift back, from the record alone: a `test` of the live
+/// value before every `replace` and `remove`. `None` when the drift cannot be reverted this way (a
+/// hashed Secret value, no pointer).
+pub fn drift_revert_ops(d: &Drift) -> Option<Vec<Value>> {
+    let ptr = d.path.pointer();
+    if ptr.is_empty() || ptr.contains("/-") {
+        return None;
+    }
+    let redacted = |v: &Option<Value>| {
+        v.as_ref()
+            .is_some_and(|v| v.as_str().is_some_and(Redactor::is_token))
+    };
+    if redacted(&d.expected) || redacted(&d.actual) {
+        return None;
+    }
+    match d.change {
+        Change::Changed => Some(vec![
+            json!({"op": "test", "path": ptr, "value": d.actual.clone()?}),
+            json!({"op": "replace", "path": ptr, "value": d.expected.clone()?}),
+        ]),
+        Change::Extra => Some(vec![
+            json!({"op": "test", "path": ptr, "value": d.actual.clone()?}),
+            json!({"op": "remove", "path": ptr}),
+        ]),
+        Change::Missing => Some(vec![
+            json!({"op": "add", "path": ptr, "value": d.expected.clone()?}),
+        ]),
+    }
+}
+
 impl ConfigHubRemediator {
-    /// A remediator.
+    /// A remediator. Without [`ConfigHubRemediator::with_cluster`] "ConfigHub wins" is skipped (there is
+    /// no apply in ConfigHub); adopt and rollback work.
     pub fn new(client: ConfigHubClient, config: RemediatorConfig) -> Self {
-        ConfigHubRemediator { client, config }
+        ConfigHubRemediator {
+            client,
+            config,
+            cluster: None,
+        }
     }
 
-    /// The unit a plan is about, checked to be the revision the plan was made from.
+    /// The remediator that sends the engine's guarded patches to the cluster ("ConfigHub wins").
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Arc<dyn Remediator>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The unit a plan is about, checked to still have the revision the plan was made from.
     async fn unit_for(
         &self,
         plan: &RemediationPlan,
@@ -133,22 +212,46 @@ impl ConfigHubRemediator {
             }
             Err(e) => return Err((RemediationStatus::Failed, e.to_string())),
         };
+        let now = match self.config.desired {
+            DesiredRevision::Released => unit.last_released_revision_num,
+            DesiredRevision::Head => unit.head_revision_num,
+        };
         if let Some(planned) = p.and_then(|p| p.revision)
-            && planned != unit.head_revision_num
+            && planned != now
         {
             return Err((
                 RemediationStatus::Conflict,
                 format!(
-                    "unit {} moved from revision {planned} to {} since the plan; re-plan",
-                    unit.slug, unit.head_revision_num
+                    "unit {} moved from revision {planned} to {now} since the plan; re-plan",
+                    unit.slug
                 ),
             ));
         }
         Ok(unit)
     }
 
-    async fn run_and_wait(&self, op: crate::model::QueuedOperation) -> Result<crate::model::UnitEvent> {
-        self.client.wait_for_operation(&op, self.config.wait).await
+    /// Records the audit line and the outcome on the unit (after the fix, so a failed fix says so).
+    async fn record_audit(&self, unit: &Unit, plan: &RemediationPlan, o: &RemediationOutcome) -> Result<()> {
+        let line: String = format!(
+            "{} at {}: {}{}{}",
+            plan.audit(),
+            now(),
+            status_word(o.status),
+            if o.message.is_empty() { "" } else { ": " },
+            o.message
+        )
+        .chars()
+        .take(1024)
+        .collect();
+        self.client
+            .patch_unit(
+                &unit.space_id,
+                &unit.unit_id,
+                json!({"Annotations": {AUDIT_ANNOTATION: line}}),
+                &UpdateOptions::default(),
+            )
+            .await
+            .map(|_| ())
     }
 
     async fn confighub_wins(
@@ -157,52 +260,76 @@ impl ConfigHubRemediator {
         mode: RemediationMode,
         unit: Unit,
     ) -> RemediationOutcome {
-        let dry = mode == RemediationMode::DryRun;
-        if !dry {
-            let audit = format!("{} at {}", plan.audit(), now());
-            let patch = json!({"Annotations": {AUDIT_ANNOTATION: audit}});
-            if let Err(e) = self
-                .client
-                .patch_unit(&unit.space_id, &unit.unit_id, patch, &UpdateOptions::default())
-                .await
-            {
-                return out(
-                    plan,
-                    mode,
-                    conflict_or_failed(&e),
-                    format!("recording the audit line: {e}"),
-                );
-            }
-        }
-        let op = match self.client.apply_unit(&unit.space_id, &unit.unit_id, dry).await {
-            Ok(op) => op,
-            Err(e) => return out(plan, mode, RemediationStatus::Failed, e.to_string()),
+        let Some(cluster) = &self.cluster else {
+            return out(
+                plan,
+                mode,
+                RemediationStatus::Skipped,
+                "ConfigHub applies nothing itself (a Release reaches the cluster through its GitOps agent); \
+                 give the detector cluster access to send the guarded patch",
+            );
         };
-        match self.run_and_wait(op).await {
-            Ok(_) if dry => out(
-                plan,
-                mode,
-                RemediationStatus::DryRunOk,
-                format!(
-                    "unit {} would be applied (revision {})",
-                    unit.slug, unit.head_revision_num
-                ),
-            ),
-            Ok(_) => out(
-                plan,
-                mode,
-                RemediationStatus::Applied,
-                format!("unit {} applied (revision {})", unit.slug, unit.head_revision_num),
-            ),
-            Err(e) => out(plan, mode, RemediationStatus::Failed, e.to_string()),
+        let mut o = cluster.remediate(plan, mode).await;
+        if mode == RemediationMode::Apply
+            && !matches!(o.status, RemediationStatus::Skipped)
+            && let Err(e) = self.record_audit(&unit, plan, &o).await
+        {
+            tracing::warn!(unit = %unit.slug, error = %e, "the fix is done; its audit line could not be recorded");
+            o.message = format!(
+                "{}; the audit line could not be recorded in ConfigHub: {e}",
+                o.message
+            );
         }
+        o
     }
 
-    async fn write_live_values(
+    /// Other units of the space with unreleased changes (a Release would carry them too).
+    async fn others_unreleased(&self, unit: &Unit) -> Result<Vec<String>> {
+        let w = and([
+            format!("SpaceID = {}", quote(&unit.space_id)),
+            "HeadRevisionNum > LastReleasedRevisionNum".to_string(),
+            format!("UnitID != {}", quote(&unit.unit_id)),
+        ]);
+        Ok(self
+            .client
+            .list_all_units(&UnitQuery::with_where(w).select("Slug"))
+            .await?
+            .into_iter()
+            .map(|u| u.unit.slug)
+            .collect())
+    }
+
+    /// Publishes a Release of the unit's space when nothing but this unit is unreleased there.
+    async fn publish_if_alone(&self, unit: &Unit, why: &str) -> Result<(Option<Release>, String)> {
+        let others = self.others_unreleased(unit).await?;
+        if !others.is_empty() {
+            return Ok((
+                None,
+                format!(
+                    "not released: {} other unit(s) of the space have unreleased changes ({}); publish when they are ready",
+                    others.len(),
+                    others.join(", ")
+                ),
+            ));
+        }
+        let req = ReleasePublishRequest {
+            annotations: [(AUDIT_ANNOTATION.to_string(), why.chars().take(1024).collect())].into(),
+            ..ReleasePublishRequest::default()
+        };
+        let r = self.client.publish_release(&unit.space_id, &req).await?;
+        let note = if r.message.is_empty() {
+            format!("release {} published", r.release.release_num)
+        } else {
+            r.message.clone()
+        };
+        Ok((Some(r.release), note))
+    }
+
+    async fn adopt(
         &self,
         plan: &RemediationPlan,
         mode: RemediationMode,
-        mut unit: Unit,
+        unit: Unit,
         values: &serde_json::Map<String, Value>,
     ) -> RemediationOutcome {
         if values
@@ -216,27 +343,27 @@ impl ConfigHubRemediator {
                 "live Secret values are hashed here and cannot be written to ConfigHub",
             );
         }
-        let text = match unit.data_text() {
+        let failed = |m: String| {
+            out(
+                plan,
+                mode,
+                RemediationStatus::Failed,
+                format!("unit {}: {m}", unit.slug),
+            )
+        };
+        let (bytes, hash) = match self.client.read_unit_data(&unit.space_id, &unit.unit_id).await {
+            Ok(d) => d,
+            Err(e) => return out(plan, mode, conflict_or_failed(&e), e.to_string()),
+        };
+        // The values are written into the head; when the head moved past what was released, the plan was
+        // made against other data: that is the revision check of `unit_for` (released mode) or here.
+        let text = match String::from_utf8(bytes) {
             Ok(t) => t,
-            Err(e) => {
-                return out(
-                    plan,
-                    mode,
-                    RemediationStatus::Failed,
-                    format!("unit {}: {e}", unit.slug),
-                );
-            }
+            Err(e) => return failed(format!("the data is not UTF-8: {e}")),
         };
         let mut docs = match crate::yaml::documents(&text) {
             Ok(d) => d,
-            Err(e) => {
-                return out(
-                    plan,
-                    mode,
-                    RemediationStatus::Failed,
-                    format!("unit {}: {e}", unit.slug),
-                );
-            }
+            Err(e) => return failed(e),
         };
         let Some(doc) = docs.iter_mut().find(|d| crate::yaml::is_object(d, &plan.key)) else {
             return out(
@@ -248,105 +375,101 @@ impl ConfigHubRemediator {
         };
         for (pointer, v) in values {
             if let Err(e) = crate::yaml::set_pointer(doc, pointer, v.clone()) {
-                return out(
-                    plan,
-                    mode,
-                    RemediationStatus::Failed,
-                    format!("unit {}: {e}", unit.slug),
-                );
+                return failed(e);
             }
         }
         let rendered = match crate::yaml::render(&docs) {
             Ok(r) => r,
-            Err(e) => return out(plan, mode, RemediationStatus::Failed, e),
+            Err(e) => return failed(e),
         };
-        unit.set_data(rendered.as_bytes());
-        unit.last_change_description = format!("{} at {}", plan.audit(), now());
-        match self
+        let audit = format!("{} at {}", plan.audit(), now());
+        let dry = mode == RemediationMode::DryRun;
+        let w = DataWrite::if_match(hash).description(audit.clone()).dry_run(dry);
+        let written = match self
             .client
-            .update_unit(
-                &unit,
-                &UpdateOptions::default().dry_run(mode == RemediationMode::DryRun),
-            )
+            .put_unit_data(&unit.space_id, &unit.unit_id, rendered.as_bytes(), &w)
             .await
         {
-            Ok(u) if mode == RemediationMode::DryRun => out(
+            Ok(u) => u,
+            Err(e) => return out(plan, mode, conflict_or_failed(&e), e.to_string()),
+        };
+        if dry {
+            return out(
                 plan,
                 mode,
                 RemediationStatus::DryRunOk,
-                format!("unit {} would take {} live value(s)", u.slug, values.len()),
-            ),
-            Ok(u) => out(
-                plan,
-                mode,
-                RemediationStatus::Applied,
-                format!(
-                    "unit {} took {} live value(s): revision {}",
-                    u.slug,
-                    values.len(),
-                    u.head_revision_num
-                ),
-            ),
-            Err(e) => out(plan, mode, conflict_or_failed(&e), e.to_string()),
+                format!("unit {} would take {} live value(s)", written.slug, values.len()),
+            );
         }
+        let mut message = format!(
+            "unit {} took {} live value(s): revision {}",
+            written.slug,
+            values.len(),
+            written.head_revision_num
+        );
+        if self.config.publish_on_adopt && unit.last_released_revision_num > 0 {
+            match self.publish_if_alone(&written, &audit).await {
+                Ok((_, note)) => message = format!("{message}; {note}"),
+                Err(e) => message = format!("{message}; the Release could not be published: {e}"),
+            }
+        }
+        out(plan, mode, RemediationStatus::Applied, message)
     }
 
-    async fn refresh(&self, plan: &RemediationPlan, mode: RemediationMode, unit: Unit) -> RemediationOutcome {
-        let op = match self
-            .client
-            .refresh_unit(&unit.space_id, &unit.unit_id, mode == RemediationMode::DryRun)
-            .await
-        {
-            Ok(op) => op,
-            Err(e) => return out(plan, mode, RemediationStatus::Failed, e.to_string()),
-        };
-        match self.run_and_wait(op).await {
-            Ok(ev) if mode == RemediationMode::DryRun => out(
-                plan,
-                mode,
-                RemediationStatus::DryRunOk,
-                format!("refresh dry run: {}", ev.result),
-            ),
-            Ok(ev) => out(
-                plan,
-                mode,
-                RemediationStatus::Applied,
-                format!("unit {} refreshed from live: {}", unit.slug, ev.result),
-            ),
-            Err(e) => out(plan, mode, RemediationStatus::Failed, e.to_string()),
-        }
-    }
-
-    /// Rolls a unit back: restores the revision live before the last apply, then applies it.
+    /// Rolls a unit back to the revision before its last release (`restore=Before:LastReleasedRevisionNum`,
+    /// the reason as the revision's description), then publishes a Release when nothing else in the space
+    /// is unreleased. A dry run restores nothing and publishes nothing.
     ///
     /// # Errors
-    /// ConfigHub errors; [`ConfigHubError::OperationFailed`] if the apply fails.
-    pub async fn rollback(&self, space_id: &str, unit_id: &str, reason: &str) -> Result<Unit> {
+    /// ConfigHub errors; [`ConfigHubError::Setup`] when the unit was never released.
+    pub async fn rollback(
+        &self,
+        space_id: &str,
+        unit_id: &str,
+        reason: &str,
+        dry_run: bool,
+    ) -> Result<Rollback> {
         let current = self.client.get_unit(space_id, unit_id).await?.unit;
-        if current.previous_live_revision_num == 0 {
+        if current.last_released_revision_num < 2 {
             return Err(ConfigHubError::Setup(format!(
-                "unit {} has no earlier live revision to roll back to",
+                "unit {} has no released revision with one before it to roll back to",
                 current.slug
             )));
         }
-        let opts = UpdateOptions {
-            restore: Some("PreviousLiveRevisionNum".into()),
-            ..UpdateOptions::default()
-        };
-        let mut want = current.clone();
-        want.last_change_description = format!("drift-detector rollback: {reason}");
-        let restored = self.client.update_unit(&want, &opts).await?;
-        let op = self.client.apply_unit(space_id, unit_id, false).await?;
-        self.run_and_wait(op).await?;
-        Ok(restored)
+        let mut opts = UpdateOptions::restore("Before:LastReleasedRevisionNum");
+        opts.dry_run = dry_run;
+        let description = format!("drift-detector rollback: {reason}");
+        let restored = self
+            .client
+            .patch_unit(
+                space_id,
+                unit_id,
+                json!({"LastChangeDescription": description}),
+                &opts,
+            )
+            .await?;
+        if dry_run {
+            return Ok(Rollback {
+                unit: restored,
+                release: None,
+                note: "dry run: nothing restored or published".into(),
+            });
+        }
+        let (release, note) = self.publish_if_alone(&restored, &description).await?;
+        Ok(Rollback {
+            unit: restored,
+            release,
+            note,
+        })
     }
 
-    /// Reverts every open drift a named filter selects (e.g. `replica-drifts`, across every
-    /// environment the records cover) in one bulk apply of the units they came from, with a result per
-    /// unit. Drifts whose record has no ConfigHub unit are reported as skipped.
+    /// Reverts every open drift a named filter selects (e.g. `replica-drifts`, across every environment
+    /// the records cover): one guarded patch per drift through the cluster remediator, each dry-run
+    /// first, with a result per drift. Drifts that cannot be reverted from the record (a hashed Secret
+    /// value), or without a ConfigHub unit, are reported as skipped.
     ///
     /// # Errors
-    /// Reading the records or the bulk call failed; per-unit failures are outcomes.
+    /// Reading the records failed; per-drift failures are outcomes.
     pub async fn revert_filter(
         &self,
         log: &crate::records::ConfigHubDriftLog,
@@ -355,105 +478,50 @@ impl ConfigHubRemediator {
         actor: &str,
     ) -> Result<Vec<UnitOutcome>> {
         let records = log.records_in(filter, true).await?;
-        let plans: Vec<RemediationPlan> = records
-            .into_iter()
-            .map(|r| RemediationPlan {
+        let mut outcomes = Vec::new();
+        for r in records {
+            let prov = r.provenance.clone();
+            let outcome = |status, message: String| UnitOutcome {
+                space_id: prov.as_ref().and_then(|p| p.space_id.clone()).unwrap_or_default(),
+                unit_id: prov.as_ref().and_then(|p| p.unit_id.clone()).unwrap_or_default(),
+                unit: prov.as_ref().and_then(|p| p.unit.clone()).unwrap_or_default(),
+                drift_ids: vec![r.drift.id.0.clone()],
+                status,
+                message,
+            };
+            let Some(ops) = drift_revert_ops(&r.drift) else {
+                outcomes.push(outcome(
+                    RemediationStatus::Skipped,
+                    format!(
+                        "{} cannot be reverted from its record (hashed value or list position)",
+                        r.drift.describe()
+                    ),
+                ));
+                continue;
+            };
+            let patch: json_patch::Patch = match serde_json::from_value(Value::Array(ops)) {
+                Ok(p) => p,
+                Err(e) => {
+                    outcomes.push(outcome(RemediationStatus::Failed, format!("internal: {e}")));
+                    continue;
+                }
+            };
+            let plan = RemediationPlan {
                 key: r.drift.key.clone(),
-                drifts: vec![r.drift],
-                action: RemediationAction::Reapply,
-                provenance: r.provenance,
+                drifts: vec![r.drift.clone()],
+                action: RemediationAction::Revert { patch },
+                provenance: r.provenance.clone(),
                 desired: None,
                 actor: actor.to_string(),
                 reason: format!("bulk revert of {}", filter.slug()),
-            })
-            .collect();
-        self.bulk_apply(&plans, mode).await
-    }
-
-    /// "ConfigHub wins" for many units in one call: one bulk apply of every unit the plans come from,
-    /// with a per-unit result. Plans without a ConfigHub unit are reported as skipped.
-    ///
-    /// # Errors
-    /// Only when the bulk call itself fails; per-unit failures are outcomes.
-    pub async fn bulk_apply(
-        &self,
-        plans: &[RemediationPlan],
-        mode: RemediationMode,
-    ) -> Result<Vec<UnitOutcome>> {
-        let mut by_unit: BTreeMap<(String, String), (String, Vec<String>)> = BTreeMap::new();
-        let mut outcomes = Vec::new();
-        for p in plans {
-            let prov = p.provenance.as_ref();
-            match (
-                prov.and_then(|p| p.space_id.clone()),
-                prov.and_then(|p| p.unit_id.clone()),
-            ) {
-                (Some(s), Some(u)) => {
-                    let e = by_unit.entry((s, u)).or_insert_with(|| {
-                        (prov.and_then(|p| p.unit.clone()).unwrap_or_default(), Vec::new())
-                    });
-                    e.1.extend(p.drift_ids().into_iter().map(|d| d.0));
-                }
-                _ => outcomes.push(UnitOutcome {
-                    space_id: String::new(),
-                    unit_id: String::new(),
-                    unit: p.key.to_string(),
-                    drift_ids: p.drift_ids().into_iter().map(|d| d.0).collect(),
-                    status: RemediationStatus::Skipped,
-                    message: "the desired object does not come from a ConfigHub unit".into(),
-                }),
-            }
-        }
-        if by_unit.is_empty() {
-            return Ok(outcomes);
-        }
-        let ids: Vec<String> = by_unit.keys().map(|(_, u)| quote(u)).collect();
-        let clause = format!("UnitID IN ({})", ids.join(", "));
-        let dry = mode == RemediationMode::DryRun;
-        let result = self.client.bulk_apply(&clause, dry).await?;
-        let mut seen = std::collections::BTreeSet::new();
-        let mut errors = Vec::new();
-        for item in result.items {
-            match (item.action, item.error) {
-                (Some(op), _) => {
-                    let key = (op.space_id.clone(), op.unit_id.clone());
-                    let (slug, drifts) = by_unit.get(&key).cloned().unwrap_or_default();
-                    seen.insert(key.clone());
-                    let (status, message) = match self.run_and_wait(op).await {
-                        Ok(_) if dry => (RemediationStatus::DryRunOk, "would be applied".to_string()),
-                        Ok(_) => (RemediationStatus::Applied, "applied".to_string()),
-                        Err(e) => (RemediationStatus::Failed, e.to_string()),
-                    };
-                    outcomes.push(UnitOutcome {
-                        space_id: key.0,
-                        unit_id: key.1,
-                        unit: slug,
-                        drift_ids: drifts,
-                        status,
-                        message,
-                    });
-                }
-                (None, Some(err)) => errors.push(err.message),
-                (None, None) => {}
-            }
-        }
-        // Units that were not queued: the per-item errors say why (or the unit is gone).
-        let why = if errors.is_empty() {
-            "not applied: the unit was not found".to_string()
-        } else {
-            errors.join("; ")
-        };
-        for ((s, u), (slug, drifts)) in by_unit {
-            if !seen.contains(&(s.clone(), u.clone())) {
-                outcomes.push(UnitOutcome {
-                    space_id: s,
-                    unit_id: u,
-                    unit: slug,
-                    drift_ids: drifts,
-                    status: RemediationStatus::Failed,
-                    message: why.clone(),
-                });
-            }
+            };
+            let dry = self.remediate(&plan, RemediationMode::DryRun).await;
+            let o = if dry.status == RemediationStatus::DryRunOk && mode == RemediationMode::Apply {
+                self.remediate(&plan, RemediationMode::Apply).await
+            } else {
+                dry
+            };
+            outcomes.push(outcome(o.status, o.message));
         }
         Ok(outcomes)
     }
@@ -484,10 +552,7 @@ impl Remediator for ConfigHubRemediator {
             RemediationAction::Revert { .. } | RemediationAction::Reapply => {
                 self.confighub_wins(plan, mode, unit).await
             }
-            RemediationAction::Adopt { values } => match self.config.cluster_wins {
-                ClusterWins::WriteLiveValues => self.write_live_values(plan, mode, unit, values).await,
-                ClusterWins::Refresh => self.refresh(plan, mode, unit).await,
-            },
+            RemediationAction::Adopt { values } => self.adopt(plan, mode, unit, values).await,
             _ => out(
                 plan,
                 mode,
@@ -495,5 +560,47 @@ impl Remediator for ConfigHubRemediator {
                 format!("the ConfigHub remediator does not {}", plan.action.name()),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drift_core::{DesiredObject, DiffEngine, LiveObject, Resource};
+
+    fn deployment(replicas: i64, image: &str) -> Resource {
+        let v = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "web", "image": image}]}}}});
+        Resource::from_value(v).expect("resource")
+    }
+
+    fn drifts(live_replicas: i64, live_image: &str) -> Vec<Drift> {
+        DiffEngine::default()
+            .diff(
+                &DesiredObject::new(deployment(3, "app:1")),
+                Some(&LiveObject::new(deployment(live_replicas, live_image))),
+            )
+            .drifts
+    }
+
+    #[test]
+    fn a_record_reverts_with_a_guard_on_what_it_overwrites() {
+        let d = drifts(5, "app:1");
+        let ops = drift_revert_ops(&d[0]).expect("ops");
+        assert_eq!(
+            ops,
+            [
+                json!({"op": "test", "path": "/spec/replicas", "value": 5}),
+                json!({"op": "replace", "path": "/spec/replicas", "value": 3})
+            ]
+        );
+    }
+
+    #[test]
+    fn hashed_values_are_never_put_in_a_patch() {
+        let mut d = drifts(5, "app:1").remove(0);
+        d.expected = Some(json!(Redactor::with_key([7; 32]).token(b"secret")));
+        assert!(drift_revert_ops(&d).is_none());
     }
 }

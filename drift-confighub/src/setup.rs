@@ -6,20 +6,17 @@
 //! |---|---|
 //! | [`install_base`] | space `<project>-base` (labels `project`, `environment=base`) with the detector's own units (namespace, RBAC, Deployment, Service); space `<project>-drift-records` with the named drift filters |
 //! | [`create_environments`] | spaces `<project>-dev`, `-staging`, `-prod`, each unit cloned from the space before |
-//! | [`set_target`] | `TargetID` on every unit of a space that has none (the target a worker created) |
-//! | [`apply_space`] | an apply of every unit of a space, waited for |
-//! | [`promote`] | the upgrade of every stale unit of the next environment |
+//! | [`connect_target`] | a Target for the cluster, made the space's release Target and set on every unit of the space |
+//! | [`publish_space`] | a Release of the space (its GitOps agent then syncs it into the cluster) |
+//! | [`promote`] | the upgrade of every stale unit of the next environment, then a Release of it |
 //! | [`deploy_test_workloads`] | units `namespace-drift-test`, `backend-api`, `frontend-web`, `database-postgres` |
 
-use std::time::Duration;
-
-use crate::client::{ConfigHubClient, Ensured, UnitQuery, UpdateOptions};
+use crate::client::{ConfigHubClient, DataWrite, Ensured, UnitQuery, UpdateOptions};
 use crate::environments::{Chain, SetupReport};
 use crate::error::{ConfigHubError, Result};
-use crate::model::{KUBERNETES_YAML, Labels, Space, Unit};
-use crate::where_clause::{and, quote};
+use crate::model::{KUBERNETES_YAML, Labels, ReleasePublishRequest, ReleasePublishResponse, Space, Unit};
 
-pub use crate::environments::{create_chain as create_environments, promote};
+pub use crate::environments::{Promotion, create_chain as create_environments, promote};
 
 /// A unit to install: slug, YAML and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,33 +64,39 @@ pub async fn ensure_unit(
         reason,
     })?;
     if let Some(mut u) = client.unit_by_slug(&space.space_id, &spec.slug).await? {
-        let same_data = u.data_text().is_ok_and(|t| t == spec.data);
+        // The data hash says whether the data is the same without reading it.
+        let same_data = u.data_hash == crate::model::data_hash(spec.data.as_bytes());
         let same_labels = spec.labels.iter().all(|(k, v)| u.labels.get(k) == Some(v));
         if same_data && same_labels {
             return Ok((u, Ensured::Unchanged));
         }
-        u.set_data(spec.data.as_bytes());
-        u.labels.extend(spec.labels.clone());
-        u.last_change_description = "drift-detector setup: brought to the installed version".into();
-        let updated = client.update_unit(&u, &UpdateOptions::default()).await?;
-        return Ok((updated, Ensured::Updated));
+        if !same_labels {
+            u.labels.extend(spec.labels.clone());
+            let patch = serde_json::json!({"Labels": u.labels});
+            u = client
+                .patch_unit(&space.space_id, &u.unit_id, patch, &UpdateOptions::default())
+                .await?;
+        }
+        if !same_data {
+            let w = DataWrite::if_match(u.data_hash.clone())
+                .description("drift-detector setup: brought to the installed version");
+            u = client
+                .put_unit_data(&space.space_id, &u.unit_id, spec.data.as_bytes(), &w)
+                .await?;
+        }
+        return Ok((u, Ensured::Updated));
     }
-    let mut u = Unit {
+    let u = Unit {
         slug: spec.slug.clone(),
         toolchain_type: KUBERNETES_YAML.into(),
         labels: spec.labels.clone(),
         last_change_description: "drift-detector setup".into(),
         ..Unit::default()
     };
-    u.set_data(spec.data.as_bytes());
-    match client.create_unit(&space.space_id, &u).await {
-        Ok(u) => Ok((u, Ensured::Created)),
-        Err(e) if e.is_retryable() => match client.unit_by_slug(&space.space_id, &spec.slug).await? {
-            Some(u) => Ok((u, Ensured::Created)),
-            None => Ok((client.create_unit(&space.space_id, &u).await?, Ensured::Created)),
-        },
-        Err(e) => Err(e),
-    }
+    let created = client
+        .create_unit_with_data(&space.space_id, &u, spec.data.as_bytes())
+        .await?;
+    Ok((created, Ensured::Created))
 }
 
 /// Installs the base space with the detector's own units, and the drift-records space with the named
@@ -137,27 +140,31 @@ pub async fn install_base(
     Ok(report)
 }
 
-/// Sets the target of every unit of a space that has none.
+/// Connects a space to a cluster: a Target with this slug (created if missing) becomes the space's
+/// release Target, and every unit of the space is assigned to it, so its Releases bundle them.
 ///
 /// # Errors
-/// ConfigHub errors; [`ConfigHubError::Setup`] when the space has no such target (start a worker).
-pub async fn set_target(
+/// ConfigHub errors.
+pub async fn connect_target(
     client: &ConfigHubClient,
     space_slug: &str,
     target_slug: &str,
 ) -> Result<SetupReport> {
     let mut report = SetupReport::default();
     let space = client.require_space(space_slug).await?;
-    let target = client
-        .list_targets(&space.space_id)
-        .await?
-        .into_iter()
-        .find(|t| t.slug == target_slug)
-        .ok_or_else(|| {
-            ConfigHubError::Setup(format!(
-                "space {space_slug} has no target {target_slug}: start a bridge worker for it first"
-            ))
-        })?;
+    let (target, how) = client.ensure_target(&space.space_id, target_slug).await?;
+    report.push(format!("target {target_slug} in {space_slug}"), how);
+    if space.release_target_id.as_deref() == Some(target.target_id.as_str()) {
+        report.push(format!("release target of {space_slug}"), Ensured::Unchanged);
+    } else {
+        client
+            .patch_space(
+                &space.space_id,
+                serde_json::json!({"ReleaseTargetID": target.target_id}),
+            )
+            .await?;
+        report.push(format!("release target of {space_slug}"), Ensured::Updated);
+    }
     for u in client
         .list_units(&space.space_id, &UnitQuery::default())
         .await?
@@ -183,96 +190,26 @@ pub async fn set_target(
     Ok(report)
 }
 
-/// The outcome of applying one unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApplyResult {
-    /// Unit slug (or id when unknown).
-    pub unit: String,
-    /// Whether it completed.
-    pub ok: bool,
-    /// `ApplyCompleted`, or what went wrong.
-    pub message: String,
-}
-
-/// Applies every unit of a space that is not live at its head revision (all of them with `all`), and
-/// waits for each.
+/// Publishes a Release of a space (every unit assigned to its release Target, at head). When nothing
+/// changed since the latest Release, the answer is that Release with a message.
 ///
 /// # Errors
-/// ConfigHub errors of the bulk call; per-unit failures are results.
-pub async fn apply_space(
+/// ConfigHub errors (400 when the space has no release Target: run [`connect_target`]).
+pub async fn publish_space(
     client: &ConfigHubClient,
     space_slug: &str,
-    all: bool,
-    dry_run: bool,
-    wait: Duration,
-) -> Result<Vec<ApplyResult>> {
+    why: &str,
+) -> Result<ReleasePublishResponse> {
     let space = client.require_space(space_slug).await?;
-    let pending = if all {
-        String::new()
-    } else {
-        "HeadRevisionNum > LiveRevisionNum".to_string()
+    let req = ReleasePublishRequest {
+        annotations: [(
+            "drift-detector/reason".to_string(),
+            why.chars().take(1024).collect(),
+        )]
+        .into(),
+        ..ReleasePublishRequest::default()
     };
-    let w = and([format!("SpaceID = {}", quote(&space.space_id)), pending]);
-    let units: Vec<Unit> = client
-        .list_all_units(&UnitQuery::with_where(w.clone()))
-        .await?
-        .into_iter()
-        .map(|u| u.unit)
-        .collect();
-    if units.is_empty() {
-        return Ok(Vec::new());
-    }
-    let slug_of = |id: &str| {
-        units
-            .iter()
-            .find(|u| u.unit_id == id)
-            .map_or_else(|| id.to_string(), |u| u.slug.clone())
-    };
-    // Namespaces first, then the rest (as `kubectl apply -f dir/` would have to): objects in a
-    // namespace fail until it exists.
-    let is_namespaces = |u: &Unit| {
-        u.data_text()
-            .ok()
-            .and_then(|t| crate::yaml::documents(&t).ok())
-            .is_some_and(|docs| !docs.is_empty() && docs.iter().all(|d| d["kind"] == "Namespace"))
-    };
-    let (first, rest): (Vec<&Unit>, Vec<&Unit>) = units.iter().partition(|u| is_namespaces(u));
-    let mut out = Vec::new();
-    for phase in [first, rest] {
-        if phase.is_empty() {
-            continue;
-        }
-        let ids: Vec<String> = phase.iter().map(|u| quote(&u.unit_id)).collect();
-        let bulk = client
-            .bulk_apply(&format!("UnitID IN ({})", ids.join(", ")), dry_run)
-            .await?;
-        for item in bulk.items {
-            match (item.action, item.error) {
-                (Some(op), _) => {
-                    let unit = slug_of(&op.unit_id);
-                    match client.wait_for_operation(&op, wait).await {
-                        Ok(ev) => out.push(ApplyResult {
-                            unit,
-                            ok: true,
-                            message: ev.result,
-                        }),
-                        Err(e) => out.push(ApplyResult {
-                            unit,
-                            ok: false,
-                            message: e.to_string(),
-                        }),
-                    }
-                }
-                (None, Some(e)) => out.push(ApplyResult {
-                    unit: String::new(),
-                    ok: false,
-                    message: e.message,
-                }),
-                (None, None) => {}
-            }
-        }
-    }
-    Ok(out)
+    client.publish_release(&space.space_id, &req).await
 }
 
 /// Splits the demo workloads into one unit per application (by the `app` label or the name):

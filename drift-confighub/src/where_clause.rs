@@ -4,16 +4,21 @@
 //!
 //! ```text
 //! expr     := term ( AND term )*
-//! term     := attr op operand
+//! term     := attr op operand [IS [NOT] (TRUE|FALSE)]  -- `X = '<uuid>' IS NOT FALSE`: equal or NULL
 //!           | attr [NOT] IN '(' literal ( ',' literal )* ')'
-//!           | attr IS [NOT] NULL | attr IS TRUE | attr IS FALSE
+//!           | attr IS [NOT] NULL | attr IS [NOT] TRUE | attr IS [NOT] FALSE
 //!           | attr '?' literal                       -- an array contains a value
 //!           | LEN '(' attr ')' op integer            -- an array's length
 //! op       := = | != | < | > | <= | >= | LIKE | NOT LIKE | ILIKE | ~~ | !~~ | ~ | ~* | !~ | !~*
 //! operand  := literal | attr                         -- `UpstreamUnit.HeadRevisionNum`
-//! literal  := 'text' ('' escapes a quote) | integer | true | false
-//! attr     := PascalCase names joined by dots; after `Labels.` or `Annotations.` the rest is a key
+//! literal  := 'text' (no quote inside: the grammar has no escape) | integer | true | false
+//! attr     := PascalCase names joined by dots; `*` between entity names reaches every element of a
+//!             list of entities (`FromLink.*.Slug`); after a map field (`Labels.`, `Annotations.`,
+//!             `ValidationErrors.`, ...) the rest is a key
 //! ```
+//!
+//! [`check`] also holds a clause to the attributes an entity accepts today (v0.8.5): removed ones
+//! (`LiveRevisionNum`, `LastAppliedRevisionNum`, `SetID`, ...) are refused before anything is sent.
 //!
 //! The client parses every clause before sending it, so a malformed clause fails at once with the
 //! position and the reason instead of as a 400 from the server. With the `fake` feature the same parse
@@ -159,10 +164,21 @@ pub enum Term {
         /// `IS NOT NULL`.
         negated: bool,
     },
-    /// `attr IS TRUE|FALSE`
+    /// `attr IS [NOT] TRUE|FALSE`
     IsBool {
         /// Attribute.
         attr: Attr,
+        /// `IS NOT`.
+        negated: bool,
+        /// Which.
+        value: bool,
+    },
+    /// `comparison IS [NOT] TRUE|FALSE`: the comparison's result tested (NULL is neither true nor false).
+    Tested {
+        /// The comparison.
+        term: Box<Term>,
+        /// `IS NOT`.
+        negated: bool,
         /// Which.
         value: bool,
     },
@@ -220,7 +236,7 @@ fn is_ident_start(c: char) -> bool {
 }
 
 fn is_ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | '*')
 }
 
 fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, (usize, String)> {
@@ -256,9 +272,12 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, (usize, String)> {
                 loop {
                     match chars.get(i) {
                         None => return Err((pos, "unterminated string literal".into())),
-                        Some((_, '\'')) if matches!(chars.get(i + 1), Some((_, '\''))) => {
-                            text.push('\'');
-                            i += 2;
+                        Some((q, '\'')) if matches!(chars.get(i + 1), Some((_, '\''))) => {
+                            return Err((
+                                *q,
+                                "a string literal cannot hold a single quote: the grammar has no escape"
+                                    .into(),
+                            ));
                         }
                         Some((_, '\'')) => {
                             i += 1;
@@ -345,7 +364,24 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, (usize, String)> {
 }
 
 /// Map-valued fields: after them, the rest of the dotted name is a key.
-const MAP_FIELDS: &[&str] = &["Labels", "Annotations", "ApplyGates", "Values"];
+const MAP_FIELDS: &[&str] = &[
+    "Labels",
+    "Annotations",
+    "ApplyGates",
+    "ApplyWarnings",
+    "ValidationErrors",
+    "ValidationWarnings",
+    "ValidationResults",
+    "ValidationTriggerIDs",
+    "ValueTriggerIDs",
+    "Values",
+    "DeleteGates",
+    "DestroyGates",
+    "Facts",
+    "Permissions",
+    "PathAnnotations",
+    "Conflicts",
+];
 
 fn attr_from(text: &str) -> Result<Attr, String> {
     let mut path = Vec::new();
@@ -355,9 +391,11 @@ fn attr_from(text: &str) -> Result<Attr, String> {
             Some((h, t)) => (h, Some(t)),
             None => (rest, None),
         };
-        if head.is_empty()
-            || !head.starts_with(|c: char| c.is_ascii_uppercase())
-            || !head.chars().all(|c| c.is_ascii_alphanumeric())
+        let star = head == "*" && !path.is_empty() && tail.is_some_and(|t| !t.is_empty());
+        if !star
+            && (head.is_empty()
+                || !head.starts_with(|c: char| c.is_ascii_uppercase())
+                || !head.chars().all(|c| c.is_ascii_alphanumeric()))
         {
             return Err(format!(
                 "{text:?} is not an attribute (attributes are PascalCase names such as Slug or Labels.tier)"
@@ -485,12 +523,16 @@ impl Parser<'_> {
             };
             return match self.next() {
                 Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("NULL") => Ok(Term::IsNull { attr, negated }),
-                Some(Tok::Ident(w)) if !negated && w.eq_ignore_ascii_case("TRUE") => {
-                    Ok(Term::IsBool { attr, value: true })
-                }
-                Some(Tok::Ident(w)) if !negated && w.eq_ignore_ascii_case("FALSE") => {
-                    Ok(Term::IsBool { attr, value: false })
-                }
+                Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("TRUE") => Ok(Term::IsBool {
+                    attr,
+                    negated,
+                    value: true,
+                }),
+                Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("FALSE") => Ok(Term::IsBool {
+                    attr,
+                    negated,
+                    value: false,
+                }),
                 _ => {
                     self.i -= 1;
                     Err(self.err("expected NULL, NOT NULL, TRUE or FALSE after IS"))
@@ -558,7 +600,30 @@ impl Parser<'_> {
         if op.is_text_only() && !matches!(rhs, Operand::Literal(Literal::Str(_))) {
             return Err(self.err(format!("{} takes a string literal", op.as_str())));
         }
-        Ok(Term::Compare { attr, op, rhs })
+        let term = Term::Compare { attr, op, rhs };
+        if self.keyword("IS") {
+            self.i += 1;
+            let negated = if self.keyword("NOT") {
+                self.i += 1;
+                true
+            } else {
+                false
+            };
+            return match self.next() {
+                Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("TRUE") || w.eq_ignore_ascii_case("FALSE") => {
+                    Ok(Term::Tested {
+                        term: Box::new(term),
+                        negated,
+                        value: w.eq_ignore_ascii_case("TRUE"),
+                    })
+                }
+                _ => {
+                    self.i -= 1;
+                    Err(self.err("a comparison is tested with IS [NOT] TRUE or IS [NOT] FALSE"))
+                }
+            };
+        }
+        Ok(term)
     }
 
     fn list(&mut self) -> Result<Vec<Literal>, WhereError> {
@@ -630,7 +695,18 @@ impl fmt::Display for Term {
             Term::IsNull { attr, negated } => {
                 write!(f, "{attr} IS {}NULL", if *negated { "NOT " } else { "" })
             }
-            Term::IsBool { attr, value } => write!(f, "{attr} IS {}", if *value { "TRUE" } else { "FALSE" }),
+            Term::IsBool { attr, negated, value } => write!(
+                f,
+                "{attr} IS {}{}",
+                if *negated { "NOT " } else { "" },
+                if *value { "TRUE" } else { "FALSE" }
+            ),
+            Term::Tested { term, negated, value } => write!(
+                f,
+                "{term} IS {}{}",
+                if *negated { "NOT " } else { "" },
+                if *value { "TRUE" } else { "FALSE" }
+            ),
             Term::Contains { attr, value } => write!(f, "{attr} ? {value}"),
             Term::Len { attr, op, value } => write!(f, "LEN({attr}) {} {value}", op.as_str()),
         }
@@ -659,159 +735,340 @@ pub fn and<I: IntoIterator<Item = S>, S: AsRef<str>>(clauses: I) -> String {
         .join(" AND ")
 }
 
+/// What an attribute holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ty {
+    Str,
+    Int,
+    Bool,
+    Uuid,
+    Time,
+    Map,
+    Array,
+}
+
+/// The attributes an entity type can be filtered on.
+pub(crate) type Schema = &'static [(&'static str, Ty)];
+
+/// The entity a clause selects; each accepts its own attributes (`confighub-api.md` §2.2, v0.8.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Entity {
+    /// Units (lists, `/unit_data`, bulk patch, function invocation).
+    Unit,
+    /// Spaces.
+    Space,
+    /// Releases.
+    Release,
+    /// Targets.
+    Target,
+    /// Filters.
+    Filter,
+    /// Revisions.
+    Revision,
+}
+
+impl Entity {
+    pub(crate) fn schema(self) -> Schema {
+        match self {
+            Entity::Unit => UNIT,
+            Entity::Space => SPACE,
+            Entity::Release => RELEASE,
+            Entity::Target => TARGET,
+            Entity::Filter => FILTER,
+            Entity::Revision => REVISION,
+        }
+    }
+}
+
+/// Unit attributes accepted by `where` today (SPEC ListUnits).
+pub(crate) static UNIT: Schema = &[
+    ("Annotations", Ty::Map),
+    ("ApplyGates", Ty::Map),
+    ("ApplyWarnings", Ty::Map),
+    ("ChangeSetID", Ty::Uuid),
+    ("Conflicts", Ty::Map),
+    ("CreatedAt", Ty::Time),
+    ("DataHash", Ty::Str),
+    ("DeleteGates", Ty::Map),
+    ("DestroyGates", Ty::Map),
+    ("DisplayName", Ty::Str),
+    ("FromLinkID", Ty::Array),
+    ("HeadRevisionID", Ty::Uuid),
+    ("HeadRevisionNum", Ty::Int),
+    ("HeadUnitActionNum", Ty::Int),
+    ("HeadUnitEventNum", Ty::Int),
+    ("HiddenReason", Ty::Str),
+    ("Labels", Ty::Map),
+    ("LastChangeDescription", Ty::Str),
+    ("LastReleasedRevisionNum", Ty::Int),
+    ("NeededPaths", Ty::Map),
+    ("OrganizationID", Ty::Uuid),
+    ("Permissions", Ty::Map),
+    ("ProvidedPaths", Ty::Map),
+    ("ProviderType", Ty::Str),
+    ("Slug", Ty::Str),
+    ("SpaceID", Ty::Uuid),
+    ("TargetID", Ty::Uuid),
+    ("ToolchainType", Ty::Str),
+    ("UnitID", Ty::Uuid),
+    ("UpdatedAt", Ty::Time),
+    ("UpstreamRevisionNum", Ty::Int),
+    ("UpstreamSpaceID", Ty::Uuid),
+    ("UpstreamUnitID", Ty::Uuid),
+    ("ValidationErrors", Ty::Map),
+    ("ValidationTriggerIDs", Ty::Map),
+    ("ValidationWarnings", Ty::Map),
+    ("ValueTriggerIDs", Ty::Map),
+    ("Values", Ty::Map),
+];
+
+/// Space attributes (SPEC-0.4 plus `UpstreamSpaceID`).
+pub(crate) static SPACE: Schema = &[
+    ("Annotations", Ty::Map),
+    ("AttributeFilterID", Ty::Uuid),
+    ("AttributeHash", Ty::Str),
+    ("AttributeIDs", Ty::Array),
+    ("CreatedAt", Ty::Time),
+    ("DeleteGates", Ty::Map),
+    ("DisplayName", Ty::Str),
+    ("Labels", Ty::Map),
+    ("OrganizationID", Ty::Uuid),
+    ("Permissions", Ty::Map),
+    ("ReleaseTargetID", Ty::Uuid),
+    ("Slug", Ty::Str),
+    ("SpaceID", Ty::Uuid),
+    ("TriggerFilterID", Ty::Uuid),
+    ("TriggerHash", Ty::Str),
+    ("TriggerIDs", Ty::Array),
+    ("UpdatedAt", Ty::Time),
+    ("UpstreamSpaceID", Ty::Uuid),
+];
+
+/// Release attributes.
+pub(crate) static RELEASE: Schema = &[
+    ("Annotations", Ty::Map),
+    ("ChangeOrderID", Ty::Uuid),
+    ("CreatedAt", Ty::Time),
+    ("DeleteGates", Ty::Map),
+    ("Digest", Ty::Str),
+    ("HiddenReason", Ty::Str),
+    ("Labels", Ty::Map),
+    ("LiveStatus", Ty::Map),
+    ("ManifestDigest", Ty::Str),
+    ("OrganizationID", Ty::Uuid),
+    ("Permissions", Ty::Map),
+    ("Published", Ty::Bool),
+    ("ReleaseID", Ty::Uuid),
+    ("ReleaseNum", Ty::Int),
+    ("SpaceID", Ty::Uuid),
+    ("TagID", Ty::Uuid),
+    ("TargetID", Ty::Uuid),
+    ("UnitCount", Ty::Int),
+    ("UpdatedAt", Ty::Time),
+    ("UserID", Ty::Uuid),
+];
+
+/// Target attributes.
+pub(crate) static TARGET: Schema = &[
+    ("Annotations", Ty::Map),
+    ("BackingUnitID", Ty::Uuid),
+    ("CreatedAt", Ty::Time),
+    ("DeleteGates", Ty::Map),
+    ("DisplayName", Ty::Str),
+    ("Facts", Ty::Map),
+    ("HiddenReason", Ty::Str),
+    ("Labels", Ty::Map),
+    ("OrganizationID", Ty::Uuid),
+    ("Permissions", Ty::Map),
+    ("Slug", Ty::Str),
+    ("SpaceID", Ty::Uuid),
+    ("TargetID", Ty::Uuid),
+    ("TriggerFilterID", Ty::Uuid),
+    ("TriggerHash", Ty::Str),
+    ("TriggerIDs", Ty::Array),
+    ("UpdatedAt", Ty::Time),
+    ("UpstreamTargetID", Ty::Uuid),
+];
+
+/// Filter attributes. [I] Not listed in the reference; the fields of `Filter` that a `where` could name.
+pub(crate) static FILTER: Schema = &[
+    ("DisplayName", Ty::Str),
+    ("FilterID", Ty::Uuid),
+    ("From", Ty::Str),
+    ("Labels", Ty::Map),
+    ("Slug", Ty::Str),
+    ("SpaceID", Ty::Uuid),
+];
+
+/// Revision attributes. [I] The fields of `Revision` a `where` could name.
+pub(crate) static REVISION: Schema = &[
+    ("CreatedAt", Ty::Time),
+    ("DataHash", Ty::Str),
+    ("Description", Ty::Str),
+    ("RevisionID", Ty::Uuid),
+    ("RevisionNum", Ty::Int),
+    ("Source", Ty::Str),
+    ("SpaceID", Ty::Uuid),
+    ("UnitID", Ty::Uuid),
+    ("UserID", Ty::Uuid),
+];
+
+/// Attributes that existed once and are refused now, with what to use instead.
+const REMOVED: &[(&str, &str)] = &[
+    ("SetID", "Sets no longer exist; use labels and filters"),
+    (
+        "LiveRevisionNum",
+        "removed: use LastReleasedRevisionNum (what was released)",
+    ),
+    (
+        "PreviousLiveRevisionNum",
+        "removed: use the selector Before:LastReleasedRevisionNum",
+    ),
+    ("LastAppliedRevisionNum", "renamed LastReleasedRevisionNum"),
+    ("LastActionAt", "removed"),
+    ("BridgeWorkerID", "removed from units and targets in v0.7.0"),
+    ("DriftReconciliationMode", "removed"),
+    ("ApprovedBy", "removed: approvals are Attestations"),
+    ("ContentHash", "renamed DataHash"),
+    ("Data", "configuration data is not an attribute: use where_data"),
+    ("CursorID", "removed: use limit and continue"),
+    ("QueuedOperationID", "not a unit attribute"),
+    ("UpstreamOrganizationID", "removed"),
+];
+
+/// Related entities a clause may reach, and the `include` the server needs for the join, if any.
+fn schema_of(root: Schema, prefix: &str) -> Option<Schema> {
+    match (std::ptr::eq(root.as_ptr(), UNIT.as_ptr()), prefix) {
+        (true, "Unit" | "UpstreamUnit") => Some(UNIT),
+        (true, "Space" | "UpstreamSpace") => Some(SPACE),
+        (true, "Target") => Some(TARGET),
+        (false, "Space") if std::ptr::eq(root.as_ptr(), RELEASE.as_ptr()) => Some(SPACE),
+        _ => None,
+    }
+}
+
+/// The `include` value a unit clause needs for its joins (`UpstreamUnit.HeadRevisionNum` needs
+/// `UpstreamUnitID`, as `cub unit push-upgrade` sends). [I] reference §2.2 / §5 item 7: the server may
+/// join some without it; the client always sends it and the simulator insists on it.
+pub fn needed_includes(clause: &WhereClause) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut see = |a: &Attr| {
+        let need = match a.path.first().map(String::as_str) {
+            Some("UpstreamUnit") if a.path.len() > 1 => Some("UpstreamUnitID"),
+            Some("UpstreamSpace") if a.path.len() > 1 => Some("UpstreamSpaceID"),
+            Some("Target") if a.path.len() > 1 => Some("TargetID"),
+            _ => None,
+        };
+        if let Some(n) = need
+            && !out.contains(&n)
+        {
+            out.push(n);
+        }
+    };
+    fn attrs<'a>(t: &'a Term, f: &mut dyn FnMut(&'a Attr)) {
+        match t {
+            Term::Compare { attr, rhs, .. } => {
+                f(attr);
+                if let Operand::Attr(a) = rhs {
+                    f(a);
+                }
+            }
+            Term::In { attr, .. }
+            | Term::IsNull { attr, .. }
+            | Term::IsBool { attr, .. }
+            | Term::Contains { attr, .. }
+            | Term::Len { attr, .. } => f(attr),
+            Term::Tested { term, .. } => attrs(term, f),
+        }
+    }
+    for t in &clause.terms {
+        attrs(t, &mut see);
+    }
+    out
+}
+
+fn type_of(root: Schema, attr: &Attr) -> Result<Ty, String> {
+    let mut schema = root;
+    let (field, prefixes) = attr.path.split_last().ok_or("empty attribute")?;
+    let mut after_star = false;
+    for p in prefixes {
+        if p == "*" {
+            after_star = true;
+            continue;
+        }
+        schema = schema_of(root, p).ok_or_else(|| format!("{p} is not an entity this clause can reach"))?;
+    }
+    if let Some((_, why)) = REMOVED.iter().find(|(n, _)| n == field) {
+        return Err(format!("{attr}: {why}"));
+    }
+    let ty = schema
+        .iter()
+        .find(|(n, _)| n == field)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| format!("unknown attribute {attr}"))?;
+    let _ = after_star;
+    Ok(match (ty, &attr.key) {
+        (Ty::Map, Some(_)) => Ty::Str,
+        (t, _) => t,
+    })
+}
+
+/// Checks a clause against what an entity accepts: unknown and removed attributes, and operators that
+/// do not fit the attribute's type, are refused as the API refuses them (400).
+///
+/// # Errors
+/// Why, naming the attribute.
+pub fn check(clause: &WhereClause, entity: Entity) -> Result<(), String> {
+    check_terms(&clause.terms, entity.schema())
+}
+
+pub(crate) fn check_terms(terms: &[Term], root: Schema) -> Result<(), String> {
+    for t in terms {
+        match t {
+            Term::Compare { attr, op, rhs } => {
+                let ty = type_of(root, attr)?;
+                let ok = match ty {
+                    Ty::Str | Ty::Time => true,
+                    Ty::Int => !op.is_text_only(),
+                    Ty::Uuid | Ty::Bool => matches!(op, Op::Eq | Op::Ne),
+                    Ty::Map | Ty::Array => false,
+                };
+                if !ok {
+                    return Err(format!("operator {} does not apply to {attr}", op.as_str()));
+                }
+                if let Operand::Attr(other) = rhs {
+                    type_of(root, other)?;
+                }
+                if let (Ty::Int, Operand::Literal(Literal::Str(_))) = (ty, rhs) {
+                    return Err(format!("{attr} is an integer"));
+                }
+            }
+            Term::In { attr, .. } => {
+                if matches!(type_of(root, attr)?, Ty::Map | Ty::Array) {
+                    return Err(format!("IN does not apply to {attr}"));
+                }
+            }
+            Term::IsNull { attr, .. } | Term::IsBool { attr, .. } => {
+                type_of(root, attr)?;
+            }
+            Term::Tested { term, .. } => check_terms(std::slice::from_ref(term), root)?,
+            Term::Contains { attr, .. } | Term::Len { attr, .. } => {
+                if type_of(root, attr)? != Ty::Array {
+                    return Err(format!("{attr} is not an array"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(feature = "fake")]
 pub(crate) mod eval {
     //! Evaluation against a JSON row (the fake hub's units, spaces and filters).
 
     use super::{Attr, Literal, Op, Operand, Term, WhereClause};
     use serde_json::Value;
-
-    /// What an attribute holds.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(crate) enum Ty {
-        Str,
-        Int,
-        Uuid,
-        Time,
-        Map,
-        Array,
-    }
-
-    /// The attributes an entity type can be filtered on.
-    pub(crate) type Schema = &'static [(&'static str, Ty)];
-
-    pub(crate) static UNIT: Schema = &[
-        ("Annotations", Ty::Map),
-        ("ApplyGates", Ty::Map),
-        ("ApplyWarnings", Ty::Map),
-        ("ApprovedBy", Ty::Array),
-        ("BridgeWorkerID", Ty::Uuid),
-        ("ChangeSetID", Ty::Uuid),
-        ("CreatedAt", Ty::Time),
-        ("DataHash", Ty::Str),
-        ("DisplayName", Ty::Str),
-        ("DriftReconciliationMode", Ty::Str),
-        ("HeadRevisionNum", Ty::Int),
-        ("Labels", Ty::Map),
-        ("LastActionAt", Ty::Time),
-        ("LastAppliedRevisionNum", Ty::Int),
-        ("LastChangeDescription", Ty::Str),
-        ("LiveRevisionNum", Ty::Int),
-        ("OrganizationID", Ty::Uuid),
-        ("PreviousLiveRevisionNum", Ty::Int),
-        ("ProviderType", Ty::Str),
-        ("QueuedOperationID", Ty::Uuid),
-        ("Slug", Ty::Str),
-        ("SpaceID", Ty::Uuid),
-        ("TargetID", Ty::Uuid),
-        ("ToolchainType", Ty::Str),
-        ("UnitID", Ty::Uuid),
-        ("UpdatedAt", Ty::Time),
-        ("UpstreamOrganizationID", Ty::Uuid),
-        ("UpstreamRevisionNum", Ty::Int),
-        ("UpstreamSpaceID", Ty::Uuid),
-        ("UpstreamUnitID", Ty::Uuid),
-    ];
-
-    pub(crate) static SPACE: Schema = &[
-        ("Annotations", Ty::Map),
-        ("CreatedAt", Ty::Time),
-        ("DisplayName", Ty::Str),
-        ("Labels", Ty::Map),
-        ("OrganizationID", Ty::Uuid),
-        ("Slug", Ty::Str),
-        ("SpaceID", Ty::Uuid),
-        ("UpdatedAt", Ty::Time),
-    ];
-
-    pub(crate) static FILTER: Schema = &[
-        ("DisplayName", Ty::Str),
-        ("FilterID", Ty::Uuid),
-        ("From", Ty::Str),
-        ("Labels", Ty::Map),
-        ("Slug", Ty::Str),
-        ("SpaceID", Ty::Uuid),
-    ];
-
-    pub(crate) static UNIT_EVENT: Schema = &[
-        ("Action", Ty::Str),
-        ("QueuedOperationID", Ty::Uuid),
-        ("Result", Ty::Str),
-        ("Status", Ty::Str),
-        ("UnitEventID", Ty::Uuid),
-        ("UnitID", Ty::Uuid),
-    ];
-
-    /// Related entities a unit clause may reach (`Space.Slug`, `UpstreamUnit.HeadRevisionNum`).
-    fn schema_of(root: Schema, prefix: &str) -> Option<Schema> {
-        match (std::ptr::eq(root.as_ptr(), UNIT.as_ptr()), prefix) {
-            (true, "Unit" | "UpstreamUnit") => Some(UNIT),
-            (true, "Space" | "UpstreamSpace") => Some(SPACE),
-            _ => None,
-        }
-    }
-
-    fn type_of(root: Schema, attr: &Attr) -> Result<Ty, String> {
-        let mut schema = root;
-        let (field, prefixes) = attr.path.split_last().ok_or("empty attribute")?;
-        for p in prefixes {
-            schema =
-                schema_of(root, p).ok_or_else(|| format!("{p} is not an entity this clause can reach"))?;
-        }
-        if field == "SetID" {
-            return Err("SetID: Sets no longer exist; use labels and filters".into());
-        }
-        let ty = schema
-            .iter()
-            .find(|(n, _)| n == field)
-            .map(|(_, t)| *t)
-            .ok_or_else(|| format!("unknown attribute {attr}"))?;
-        Ok(match (ty, &attr.key) {
-            (Ty::Map, Some(_)) => Ty::Str,
-            (t, _) => t,
-        })
-    }
-
-    /// Checks a clause against an entity schema: unknown attributes and operators that do not fit the
-    /// attribute's type are rejected, as the API does (400).
-    pub(crate) fn check(clause: &WhereClause, root: Schema) -> Result<(), String> {
-        for t in &clause.terms {
-            match t {
-                Term::Compare { attr, op, rhs } => {
-                    let ty = type_of(root, attr)?;
-                    let ok = match ty {
-                        Ty::Str | Ty::Time => true,
-                        Ty::Int => !op.is_text_only(),
-                        Ty::Uuid => matches!(op, Op::Eq | Op::Ne),
-                        Ty::Map | Ty::Array => false,
-                    };
-                    if !ok {
-                        return Err(format!("operator {} does not apply to {attr}", op.as_str()));
-                    }
-                    if let Operand::Attr(other) = rhs {
-                        type_of(root, other)?;
-                    }
-                    if let (Ty::Int, Operand::Literal(Literal::Str(_))) = (ty, rhs) {
-                        return Err(format!("{attr} is an integer"));
-                    }
-                }
-                Term::In { attr, .. } => {
-                    if matches!(type_of(root, attr)?, Ty::Map | Ty::Array) {
-                        return Err(format!("IN does not apply to {attr}"));
-                    }
-                }
-                Term::IsNull { attr, .. } | Term::IsBool { attr, .. } => {
-                    type_of(root, attr)?;
-                }
-                Term::Contains { attr, .. } | Term::Len { attr, .. } => {
-                    if type_of(root, attr)? != Ty::Array {
-                        return Err(format!("{attr} is not an array"));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 
     fn lookup<'a>(row: &'a Value, attr: &Attr) -> Option<&'a Value> {
         let mut v = row;
@@ -822,6 +1079,27 @@ pub(crate) mod eval {
         match &attr.key {
             Some(k) => v.get(k),
             None => Some(v),
+        }
+    }
+
+    /// Every value an attribute reaches: one, or one per element for `List.*.Field`.
+    fn lookup_all<'a>(row: &'a Value, attr: &Attr) -> Vec<&'a Value> {
+        match attr.path.iter().position(|p| p == "*") {
+            None => lookup(row, attr).into_iter().collect(),
+            Some(i) => {
+                let head = Attr {
+                    path: attr.path[..i].to_vec(),
+                    key: None,
+                };
+                let tail = Attr {
+                    path: attr.path[i + 1..].to_vec(),
+                    key: attr.key.clone(),
+                };
+                lookup(row, &head)
+                    .and_then(Value::as_array)
+                    .map(|items| items.iter().flat_map(|e| lookup_all(e, &tail)).collect())
+                    .unwrap_or_default()
+            }
         }
     }
 
@@ -892,19 +1170,33 @@ pub(crate) mod eval {
 
     /// Whether a row (an entity as JSON, with related entities under their names) satisfies the clause.
     pub(crate) fn matches(clause: &WhereClause, row: &Value) -> bool {
-        clause.terms.iter().all(|t| match t {
-            Term::Compare { attr, op, rhs } => {
-                let Some(l) = lookup(row, attr).and_then(as_literal) else {
-                    return *op == Op::Ne;
-                };
+        clause.terms.iter().all(|t| term_matches(t, row) == Some(true))
+    }
+
+    /// A term's truth: `None` is SQL's NULL (a comparison with a missing value).
+    fn term_matches(t: &Term, row: &Value) -> Option<bool> {
+        Some(match t {
+            Term::Compare { attr, op, rhs } if attr.path.iter().any(|p| p == "*") => {
                 let r = match rhs {
                     Operand::Literal(r) => r.clone(),
-                    Operand::Attr(a) => match lookup(row, a).and_then(as_literal) {
-                        Some(r) => r,
-                        None => return false,
-                    },
+                    Operand::Attr(a) => lookup(row, a).and_then(as_literal)?,
+                };
+                lookup_all(row, attr)
+                    .into_iter()
+                    .filter_map(as_literal)
+                    .any(|l| compare(&l, *op, &r))
+            }
+            Term::Compare { attr, op, rhs } => {
+                let l = lookup(row, attr).filter(|v| !v.is_null()).and_then(as_literal)?;
+                let r = match rhs {
+                    Operand::Literal(r) => r.clone(),
+                    Operand::Attr(a) => lookup(row, a).and_then(as_literal)?,
                 };
                 compare(&l, *op, &r)
+            }
+            Term::Tested { term, negated, value } => {
+                let r = term_matches(term, row);
+                (r == Some(*value)) != *negated
             }
             Term::In {
                 attr,
@@ -920,7 +1212,9 @@ pub(crate) mod eval {
                 let null = lookup(row, attr).is_none_or(|v| v.is_null() || v.as_str() == Some(""));
                 null != *negated
             }
-            Term::IsBool { attr, value } => lookup(row, attr).and_then(Value::as_bool) == Some(*value),
+            Term::IsBool { attr, negated, value } => {
+                (lookup(row, attr).and_then(Value::as_bool) == Some(*value)) != *negated
+            }
             Term::Contains { attr, value } => lookup(row, attr).and_then(Value::as_array).is_some_and(|a| {
                 a.iter()
                     .filter_map(as_literal)
@@ -941,8 +1235,8 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         let c = WhereClause::parse(
-            "Labels.tier = 'critical' AND HeadRevisionNum > LiveRevisionNum AND Slug IN ('a','b') AND LEN(ApprovedBy) > 0 \
-             AND ApprovedBy ? 'u-1' AND Labels.x IS NOT NULL AND Slug NOT LIKE 'tmp-%' AND Space.Labels.environment != 'prod' \
+            "Labels.tier = 'critical' AND HeadRevisionNum > LastReleasedRevisionNum AND Slug IN ('a','b') AND LEN(FromLinkID) > 0 \
+             AND FromLinkID ? 'u-1' AND Labels.x IS NOT NULL AND Slug NOT LIKE 'tmp-%' AND Space.Labels.environment != 'prod' \
              AND Unit.UpstreamRevisionNum < UpstreamUnit.HeadRevisionNum AND DisplayName ~* '^web' AND Slug !~~ 'x%'",
         )
         .expect("parses");
@@ -997,55 +1291,86 @@ mod tests {
     }
 
     #[test]
-    fn quotes_escape() {
-        assert_eq!(quote("it's"), "'it''s'");
-        let c = WhereClause::parse(&format!("Slug = {}", quote("it's"))).expect("parses");
-        assert_eq!(
-            c.terms[0],
-            Term::Compare {
-                attr: Attr {
-                    path: vec!["Slug".into()],
-                    key: None
-                },
-                op: Op::Eq,
-                rhs: Operand::Literal(Literal::Str("it's".into()))
-            }
-        );
+    fn a_quote_inside_a_literal_is_refused() {
+        // The grammar has no escape for a single quote: `''` inside a literal is not ConfigHub's.
+        let e = WhereClause::parse("Slug = 'it''s'").expect_err("no escape");
+        assert!(e.to_string().contains("cannot hold a single quote"), "{e}");
+        assert_eq!(e.position, 10);
+        assert!(WhereClause::parse(&format!("Slug = {}", quote("it's"))).is_err());
         assert_eq!(and(["A = 1", "", " B = 2 "]), "A = 1 AND B = 2");
+    }
+
+    #[test]
+    fn accepts_what_the_api_accepts_today() {
+        for clause in [
+            "Slug = 'a' IS NOT TRUE",
+            "TargetID = '00000000-0000-0000-0000-000000000001' IS NOT FALSE",
+            "Labels.x IS NOT TRUE",
+            "FromLink.*.Slug = 'upgrade-app'",
+            "ValidationErrors.space/trigger/vet-images IS NOT NULL",
+            "HeadRevisionNum > LastReleasedRevisionNum",
+            "LEN(FromLinkID) > 0",
+        ] {
+            WhereClause::parse(clause).unwrap_or_else(|e| panic!("{clause}: {e}"));
+        }
+        let c = WhereClause::parse("ValidationErrors.a/b/c IS NOT NULL").expect("map");
+        let Term::IsNull { attr, .. } = &c.terms[0] else {
+            panic!("is null")
+        };
+        assert_eq!(attr.key.as_deref(), Some("a/b/c"));
+        for clause in [
+            "HeadRevisionNum > LastReleasedRevisionNum",
+            "ValidationErrors.x IS NOT NULL",
+        ] {
+            check(&WhereClause::parse(clause).expect(clause), Entity::Unit)
+                .unwrap_or_else(|e| panic!("{clause}: {e}"));
+        }
+    }
+
+    #[test]
+    fn removed_attributes_are_refused() {
+        for (clause, why) in [
+            ("HeadRevisionNum > LiveRevisionNum", "LastReleasedRevisionNum"),
+            ("LastAppliedRevisionNum > 0", "renamed LastReleasedRevisionNum"),
+            ("SetID = 'x'", "Sets no longer exist"),
+            ("BridgeWorkerID = 'x'", "v0.7.0"),
+            ("Colour = 'red'", "unknown attribute"),
+            ("HeadRevisionNum LIKE 'x'", "does not apply"),
+        ] {
+            let c = WhereClause::parse(clause).expect(clause);
+            let e = check(&c, Entity::Unit).expect_err(clause);
+            assert!(e.contains(why), "{clause}: {e}");
+        }
+        let c = WhereClause::parse("UpstreamRevisionNum < UpstreamUnit.HeadRevisionNum").expect("join");
+        assert_eq!(needed_includes(&c), ["UpstreamUnitID"]);
     }
 
     #[cfg(feature = "fake")]
     #[test]
     fn evaluates_against_rows() {
         use serde_json::json;
-        let row = json!({"Slug": "web", "HeadRevisionNum": 3, "LiveRevisionNum": 2, "Labels": {"tier": "critical"},
-            "ApprovedBy": ["u1"], "UpstreamRevisionNum": 1, "UpstreamUnit": {"HeadRevisionNum": 2}});
+        let row = json!({"Slug": "web", "HeadRevisionNum": 3, "LastReleasedRevisionNum": 2, "Labels": {"tier": "critical"},
+            "FromLinkID": ["u1"], "UpstreamRevisionNum": 1, "UpstreamUnit": {"HeadRevisionNum": 2},
+            "FromLink": [{"Slug": "a"}, {"Slug": "upgrade-app"}], "TargetID": null});
         let yes = |c: &str| eval::matches(&WhereClause::parse(c).expect(c), &row);
         assert!(yes(
-            "Labels.tier = 'critical' AND HeadRevisionNum > LiveRevisionNum"
+            "Labels.tier = 'critical' AND HeadRevisionNum > LastReleasedRevisionNum"
         ));
         assert!(yes("Unit.UpstreamRevisionNum < UpstreamUnit.HeadRevisionNum"));
         assert!(yes(
-            "Slug IN ('a', 'web') AND Slug LIKE 'w%' AND Slug ILIKE 'WE_' AND ApprovedBy ? 'u1' AND LEN(ApprovedBy) = 1"
+            "Slug IN ('a', 'web') AND Slug LIKE 'w%' AND Slug ILIKE 'WE_' AND FromLinkID ? 'u1' AND LEN(FromLinkID) = 1"
         ));
         assert!(yes(
             "Labels.missing IS NULL AND Labels.tier IS NOT NULL AND Slug ~ '^w'"
         ));
+        assert!(yes("FromLink.*.Slug = 'upgrade-app'"));
+        assert!(!yes("FromLink.*.Slug = 'nope'"));
+        // NULL is neither true nor false: `= x IS NOT FALSE` matches equal or NULL.
+        assert!(yes("TargetID = 'x' IS NOT FALSE"));
+        assert!(!yes("TargetID = 'x'"));
+        assert!(!yes("TargetID != 'x'"));
+        assert!(yes("Slug = 'web' IS TRUE AND Slug = 'db' IS NOT TRUE"));
         assert!(!yes("Labels.tier != 'critical'"));
         assert!(!yes("Slug NOT IN ('web')"));
-        let bad = WhereClause::parse("HeadRevisionNum LIKE 'x'").expect("parses");
-        assert!(eval::check(&bad, eval::UNIT).is_err());
-        let set = WhereClause::parse("SetID = 'x'").expect("parses");
-        assert!(
-            eval::check(&set, eval::UNIT)
-                .expect_err("sets")
-                .contains("Sets no longer exist")
-        );
-        let unknown = WhereClause::parse("Colour = 'red'").expect("parses");
-        assert!(
-            eval::check(&unknown, eval::UNIT)
-                .expect_err("unknown")
-                .contains("unknown attribute")
-        );
     }
 }

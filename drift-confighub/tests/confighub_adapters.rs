@@ -1,9 +1,10 @@
-//! drift-core's ports over ConfigHub, against the fake hub over loopback HTTP: setup, desired state,
-//! drift records (with injected faults), promotion and remediation.
+//! drift-core's ports over ConfigHub v0.8, against the simulator over loopback HTTP: setup, desired
+//! state from released revisions, drift records (with injected faults), promotion by upgrade and Release,
+//! and remediation in the release model.
 #![allow(clippy::print_stdout)] // the fault test reports its counts
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use drift_confighub::environments::{self, Chain};
@@ -11,10 +12,11 @@ use drift_confighub::fake::{FakeHub, FakeHubConfig, Faults};
 use drift_confighub::setup::{self, UnitSpec};
 use drift_confighub::{
     AUDIT_ANNOTATION, ConfigHubClient, ConfigHubDesiredStore, ConfigHubDriftLog, ConfigHubRemediator,
-    DesiredStoreConfig, RemediatorConfig, RetryPolicy, UnitQuery, UpdateOptions,
+    DRIFTED_LABEL, DataWrite, DesiredStoreConfig, RemediatorConfig, RetryPolicy, UnitQuery,
 };
 use drift_core::clock::ManualClock;
 use drift_core::detector::{Detector, DetectorConfig};
+use drift_core::memory::MemoryCluster;
 use drift_core::policy::NamedFilter;
 use drift_core::ports::{
     DesiredChange, DesiredStore, DriftEvent, DriftEventKind, DriftLog, DriftState, HistoryQuery, LiveEvent,
@@ -54,7 +56,7 @@ fn workloads() -> String {
 }
 
 async fn hub() -> (FakeHub, ConfigHubClient) {
-    let hub = FakeHub::start(FakeHubConfig::default().operation_delay(Duration::from_millis(5)))
+    let hub = FakeHub::start(FakeHubConfig::default().sync_delay(Duration::from_millis(2)))
         .await
         .expect("hub");
     let c = ConfigHubClient::new(
@@ -65,19 +67,57 @@ async fn hub() -> (FakeHub, ConfigHubClient) {
     (hub, c)
 }
 
-/// The workloads as units of `space`, with a target, applied.
+/// The simulated GitOps agent syncs every Release into `cluster`.
+fn gitops_into(hub: &FakeHub, cluster: &MemoryCluster) {
+    let cluster = cluster.clone();
+    hub.on_release(Arc::new(move |d| {
+        for u in &d.units {
+            let loaded = drift_core::parse_documents(&u.slug, &String::from_utf8_lossy(&u.data));
+            for mut r in loaded.resources {
+                r.default_namespace("drift-test");
+                cluster.apply(r);
+            }
+        }
+        Box::pin(async { Ok(()) })
+    }));
+}
+
+/// The workloads as units of `space`, connected to a cluster Target, released and synced.
 async fn deployed(hub: &FakeHub, c: &ConfigHubClient, space: &str) {
     setup::deploy_test_workloads(c, "dd", space, &workloads())
         .await
         .expect("deploy");
-    hub.add_target(space, "k8s-sandbox").expect("target");
-    setup::set_target(c, space, "k8s-sandbox")
+    setup::connect_target(c, space, "k8s-sandbox")
         .await
-        .expect("set target");
-    let applied = setup::apply_space(c, space, false, false, Duration::from_secs(5))
+        .expect("target");
+    publish(hub, c, space).await;
+}
+
+async fn publish(hub: &FakeHub, c: &ConfigHubClient, space: &str) -> drift_confighub::model::Release {
+    let r = setup::publish_space(c, space, "test").await.expect("publish");
+    hub.wait_delivered(&r.release.release_id, Duration::from_secs(5))
         .await
-        .expect("apply");
-    assert!(applied.iter().all(|a| a.ok), "{applied:?}");
+        .expect("synced");
+    r.release
+}
+
+async fn edit(c: &ConfigHubClient, space: &str, unit: &str, f: impl FnOnce(String) -> String) {
+    let s = c.require_space(space).await.expect("space");
+    let u = c
+        .unit_by_slug(&s.space_id, unit)
+        .await
+        .expect("get")
+        .expect("unit");
+    let (data, hash) = c.read_unit_data(&s.space_id, &u.unit_id).await.expect("data");
+    let next = f(String::from_utf8(data).expect("utf8"));
+    c.put_unit_data(
+        &s.space_id,
+        &u.unit_id,
+        next.as_bytes(),
+        &DataWrite::if_match(hash),
+    )
+    .await
+    .expect("edit");
 }
 
 #[tokio::test]
@@ -97,33 +137,22 @@ async fn the_full_setup_twice_changes_nothing_the_second_time() {
             .await
             .expect("workloads"),
     );
-    hub.add_target("dd-test", "k8s-sandbox").expect("target");
     first.extend(
-        setup::set_target(&c, "dd-test", "k8s-sandbox")
+        setup::connect_target(&c, "dd-test", "k8s-sandbox")
             .await
-            .expect("set target"),
+            .expect("connect target"),
     );
-    let applied = setup::apply_space(&c, "dd-test", false, false, Duration::from_secs(5))
+    let r1 = setup::publish_space(&c, "dd-test", "first release")
         .await
-        .expect("apply");
-    assert_eq!(applied.len(), 4);
-    assert!(
-        applied.iter().all(|a| a.ok && a.message == "ApplyCompleted"),
-        "{applied:?}"
-    );
+        .expect("publish");
+    assert_eq!((r1.release.release_num, r1.release.unit_count), (1, 4));
     // base + records + dev/staging/prod + test spaces; 4 detector units in each environment; 8 filters.
     assert_eq!(hub.spaces().len(), 6);
     for env in ["base", "dev", "staging", "prod"] {
         assert_eq!(hub.units(&format!("dd-{env}")).len(), 4, "{env}");
     }
-    assert_eq!(
-        hub.units("dd-test")
-            .iter()
-            .map(|u| u.slug.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len(),
-        4
-    );
+    assert_eq!(hub.units("dd-test").len(), 4);
+    assert!(hub.units("dd-test").iter().all(|u| !u.has_unreleased_changes()));
     assert!(
         hub.units("dd-prod").iter().all(
             |u| u.labels.get("environment").map(String::as_str) == Some("prod")
@@ -142,43 +171,78 @@ async fn the_full_setup_twice_changes_nothing_the_second_time() {
             .expect("again"),
     );
     second.extend(
-        setup::set_target(&c, "dd-test", "k8s-sandbox")
+        setup::connect_target(&c, "dd-test", "k8s-sandbox")
             .await
             .expect("again"),
     );
     assert!(second.is_unchanged(), "the second run changed: {second}");
-    assert!(
-        setup::apply_space(&c, "dd-test", false, false, Duration::from_secs(5))
-            .await
-            .expect("apply")
-            .is_empty(),
-        "nothing left to apply"
+    let r2 = setup::publish_space(&c, "dd-test", "again")
+        .await
+        .expect("publish again");
+    assert_eq!(
+        r2.release.release_id, r1.release.release_id,
+        "nothing new to release"
     );
+    assert!(r2.message.contains("nothing changed"), "{}", r2.message);
     assert_eq!(hub.spaces().len(), 6);
     assert_eq!(
         hub.units("dd-base").iter().map(|u| u.head_revision_num).max(),
-        Some(1),
-        "no new revisions"
+        Some(2),
+        "created, then its data: no new revisions the second time"
+    );
+    assert!(
+        hub.contract_violations().is_empty(),
+        "{:?}",
+        hub.contract_violations()
     );
 }
 
 #[tokio::test]
-async fn desired_state_loads_around_a_broken_unit_and_follows_changes() {
+async fn desired_state_is_the_released_revision_and_follows_releases() {
     let (hub, c) = hub().await;
     deployed(&hub, &c, "dd-test").await;
     let space = c.require_space("dd-test").await.expect("space");
-    let broken = UnitSpec::new("broken", "placeholder: 1\n", &[]);
-    let (mut b, _) = setup::ensure_unit(&c, &space, &broken).await.expect("unit");
-    b.set_data(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n  data: [unclosed\n");
+    let broken = UnitSpec::new(
+        "broken",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n  data: [unclosed\n",
+        &[],
+    );
+    // A unit whose data is not YAML cannot be created through setup; write the bytes raw.
     let b = c
-        .update_unit(&b, &UpdateOptions::default())
+        .create_unit_with_data(
+            &space.space_id,
+            &drift_confighub::model::Unit {
+                slug: broken.slug.clone(),
+                toolchain_type: drift_confighub::model::KUBERNETES_YAML.into(),
+                ..Default::default()
+            },
+            broken.data.as_bytes(),
+        )
         .await
-        .expect("break it");
+        .expect("broken unit");
+    setup::connect_target(&c, "dd-test", "k8s-sandbox")
+        .await
+        .expect("target");
 
     let store = ConfigHubDesiredStore::new(
         c.clone(),
         DesiredStoreConfig::spaces(["dd-test"]).poll_interval(Duration::from_millis(40)),
     );
+    let set = store.load().await.expect("load");
+    assert!(
+        set.errors.is_empty(),
+        "never released: not desired yet: {:?}",
+        set.errors
+    );
+    assert_eq!(
+        store
+            .unreleased()
+            .iter()
+            .map(|u| u.source.as_str())
+            .collect::<Vec<_>>(),
+        ["confighub:dd-test/broken"]
+    );
+    publish(&hub, &c, "dd-test").await;
     let set = store.load().await.expect("load");
     assert_eq!(set.errors.len(), 1, "{:?}", set.errors);
     assert_eq!(set.errors[0].source, "confighub:dd-test/broken");
@@ -197,28 +261,45 @@ async fn desired_state_loads_around_a_broken_unit_and_follows_changes() {
     let p = &api.provenance;
     assert_eq!(
         (p.space.as_deref(), p.unit.as_deref(), p.revision),
-        (Some("dd-test"), Some("backend-api"), Some(1))
+        (Some("dd-test"), Some("backend-api"), Some(2))
     );
     assert!(p.unit_id.is_some() && p.space_id.is_some());
     assert_eq!(p.labels.get("monitor").map(String::as_str), Some("true"));
+    assert!(
+        hub.requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/unit_data?")),
+        "data is read in bulk"
+    );
 
     let mut changes = store.changes();
-    let requests_before = hub.requests().len();
-    // Edit one unit: only it is downloaded again.
-    let mut web = c
-        .unit_by_slug(&space.space_id, "backend-api")
-        .await
-        .expect("get")
-        .expect("unit");
-    web.set_data(
-        web.data_text()
-            .expect("text")
-            .replace("replicas: 3", "replicas: 4")
-            .as_bytes(),
+    // An edit in ConfigHub that is not released: unreleased changes, not drift, no desired change.
+    edit(&c, "dd-test", "backend-api", |t| {
+        t.replace("replicas: 3", "replicas: 4")
+    })
+    .await;
+    let probe = ConfigHubDesiredStore::new(c.clone(), DesiredStoreConfig::spaces(["dd-test"]));
+    let now = probe.load().await.expect("load");
+    let still = now
+        .resources
+        .iter()
+        .find(|r| r.resource.key.name == "backend-api" && r.resource.key.kind == "Deployment")
+        .expect("backend-api");
+    assert_eq!(
+        still.resource.object["spec"]["replicas"], 3,
+        "the released revision is still desired"
     );
-    c.update_unit(&web, &UpdateOptions::default())
-        .await
-        .expect("edit");
+    assert_eq!(
+        probe
+            .unreleased()
+            .iter()
+            .map(|u| u.source.as_str())
+            .collect::<Vec<_>>(),
+        ["confighub:dd-test/backend-api"]
+    );
+    let requests_before = hub.requests().len();
+    // Released: it becomes the desired state; only its data is read.
+    publish(&hub, &c, "dd-test").await;
     match next(&mut changes).await {
         DesiredChange::Replaced { source, resources } => {
             assert_eq!(source, "confighub:dd-test/backend-api");
@@ -227,42 +308,38 @@ async fn desired_state_loads_around_a_broken_unit_and_follows_changes() {
                 .find(|r| r.resource.key.kind == "Deployment")
                 .expect("deployment");
             assert_eq!(d.resource.object["spec"]["replicas"], 4);
-            assert_eq!(d.provenance.revision, Some(2));
+            assert_eq!(d.provenance.revision, Some(3));
         }
         other => panic!("expected backend-api replaced, got {other:?}"),
     }
-    let single_gets: Vec<String> = hub.requests()[requests_before..]
+    assert!(store.unreleased().is_empty());
+    let data_reads: Vec<String> = hub.requests()[requests_before..]
         .iter()
-        .filter(|r| r.starts_with("GET /api/space/") && r.split('/').count() == 6 && !r.contains('?'))
+        .filter(|r| r.contains("/data") && r.starts_with("GET "))
         .cloned()
         .collect();
     assert_eq!(
-        single_gets.len(),
+        data_reads.len(),
         1,
-        "only the changed unit's data is fetched: {single_gets:?}"
+        "only the changed unit's data is fetched: {data_reads:?}"
     );
 
-    // Fix the broken unit; break another; delete a third.
-    let mut fixed = c.get_unit(&space.space_id, &b.unit_id).await.expect("get").unit;
-    fixed.set_data(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fixed, namespace: drift-test}\n");
-    c.update_unit(&fixed, &UpdateOptions::default())
-        .await
-        .expect("fix");
-    let mut fe = c
-        .unit_by_slug(&space.space_id, "frontend-web")
-        .await
-        .expect("get")
-        .expect("unit");
-    fe.set_data(b"kind: Deployment\n  bad: [\n");
-    c.update_unit(&fe, &UpdateOptions::default())
-        .await
-        .expect("break");
+    // Fix the broken unit; break another; delete a third; release.
+    edit(&c, "dd-test", "broken", |_| {
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fixed, namespace: drift-test}\n".into()
+    })
+    .await;
+    edit(&c, "dd-test", "frontend-web", |_| {
+        "kind: Deployment\n  bad: [\n".into()
+    })
+    .await;
     let db = c
         .unit_by_slug(&space.space_id, "database-postgres")
         .await
         .expect("get")
         .expect("unit");
     c.delete_unit(&space.space_id, &db.unit_id).await.expect("delete");
+    publish(&hub, &c, "dd-test").await;
     let mut seen = Vec::new();
     while seen.len() < 3 {
         seen.push(next(&mut changes).await);
@@ -274,6 +351,7 @@ async fn desired_state_loads_around_a_broken_unit_and_follows_changes() {
         "{seen:?}"
     );
     assert!(seen.iter().any(|c| matches!(c, DesiredChange::Replaced { source, resources } if source.ends_with("/database-postgres") && resources.is_empty())), "{seen:?}");
+    let _ = b;
 }
 
 async fn next(
@@ -506,21 +584,17 @@ async fn no_record_is_lost_or_duplicated_under_injected_failures() {
 }
 
 #[tokio::test]
-async fn promotion_updates_exactly_the_stale_downstream_units() {
+async fn promotion_upgrades_exactly_the_stale_downstream_units_then_releases() {
     let (hub, c) = hub().await;
     let chain = Chain::standard("pp");
     setup::install_base(&c, "pp", &base_units()).await.expect("base");
     setup::create_environments(&c, &chain).await.expect("envs");
+    setup::connect_target(&c, "pp-staging", "staging-cluster")
+        .await
+        .expect("target");
     // Two base units change.
-    let base = c.require_space("pp-base").await.expect("base");
     for slug in ["drift-detector-deployment", "drift-detector-service"] {
-        let mut u = c
-            .unit_by_slug(&base.space_id, slug)
-            .await
-            .expect("get")
-            .expect("unit");
-        u.set_data(format!("{}\n# v2\n", u.data_text().expect("text")).as_bytes());
-        c.update_unit(&u, &UpdateOptions::default()).await.expect("edit");
+        edit(&c, "pp-base", slug, |t| format!("{t}\n# v2\n")).await;
     }
     let dev = c.require_space("pp-dev").await.expect("dev");
     let staging = c.require_space("pp-staging").await.expect("staging");
@@ -539,10 +613,16 @@ async fn promotion_updates_exactly_the_stale_downstream_units() {
         "staging is not stale until dev moves"
     );
 
+    // dev has no release Target: upgraded, not released, and the note says why.
     let r = environments::promote(&c, &chain, "base", "dev", false)
         .await
         .expect("promote");
-    assert_eq!(r.items.len(), 2);
+    assert_eq!(r.upgraded.items.len(), 2);
+    assert!(
+        r.release.is_none() && r.note.contains("no release Target"),
+        "{}",
+        r.note
+    );
     assert!(
         environments::needs_upgrade(&c, &dev)
             .await
@@ -562,12 +642,15 @@ async fn promotion_updates_exactly_the_stale_downstream_units() {
     let dry = environments::promote(&c, &chain, "dev", "staging", true)
         .await
         .expect("dry run");
-    assert_eq!(dry.items.len(), 2);
+    assert_eq!(dry.upgraded.items.len(), 2);
+    assert!(dry.release.is_none());
     assert_eq!(revs("pp-staging"), staging_before, "a dry run changes nothing");
+    assert!(hub.releases("pp-staging").is_empty());
     let r = environments::promote(&c, &chain, "dev", "staging", false)
         .await
         .expect("promote");
     let upgraded: Vec<String> = r
+        .upgraded
         .items
         .iter()
         .filter_map(|i| i.unit.as_ref().map(|u| u.slug.clone()))
@@ -582,6 +665,20 @@ async fn promotion_updates_exactly_the_stale_downstream_units() {
         let expect = if stale.contains(slug) { before + 1 } else { *before };
         assert_eq!(*now, expect, "{slug}");
     }
+    // Staging's Release carries the promotion: every unit released at its new head.
+    let release = r.release.expect("a release of staging");
+    assert_eq!(release.unit_count, 4);
+    assert!(
+        hub.units("pp-staging")
+            .iter()
+            .all(|u| !u.has_unreleased_changes())
+    );
+    assert!(
+        hub.requests()
+            .iter()
+            .any(|r| r.starts_with("PATCH /api/unit?") && r.contains("include=UpstreamUnitID")),
+        "the upgrade's join is sent with its include"
+    );
     assert_eq!(
         environments::needs_upgrade(&c, &c.require_space("pp-prod").await.expect("prod"))
             .await
@@ -595,21 +692,28 @@ async fn promotion_updates_exactly_the_stale_downstream_units() {
     assert!(e.to_string().contains("not the environment after"), "{e}");
 }
 
-#[tokio::test]
-async fn remediation_through_confighub_with_an_audit_trail() {
-    let (hub, c) = hub().await;
-    let applied: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = applied.clone();
-    hub.on_apply(Arc::new(move |req| {
-        seen.lock().expect("lock").push(req.unit.slug.clone());
-        Box::pin(async { Ok(()) })
-    }));
-    deployed(&hub, &c, "dd-test").await;
-    applied.lock().expect("lock").clear();
+/// An edit made in the cluster, behind ConfigHub's back.
+type Edit = fn(&mut serde_json::Value);
 
-    // The detector over ConfigHub's desired state and a drifted live set.
+/// The detector over ConfigHub's released state and a cluster the GitOps agent filled, then drifted.
+async fn drifted_detector(
+    c: &ConfigHubClient,
+    cluster: &MemoryCluster,
+    edits: &[(&str, Edit)],
+) -> (Detector, drift_core::ports::DesiredSet) {
     let store = ConfigHubDesiredStore::new(c.clone(), DesiredStoreConfig::spaces(["dd-test"]));
     let desired = store.load().await.expect("load");
+    for (name, patch) in edits {
+        let key = desired
+            .resources
+            .iter()
+            .find(|r| r.resource.key.name == *name && r.resource.key.kind == "Deployment")
+            .expect("object")
+            .resource
+            .key
+            .clone();
+        cluster.edit(&key, patch);
+    }
     let mut det = Detector::new(
         DiffEngine::default(),
         DetectorConfig::default(),
@@ -619,42 +723,81 @@ async fn remediation_through_confighub_with_an_audit_trail() {
     let live: Vec<Resource> = desired
         .resources
         .iter()
-        .map(|d| {
-            let mut r = d.resource.clone();
-            if r.key.name == "backend-api" && r.key.kind == "Deployment" {
-                r.object["spec"]["replicas"] = json!(5);
-            }
-            r
-        })
+        .filter_map(|d| cluster.get(&d.resource.key))
         .collect();
     det.observe(LiveEvent::Restarted {
         scope: RelistScope::All,
-        resources: live.clone(),
+        resources: live,
     });
     det.observe(LiveEvent::Ready);
     while let Some(k) = det.next_key() {
         det.process(&k);
     }
+    (det, desired)
+}
+
+#[tokio::test]
+async fn confighub_wins_is_the_guarded_patch_scoped_to_the_drift_with_an_audit_line() {
+    let (hub, c) = hub().await;
+    let cluster = MemoryCluster::new();
+    gitops_into(&hub, &cluster);
+    deployed(&hub, &c, "dd-test").await;
+    // Someone scales backend-api and swaps its image: two drifts on one object, one of them critical.
+    let (mut det, _) = drifted_detector(
+        &c,
+        &cluster,
+        &[("backend-api", |o| {
+            o["spec"]["replicas"] = json!(5);
+            o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil.example/backdoor:latest");
+        })],
+    )
+    .await;
     let open = det.open_drifts();
     assert_eq!(
         open.len(),
-        1,
+        2,
         "{:?}",
         open.iter().map(|o| o.drift.describe()).collect::<Vec<_>>()
     );
-    let (_, plan) = det.approve(&open[0].drift.id, "alice").expect("plan");
-    assert!(matches!(plan.action, RemediationAction::Revert { .. }));
+    let replica = open
+        .iter()
+        .find(|o| o.drift.rule == "replicas")
+        .expect("replica drift");
+    let (_, plan) = det.approve(&replica.drift.id, "alice").expect("plan");
+    let RemediationAction::Revert { patch } = &plan.action else {
+        panic!("a revert: {:?}", plan.action)
+    };
+    assert!(
+        patch
+            .0
+            .iter()
+            .all(|op| !serde_json::to_string(op).expect("json").contains("image")),
+        "the fix touches only the approved field: {patch:?}"
+    );
 
-    let rem = ConfigHubRemediator::new(c.clone(), RemediatorConfig::default());
+    // Without cluster access ConfigHub cannot apply anything: skipped, not a whole-unit apply.
+    let no_cluster = ConfigHubRemediator::new(c.clone(), RemediatorConfig::default());
+    let skipped = no_cluster.remediate(&plan, RemediationMode::Apply).await;
+    assert_eq!(skipped.status, RemediationStatus::Skipped, "{}", skipped.message);
+
+    let rem = ConfigHubRemediator::new(c.clone(), RemediatorConfig::default())
+        .with_cluster(Arc::new(cluster.clone()));
     let dry = rem.remediate(&plan, RemediationMode::DryRun).await;
     assert_eq!(dry.status, RemediationStatus::DryRunOk, "{}", dry.message);
-    assert!(
-        applied.lock().expect("lock").is_empty(),
-        "a dry run applies nothing"
+    let key = plan.key.clone();
+    assert_eq!(
+        cluster.get(&key).expect("live").object["spec"]["replicas"],
+        5,
+        "a dry run changes nothing"
     );
     let done = rem.remediate(&plan, RemediationMode::Apply).await;
     assert_eq!(done.status, RemediationStatus::Applied, "{}", done.message);
-    assert_eq!(*applied.lock().expect("lock"), ["backend-api"]);
+    let live = cluster.get(&key).expect("live").object;
+    assert_eq!(live["spec"]["replicas"], 3, "the approved drift is fixed");
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"], "evil.example/backdoor:latest",
+        "the critical drift nobody approved is untouched"
+    );
     let space = c.require_space("dd-test").await.expect("space");
     let unit = c
         .unit_by_slug(&space.space_id, "backend-api")
@@ -663,122 +806,171 @@ async fn remediation_through_confighub_with_an_audit_trail() {
         .expect("unit");
     let audit = unit.annotations.get(AUDIT_ANNOTATION).expect("audit annotation");
     assert!(
-        audit.contains(open[0].drift.id.as_str())
-            && audit.contains("alice")
-            && audit.contains("approved by alice"),
+        audit.contains(replica.drift.id.as_str())
+            && audit.contains("approved by alice")
+            && audit.contains("applied"),
         "{audit}"
     );
-
-    // The unit moves on after the plan: the plan is refused, nothing is applied.
-    let mut edited = unit.clone();
-    edited.set_data(
-        edited
-            .data_text()
-            .expect("text")
-            .replace("nginx:1.27-alpine", "nginx:1.28-alpine")
-            .as_bytes(),
+    assert!(
+        !unit.has_unreleased_changes(),
+        "the audit line is metadata: no revision"
     );
-    c.update_unit(&edited, &UpdateOptions::default())
-        .await
-        .expect("edit");
+
+    // The release moves on after the plan: the plan is refused, nothing is sent to the cluster.
+    edit(&c, "dd-test", "backend-api", |t| {
+        t.replace("nginx:1.27-alpine", "nginx:1.28-alpine")
+    })
+    .await;
+    cluster.edit(&key, |o| o["spec"]["replicas"] = json!(5)); // drifted again
+    let unreleased_only = rem.remediate(&plan, RemediationMode::DryRun).await;
+    assert_eq!(
+        unreleased_only.status,
+        RemediationStatus::DryRunOk,
+        "an unreleased edit does not change what the cluster should run: {}",
+        unreleased_only.message
+    );
+    publish(&hub, &c, "dd-test").await;
     let stale = rem.remediate(&plan, RemediationMode::Apply).await;
     assert_eq!(stale.status, RemediationStatus::Conflict, "{}", stale.message);
-    assert_eq!(applied.lock().expect("lock").len(), 1);
+    assert!(
+        stale.message.contains("moved from revision") && stale.message.contains("re-plan"),
+        "refused by the revision check, before anything is sent: {}",
+        stale.message
+    );
+    assert!(
+        hub.contract_violations().is_empty(),
+        "{:?}",
+        hub.contract_violations()
+    );
+}
 
-    // "Cluster wins", targeted: the live replica count is written into the unit with the audit line.
-    let fresh = store.load().await.expect("reload");
-    let api = fresh
+#[tokio::test]
+async fn cluster_wins_writes_the_live_value_releases_it_and_rollback_restores() {
+    let (hub, c) = hub().await;
+    let cluster = MemoryCluster::new();
+    gitops_into(&hub, &cluster);
+    deployed(&hub, &c, "dd-test").await;
+    let (det, desired) = drifted_detector(
+        &c,
+        &cluster,
+        &[("backend-api", |o| o["spec"]["replicas"] = json!(5))],
+    )
+    .await;
+    let open = det.open_drifts();
+    assert_eq!(open.len(), 1);
+    let api = desired
         .resources
         .iter()
         .find(|r| r.resource.key.name == "backend-api" && r.resource.key.kind == "Deployment")
         .expect("api");
-    let live_api = live.iter().find(|r| r.key == api.resource.key).expect("live");
-    let d = DiffEngine::default().diff(
-        &DesiredObject::new(api.resource.clone()),
-        Some(&LiveObject::new(live_api.clone())),
-    );
-    let values =
-        drift_core::patch::adopt_values(&LiveObject::new(live_api.clone()), &d.drifts).expect("adopt values");
+    let live_api = LiveObject::new(cluster.get(&api.resource.key).expect("live"));
+    let d = DiffEngine::default().diff(&DesiredObject::new(api.resource.clone()), Some(&live_api));
+    let values = drift_core::patch::adopt_values(&live_api, &d.drifts).expect("adopt values");
     let adopt = drift_core::ports::RemediationPlan {
+        key: api.resource.key.clone(),
         action: RemediationAction::Adopt { values },
         provenance: Some(api.provenance.clone()),
         drifts: d.drifts.clone(),
+        desired: None,
+        actor: "bob".into(),
         reason: "keep the scale-up".into(),
-        ..plan.clone()
     };
-    let r = rem.remediate(&adopt, RemediationMode::Apply).await;
-    assert_eq!(r.status, RemediationStatus::Applied, "{}", r.message);
+    let rem = ConfigHubRemediator::new(c.clone(), RemediatorConfig::default());
+    let space = c.require_space("dd-test").await.expect("space");
     let unit = c
         .unit_by_slug(&space.space_id, "backend-api")
         .await
         .expect("get")
         .expect("unit");
-    assert!(unit.data_text().expect("text").contains("replicas: 5"));
-    assert!(
-        unit.last_change_description.contains("adopt")
-            && unit.last_change_description.contains("keep the scale-up"),
-        "{}",
-        unit.last_change_description
+    let dry = rem.remediate(&adopt, RemediationMode::DryRun).await;
+    assert_eq!(dry.status, RemediationStatus::DryRunOk, "{}", dry.message);
+    assert_eq!(
+        c.get_unit(&space.space_id, &unit.unit_id)
+            .await
+            .expect("get")
+            .unit
+            .head_revision_num,
+        unit.head_revision_num
     );
+    let r = rem.remediate(&adopt, RemediationMode::Apply).await;
+    assert_eq!(r.status, RemediationStatus::Applied, "{}", r.message);
+    assert!(r.message.contains("release 2 published"), "{}", r.message);
+    let after = c
+        .get_unit(&space.space_id, &unit.unit_id)
+        .await
+        .expect("get")
+        .unit;
+    assert_eq!(after.head_revision_num, unit.head_revision_num + 1);
+    assert_eq!(
+        after.last_released_revision_num, after.head_revision_num,
+        "the live value is released"
+    );
+    let revs = c
+        .revisions(&space.space_id, &unit.unit_id, None)
+        .await
+        .expect("revisions");
+    let last = revs.last().expect("revision");
+    assert!(
+        last.description.contains("adopt") && last.description.contains("keep the scale-up"),
+        "the revision carries the audit line: {}",
+        last.description
+    );
+    let (data, _) = c
+        .read_unit_data(&space.space_id, &unit.unit_id)
+        .await
+        .expect("data");
+    assert!(String::from_utf8(data).expect("utf8").contains("replicas: 5"));
 
-    // Roll back: the revision live before the last apply is restored and applied.
-    let before = unit.head_revision_num;
-    let rolled = rem
-        .rollback(&space.space_id, &unit.unit_id, "undo the fix")
+    // Another unit with unreleased edits: the next adopt writes, but does not release someone else's work.
+    edit(&c, "dd-test", "frontend-web", |t| format!("{t}# pending\n")).await;
+    let after_rollback = rem
+        .rollback(&space.space_id, &unit.unit_id, "undo the adopt", false)
         .await
         .expect("rollback");
-    assert_eq!(rolled.head_revision_num, before + 1);
+    assert!(after_rollback.release.is_none(), "{}", after_rollback.note);
     assert!(
-        rolled.last_change_description.contains("Restored revision"),
+        after_rollback.note.contains("frontend-web"),
+        "{}",
+        after_rollback.note
+    );
+    let (data, _) = c
+        .read_unit_data(&space.space_id, &unit.unit_id)
+        .await
+        .expect("data");
+    assert!(
+        String::from_utf8(data).expect("utf8").contains("replicas: 3"),
+        "restored the revision before the release"
+    );
+    let rolled = c
+        .get_unit(&space.space_id, &unit.unit_id)
+        .await
+        .expect("get")
+        .unit;
+    assert!(
+        rolled.last_change_description.contains("undo the adopt"),
         "{}",
         rolled.last_change_description
-    );
-    assert_eq!(applied.lock().expect("lock").len(), 2);
-
-    // Bulk "ConfigHub wins": two units in one call, a result each.
-    let plans: Vec<_> = fresh
-        .resources
-        .iter()
-        .filter(|r| r.resource.key.kind == "Deployment")
-        .map(|r| drift_core::ports::RemediationPlan {
-            provenance: Some(r.provenance.clone()),
-            key: r.resource.key.clone(),
-            ..plan.clone()
-        })
-        .collect();
-    let outcomes = rem
-        .bulk_apply(&plans, RemediationMode::Apply)
-        .await
-        .expect("bulk");
-    assert_eq!(outcomes.len(), 2);
-    assert!(
-        outcomes.iter().all(|o| o.status == RemediationStatus::Applied),
-        "{outcomes:?}"
     );
 }
 
 #[tokio::test]
 async fn bulk_revert_of_what_a_named_filter_selects() {
     let (hub, c) = hub().await;
-    let applied: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = applied.clone();
-    hub.on_apply(Arc::new(move |req| {
-        seen.lock().expect("lock").push(req.unit.slug.clone());
-        Box::pin(async { Ok(()) })
-    }));
     deployed(&hub, &c, "dd-test").await;
-    applied.lock().expect("lock").clear();
     let store = ConfigHubDesiredStore::new(c.clone(), DesiredStoreConfig::spaces(["dd-test"]));
     let desired = store.load().await.expect("load");
     let log = ConfigHubDriftLog::connect(c.clone(), "dd-drift-records")
         .await
-        .expect("log");
+        .expect("log")
+        .with_cluster("sandbox");
+    let cluster = MemoryCluster::new();
     // Two replica drifts and one image drift, recorded with the units they came from.
     for (name, live_replicas, image) in [
         ("backend-api", 5, "app:1"),
         ("frontend-web", 1, "app:1"),
         ("database-postgres", 3, "app:2"),
     ] {
+        cluster.apply(deployment(name, live_replicas, image));
         let d = drift(name, live_replicas, image);
         let prov = desired
             .resources
@@ -797,7 +989,28 @@ async fn bulk_revert_of_what_a_named_filter_selects() {
         .with_provenance(Some(prov));
         log.append(&e).await.expect("append");
     }
-    let rem = ConfigHubRemediator::new(c.clone(), RemediatorConfig::default());
+    // The drifted units are marked where ConfigHub users look.
+    let space = c.require_space("dd-test").await.expect("space");
+    let marked = c
+        .list_units(
+            &space.space_id,
+            &UnitQuery::with_where(format!("Labels.{DRIFTED_LABEL} = 'true'")),
+        )
+        .await
+        .expect("marked");
+    assert_eq!(marked.len(), 3);
+    let records = c.require_space("dd-drift-records").await.expect("records");
+    let fleet = c
+        .list_units(
+            &records.space_id,
+            &UnitQuery::with_where("Labels.cluster = 'sandbox'"),
+        )
+        .await
+        .expect("fleet");
+    assert_eq!(fleet.len(), 3, "records carry the cluster's name");
+
+    let rem = ConfigHubRemediator::new(c.clone(), RemediatorConfig::default())
+        .with_cluster(Arc::new(cluster.clone()));
     let dry = rem
         .revert_filter(&log, NamedFilter::ReplicaDrifts, RemediationMode::DryRun, "ops")
         .await
@@ -807,7 +1020,10 @@ async fn bulk_revert_of_what_a_named_filter_selects() {
         dry.iter().all(|o| o.status == RemediationStatus::DryRunOk),
         "{dry:?}"
     );
-    assert!(applied.lock().expect("lock").is_empty());
+    let replicas = |name: &str| {
+        cluster.get(&deployment(name, 0, "").key).expect("live").object["spec"]["replicas"].clone()
+    };
+    assert_eq!(replicas("backend-api"), 5, "a dry run changes nothing");
     let out = rem
         .revert_filter(&log, NamedFilter::ReplicaDrifts, RemediationMode::Apply, "ops")
         .await
@@ -817,13 +1033,21 @@ async fn bulk_revert_of_what_a_named_filter_selects() {
     assert_eq!(
         units,
         ["backend-api", "frontend-web"],
-        "one result per unit, the image drift untouched"
+        "one result per drift, the image drift untouched"
     );
     assert!(
         out.iter().all(|o| o.status == RemediationStatus::Applied),
         "{out:?}"
     );
-    let mut hooked = applied.lock().expect("lock").clone();
-    hooked.sort();
-    assert_eq!(hooked, ["backend-api", "frontend-web"]);
+    assert_eq!(
+        (replicas("backend-api"), replicas("frontend-web")),
+        (json!(3), json!(3))
+    );
+    assert_eq!(
+        cluster
+            .get(&deployment("database-postgres", 0, "").key)
+            .expect("live")
+            .object["spec"]["template"]["spec"]["containers"][0]["image"],
+        "app:2"
+    );
 }

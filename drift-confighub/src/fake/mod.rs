@@ -1,24 +1,37 @@
-//! An in-process ConfigHub API server on 127.0.0.1 with the routes, JSON and behaviour of the real one
-//! (`../reference/confighub-api.md` §2), for tests and the offline demo.
+//! An in-process ConfigHub on 127.0.0.1 that behaves as ConfigHub v0.8.5 does (`confighub-api.md` §2),
+//! for tests and the offline demo.
 //!
-//! What it does: spaces, units (create, clone from upstream, get, list with `where`/`filter`/`select`,
-//! `PUT` with `Version` and 409 on a stale one, merge-`PATCH`, delete), revisions with change
-//! descriptions, upgrade from upstream as a three-way merge (upstream changes land on top of the
-//! downstream's own edits), `restore`, bulk patch (`PATCH /unit`) and bulk apply (`POST /unit/apply`)
-//! with 200/207 per-item results, asynchronous apply and refresh (a queued operation that completes
-//! through unit events after a short delay; a unit must have a target), live state, filters, change
-//! sets, targets, and the functions `set-replicas`, `set-image`, `set-int-path`, `set-string-path`,
-//! `get-replicas`. Where-clauses are parsed with the documented grammar and checked against each
-//! entity's attributes: an unknown attribute, `SetID`, `OR` or a wrong operator is a 400, as on the real
-//! API. Every request needs the bearer token.
+//! It can only drift from the real API where the reference itself is inferred: every request first
+//! passes a contract gate built from `confighub-routes.tsv` (kept beside this file), so a route that is
+//! not an operation of v0.8.5 answers 404 as the server does, an unknown query parameter is a 400 and a
+//! body of the wrong content type a 415; each is also recorded ([`FakeHub::contract_violations`]).
+//!
+//! What it does: `GET /info` and a `ConfigHub-Version` header on every answer; spaces (with
+//! `ReleaseTargetID`), targets, units without data (writes answer `UnitCreateOrUpdateResponse`), unit
+//! data only through `GET|PUT .../data` (raw bytes, `ETag` = `DataHash`, `If-None-Match` → 304,
+//! `If-Match` → 409 when stale) and `GET /unit_data`, revisions and revision data, clone and upgrade
+//! (a three-way merge that keeps the downstream's edits), `restore` with the revision selectors
+//! (`Before:LastReleasedRevisionNum`, numbers, `Revision:`, `Tag:`), bulk patch with 200/207 per-item
+//! results, paging (`limit`, `continue`, `ConfigHub-Continue`), Releases (publish bundles the units
+//! assigned to the space's release Target, advances `LastReleasedRevisionNum`, answers the latest
+//! Release with a message when nothing changed; `LiveStatus` by merge patch, 1,024-character messages),
+//! a GitOps agent that syncs each new Release into a cluster through [`FakeHub::on_release`] and, when
+//! configured, reports `LiveStatus` as argobot would, filters, change sets, and the functions
+//! `set-replicas`, `get-replicas`, `set-container-image` (and its deprecated alias `set-image`),
+//! `set-int-path`, `set-string-path`, `set-bool-path`. Where-clauses are parsed with the documented
+//! grammar and checked against each entity's attributes: removed attributes (`LiveRevisionNum`,
+//! `LastAppliedRevisionNum`, `SetID`, ...), `OR` or a wrong operator are a 400, and joins such as
+//! `UpstreamUnit.HeadRevisionNum` need their `include`. A body carrying a removed field (`Data`) is a
+//! 400 too ([I]: the real decoder may ignore it; refusing it keeps our client honest). Every request but
+//! `/info` needs the bearer token.
 //!
 //! Fault injection ([`Faults`]): latency, 429 with `Retry-After`, 500 before anything happens, and
 //! failures *after* a write committed (the connection dropped, or the answer delayed past the client's
 //! timeout) — the cases that make naive retries duplicate things.
 //!
-//! What it does not do: organizations and users, approvals and apply gates, triggers, workers (targets
-//! are added with [`FakeHub::add_target`]), links, views, tags, mutations history, `where_data`, and the
-//! real bridge's refresh (a refresh reads live data from [`FakeHub::on_refresh`] if set).
+//! What it does not do: organizations and users, triggers and validation, links, views, tags as
+//! entities (a Release's auto-created Tag works as a restore selector), mutations, `where_data`,
+//! change orders, withdraw, and the release tarball.
 
 mod routes;
 mod state;
@@ -30,9 +43,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::client::ClientConfig;
-use crate::model::{Space, Unit};
+use crate::model::{Release, Space, Unit};
 
-pub use state::{ApplyHook, HookRequest, RefreshHook};
+pub use routes::{Operation, ROUTES_TSV, SIMULATED_VERSION, check_request, operations, served_operations};
+pub use state::{DeliveredUnit, Delivery, ReleaseHook};
 
 /// Faults to inject. Rates are probabilities per request (0.0–1.0), drawn from a seeded generator so a
 /// run is reproducible.
@@ -149,13 +163,17 @@ pub struct FakeHubConfig {
     pub port: u16,
     /// The bearer token every request must carry.
     pub token: String,
-    /// How long a queued apply or refresh takes (default 30 ms).
-    pub operation_delay: Duration,
-    /// Serve the older route names (`/live-state`) instead of the newer ones (`/live_state`).
-    pub legacy_routes: bool,
+    /// How long after a publish the simulated GitOps agent syncs the Release (default 20 ms).
+    pub sync_delay: Duration,
+    /// The version to report (default [`SIMULATED_VERSION`]); an older one simulates an old server.
+    pub version: Option<String>,
+    /// When set, the simulated GitOps agent reports `Release.LiveStatus` under this name after each
+    /// sync, as argobot does for Argo CD. Unset: nothing reports (a Flux setup, or no agent reporting).
+    pub agent_reporter: Option<String>,
     /// Faults.
     pub faults: Faults,
-    /// Give every new space a target with this slug, as a bridge worker started for it would.
+    /// Give every new space a Target with this slug and make it the space's release Target, as an
+    /// operator connecting the space to a cluster would.
     pub auto_target: Option<String>,
 }
 
@@ -164,8 +182,9 @@ impl Default for FakeHubConfig {
         FakeHubConfig {
             port: 0,
             token: "fake-confighub-token".into(),
-            operation_delay: Duration::from_millis(30),
-            legacy_routes: false,
+            sync_delay: Duration::from_millis(20),
+            version: None,
+            agent_reporter: None,
             faults: Faults::default(),
             auto_target: None,
         }
@@ -185,22 +204,28 @@ impl FakeHubConfig {
         self.faults = f;
         self
     }
-    /// Sets the operation delay.
+    /// Sets how long after a publish the GitOps agent syncs.
     #[must_use]
-    pub fn operation_delay(mut self, d: Duration) -> Self {
-        self.operation_delay = d;
+    pub fn sync_delay(mut self, d: Duration) -> Self {
+        self.sync_delay = d;
+        self
+    }
+    /// Reports this version (an older one simulates a server this client refuses).
+    #[must_use]
+    pub fn version(mut self, v: impl Into<String>) -> Self {
+        self.version = Some(v.into());
+        self
+    }
+    /// Makes the GitOps agent report `Release.LiveStatus` under this name.
+    #[must_use]
+    pub fn agent_reporter(mut self, name: impl Into<String>) -> Self {
+        self.agent_reporter = Some(name.into());
         self
     }
     /// Gives every new space a target with this slug.
     #[must_use]
     pub fn auto_target(mut self, slug: impl Into<String>) -> Self {
         self.auto_target = Some(slug.into());
-        self
-    }
-    /// Serves the older route names.
-    #[must_use]
-    pub fn legacy_routes(mut self, on: bool) -> Self {
-        self.legacy_routes = on;
         self
     }
 }
@@ -276,7 +301,8 @@ impl FakeHub {
         self.shared.fault_counts()
     }
 
-    /// Adds a target to a space, as a bridge worker would when it starts; returns its id.
+    /// Adds a Target to a space and makes it the space's release Target (as an operator connecting
+    /// the space to a cluster would); returns its id.
     ///
     /// # Errors
     /// The space does not exist.
@@ -284,15 +310,53 @@ impl FakeHub {
         self.shared.add_target(space_slug, target_slug)
     }
 
-    /// Called when an apply completes (not for dry runs), with the space slug, the unit and its data;
-    /// an `Err` makes the apply fail with that message. The demo uses it to write to the sandbox cluster.
-    pub fn on_apply(&self, hook: ApplyHook) {
-        self.shared.set_apply_hook(hook);
+    /// The GitOps agent: called with each newly published Release (not for dry runs) a moment after
+    /// the publish, as Argo CD or Flux pulls it; an `Err` is a failed sync. The demo uses it to write the
+    /// bundled objects into the sandbox cluster.
+    pub fn on_release(&self, hook: ReleaseHook) {
+        self.shared.set_release_hook(hook);
     }
 
-    /// Called by a refresh to read the live data of a unit (YAML); without it a refresh finds no drift.
-    pub fn on_refresh(&self, hook: RefreshHook) {
-        self.shared.set_refresh_hook(hook);
+    /// Releases the agent has synced so far: id, and the error when the sync failed.
+    pub fn deliveries(&self) -> Vec<(String, Option<String>)> {
+        self.shared.state().delivered.clone()
+    }
+
+    /// Waits (up to `timeout`) until the agent has synced this Release; its error if the sync failed.
+    ///
+    /// # Errors
+    /// The sync failed, or did not happen in time.
+    pub async fn wait_delivered(&self, release_id: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some((_, e)) = self.deliveries().into_iter().find(|(id, _)| id == release_id) {
+                return e.map_or(Ok(()), Err);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("release {release_id} was not synced within {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Requests that broke the contract (not an operation of v0.8.5, an unknown query parameter, a
+    /// wrong content type), as `METHOD /path?query: why`.
+    pub fn contract_violations(&self) -> Vec<String> {
+        self.shared
+            .violations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The data of a unit by space and unit slug (for test assertions; bypasses HTTP).
+    pub fn unit_data(&self, space_slug: &str, unit_slug: &str) -> Option<Vec<u8>> {
+        self.shared.unit_data(space_slug, unit_slug)
+    }
+
+    /// The Releases of a space, oldest first (for test assertions; bypasses HTTP).
+    pub fn releases(&self, space_slug: &str) -> Vec<Release> {
+        self.shared.releases(space_slug)
     }
 
     /// The spaces (for test assertions; bypasses HTTP).
@@ -322,6 +386,9 @@ impl FakeHub {
 
 impl Drop for FakeHub {
     fn drop(&mut self) {
+        for v in self.contract_violations() {
+            tracing::error!(violation = %v, "a request broke ConfigHub v0.8.5's contract");
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

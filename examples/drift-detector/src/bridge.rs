@@ -1,12 +1,13 @@
-//! What a ConfigHub bridge worker does, for the in-process demo: applies a unit's objects to the
-//! sandbox cluster with server-side apply (field manager `confighub-bridge`).
+//! What a GitOps agent (Argo CD, Flux) does with a ConfigHub Release, for the in-process demo and the
+//! sandbox: pulls the bundle and syncs its objects into the cluster with server-side apply (field manager
+//! `confighub-gitops`). ConfigHub itself applies nothing (`confighub-api.md` §2.13).
 
 use drift_core::kinds;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
-/// The field manager the bridge applies with.
-pub(crate) const BRIDGE_MANAGER: &str = "confighub-bridge";
+/// The field manager the simulated GitOps agent applies with.
+pub(crate) const GITOPS_MANAGER: &str = "confighub-gitops";
 
 /// Applies every object of a multi-document YAML to the cluster (namespaces first).
 pub(crate) async fn apply_yaml(client: &kube::Client, yaml: &str) -> Result<usize, String> {
@@ -30,7 +31,7 @@ pub(crate) async fn apply_yaml(client: &kube::Client, yaml: &str) -> Result<usiz
             (None, true) => Api::namespaced_with(client.clone(), "default", &ar),
             _ => Api::all_with(client.clone(), &ar),
         };
-        let params = PatchParams::apply(BRIDGE_MANAGER).force();
+        let params = PatchParams::apply(GITOPS_MANAGER).force();
         api.patch(&k.name, &params, &Patch::Apply(&r.object))
             .await
             .map_err(|e| format!("applying {k}: {e}"))?;
@@ -39,13 +40,18 @@ pub(crate) async fn apply_yaml(client: &kube::Client, yaml: &str) -> Result<usiz
     Ok(n)
 }
 
-/// A fake-hub apply hook that applies each unit to this cluster, as a bridge worker would.
-pub(crate) fn apply_hook(client: kube::Client) -> drift_confighub::fake::ApplyHook {
-    std::sync::Arc::new(move |req: drift_confighub::fake::HookRequest| {
+/// The simulator's GitOps agent: syncs each published Release into this cluster (namespaces first).
+pub(crate) fn gitops_hook(client: kube::Client) -> drift_confighub::fake::ReleaseHook {
+    std::sync::Arc::new(move |d: drift_confighub::fake::Delivery| {
         let client = client.clone();
         Box::pin(async move {
-            let text = String::from_utf8(req.data).map_err(|e| format!("unit {}: {e}", req.unit.slug))?;
-            apply_yaml(&client, &text).await.map(|_| ())
+            for u in d.units {
+                let text = String::from_utf8(u.data).map_err(|e| format!("unit {}: {e}", u.slug))?;
+                apply_yaml(&client, &text)
+                    .await
+                    .map_err(|e| format!("unit {}: {e}", u.slug))?;
+            }
+            Ok(())
         })
     })
 }

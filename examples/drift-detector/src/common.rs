@@ -65,9 +65,34 @@ pub(crate) struct HubArgs {
         value_name = "TOKEN"
     )]
     pub cub_token: Option<String>,
+    /// Which revision of a unit is the desired state: `released` (its last Release: what the cluster
+    /// should run; edits not yet released are "unreleased changes", not drift) or `head`.
+    #[arg(
+        long = "desired-revision",
+        env = "CUB_DESIRED_REVISION",
+        default_value = "released",
+        value_name = "released|head"
+    )]
+    pub desired_revision: drift_confighub::DesiredRevision,
 }
 
 impl HubArgs {
+    /// Reads the server's version (`GET /info`); a server older than API 0.8 is an error. An unreachable
+    /// server is only a warning here: the caller's own requests say what is wrong.
+    pub(crate) async fn check_server(&self, c: &drift_confighub::ConfigHubClient) -> anyhow::Result<()> {
+        match c.check_server().await {
+            Ok(info) => {
+                tracing::info!(version = %info.version, url = %c.base_url(), "ConfigHub");
+                Ok(())
+            }
+            Err(e @ drift_confighub::ConfigHubError::Unsupported { .. }) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read ConfigHub's version (GET /info)");
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) fn client(&self) -> anyhow::Result<drift_confighub::ConfigHubClient> {
         let token = self
             .cub_token

@@ -27,6 +27,8 @@ use crate::engine::{self, Handle, Parts, UiEvent};
 
 const PROJECT: &str = "drift-demo";
 const NAMESPACE: &str = "drift-test";
+/// The walkthrough's steps.
+const STEPS: usize = 6;
 
 /// Runs the demo: an in-process sandbox cluster and ConfigHub, a drift made through the Kubernetes
 /// API, found, analysed, fixed through ConfigHub and verified.
@@ -81,7 +83,7 @@ impl Walkthrough {
     fn step(&mut self, title: &str) {
         let number = self.steps.len() + 1;
         if self.text {
-            crate::out(&format!("\n[{number}/5] {title}\n"));
+            crate::out(&format!("\n[{number}/{STEPS}] {title}\n"));
         }
         self.steps.push(Step {
             number,
@@ -146,6 +148,29 @@ async fn replicas(client: &kube::Client, kind: &str, name: &str) -> Option<i64> 
         .and_then(|o| o.data["spec"]["replicas"].as_i64())
 }
 
+/// A replica count for people: `3`, or `none` when the object is not there.
+fn count(n: Option<i64>) -> String {
+    n.map_or_else(|| "none".to_string(), |n| n.to_string())
+}
+
+/// Waits until `kind/name` has `want` replicas in the cluster (the GitOps agent syncs a moment later).
+async fn wait_replicas(
+    client: &kube::Client,
+    kind: &str,
+    name: &str,
+    want: i64,
+    timeout: Duration,
+) -> Option<i64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = replicas(client, kind, name).await;
+        if n == Some(want) || Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits for UI events until `done` says so, or times out.
 async fn wait_for(
     rx: &mut broadcast::Receiver<UiEvent>,
@@ -195,17 +220,22 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         .await
         .context("starting the sandbox API server")?;
     let kube = sandbox.client().context("a client for the sandbox")?;
-    let hub = FakeHub::start(FakeHubConfig::default().operation_delay(Duration::from_millis(20)))
+    let hub = FakeHub::start(FakeHubConfig::default().sync_delay(Duration::from_millis(10)))
         .await
         .context("starting the ConfigHub simulator")?;
-    hub.on_apply(crate::bridge::apply_hook(kube.clone()));
+    hub.on_release(crate::bridge::gitops_hook(kube.clone()));
     let c = ConfigHubClient::new(hub.client_config())?;
+    let info = c.check_server().await?;
     let chain = Chain::standard(PROJECT);
     let prod = chain.space_slug("prod");
     let records_space = setup::records_space(PROJECT);
 
     // 1 ------------------------------------------------------------------------------------------
     w.step("Initialize ConfigHub resources");
+    w.say(format!(
+        "ConfigHub {} (the simulator of API v0.8: releases, data endpoints)",
+        info.version
+    ));
     let base_units: Vec<UnitSpec> = crate::common::BASE_UNITS
         .iter()
         .map(|(slug, data)| UnitSpec::new(*slug, *data, &[("app", "drift-detector"), ("type", "devops-app")]))
@@ -260,7 +290,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     );
 
     // 2 ------------------------------------------------------------------------------------------
-    w.step("Discover critical services through a filter, deploy them, start watching");
+    w.step("Discover critical services through a filter, release them, start watching");
     let found: Vec<String> = c
         .list_units(
             &prod_space.space_id,
@@ -281,45 +311,53 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         found.iter().map(String::as_str).collect::<BTreeSet<_>>() == want,
         "",
     );
-    hub.add_target(&prod, "k8s-sandbox").map_err(anyhow::Error::msg)?;
-    setup::set_target(&c, &prod, "k8s-sandbox").await?;
-    let applied = setup::apply_space(&c, &prod, false, false, Duration::from_secs(20)).await?;
+    setup::connect_target(&c, &prod, "k8s-sandbox").await?;
+    let published = setup::publish_space(&c, &prod, "drift-demo: first release of prod").await?;
+    let synced = hub
+        .wait_delivered(&published.release.release_id, Duration::from_secs(20))
+        .await;
     w.say(format!(
-        "applied {} prod units to the sandbox cluster through the bridge",
-        applied.len()
+        "published release {} of {prod} ({} units); the GitOps agent synced it into the sandbox cluster",
+        published.release.release_num, published.release.unit_count
     ));
     w.check(
-        "every prod unit applied",
-        !applied.is_empty() && applied.iter().all(|a| a.ok),
-        applied
-            .iter()
-            .filter(|a| !a.ok)
-            .map(|a| format!("{}: {}", a.unit, a.message))
-            .collect::<Vec<_>>()
-            .join("; "),
+        "the release of prod reached the cluster",
+        synced.is_ok(),
+        synced.err().unwrap_or_default(),
     );
-    let live_counts = (
+    let live_counts = [
         replicas(&kube, "Deployment", "backend-api").await,
         replicas(&kube, "Deployment", "frontend-web").await,
         replicas(&kube, "StatefulSet", "database-postgres").await,
-    );
+    ];
     w.check(
         "live: backend-api 3 replicas, frontend-web 2, database-postgres 1",
-        live_counts == (Some(3), Some(2), Some(1)),
-        format!("{live_counts:?}"),
+        live_counts == [Some(3), Some(2), Some(1)],
+        format!(
+            "backend-api {}, frontend-web {}, database-postgres {}",
+            count(live_counts[0]),
+            count(live_counts[1]),
+            count(live_counts[2])
+        ),
     );
 
     let desired = ConfigHubDesiredStore::new(
         c.clone(),
         DesiredStoreConfig::spaces([prod.clone()])
             .with_where("Labels.tier = 'critical'")
-            .poll_interval(Duration::from_secs(2)),
+            .poll_interval(Duration::from_millis(200)),
     );
-    let log = Arc::new(ConfigHubDriftLog::connect(c.clone(), &records_space).await?);
-    let remediator = Arc::new(ConfigHubRemediator::new(
-        c.clone(),
-        drift_confighub::RemediatorConfig::default(),
-    ));
+    let desired_probe = desired.clone();
+    let log = Arc::new(
+        ConfigHubDriftLog::connect(c.clone(), &records_space)
+            .await?
+            .with_cluster("sandbox"),
+    );
+    // "ConfigHub wins": the engine's guarded patch goes to the cluster; the audit line to ConfigHub.
+    let remediator = Arc::new(
+        ConfigHubRemediator::new(c.clone(), drift_confighub::RemediatorConfig::default())
+            .with_cluster(Arc::new(drift_kube::KubeRemediator::new(kube.clone()))),
+    );
     let mut detector = DetectorConfig::default();
     detector.policy.auto_fix = args.auto_fix;
     detector.actor = "drift-detector/demo".into();
@@ -459,7 +497,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     }
 
     // 5 ------------------------------------------------------------------------------------------
-    w.step("Apply the fixes through ConfigHub and verify live");
+    w.step("Fix through ConfigHub: a guarded patch of the drifted field, the audit line in ConfigHub");
     if args.auto_fix {
         w.say("AUTO_FIX is on: replica drifts are auto-correctable, so the daemon fixes them unattended");
     } else {
@@ -498,14 +536,18 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         corrected >= 2,
         format!("{corrected} corrected"),
     );
-    let live_counts = (
+    let live_counts = [
         replicas(&kube, "Deployment", "backend-api").await,
         replicas(&kube, "Deployment", "frontend-web").await,
-    );
+    ];
     w.check(
         "live: backend-api back to 3, frontend-web back to 2",
-        live_counts == (Some(3), Some(2)),
-        format!("{live_counts:?}"),
+        live_counts == [Some(3), Some(2)],
+        format!(
+            "backend-api {}, frontend-web {}",
+            count(live_counts[0]),
+            count(live_counts[1])
+        ),
     );
     let snap = handle.snapshot().await.context("the pipeline stopped")?;
     w.check(
@@ -569,6 +611,56 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         .map(|r| r.len())
         .unwrap_or_default();
     w.check("no drift was recorded twice", all == 2, format!("{all} records"));
+
+    // 6 ------------------------------------------------------------------------------------------
+    w.step("Change the desired state the ConfigHub way: unreleased until a Release carries it");
+    let api_unit = c
+        .unit_by_slug(&prod_space.space_id, "backend-api")
+        .await?
+        .context("the backend-api unit")?;
+    let (data, hash) = c.read_unit_data(&prod_space.space_id, &api_unit.unit_id).await?;
+    let edited = String::from_utf8_lossy(&data).replacen("replicas: 3", "replicas: 4", 1);
+    c.put_unit_data(
+        &prod_space.space_id,
+        &api_unit.unit_id,
+        edited.as_bytes(),
+        &drift_confighub::DataWrite::if_match(hash).description("scale backend-api to 4 for the sale"),
+    )
+    .await?;
+    w.say("backend-api edited in ConfigHub (replicas 4), not released yet");
+    // Two polls of the desired state: the edit is seen, and is not drift.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let unreleased: Vec<String> = desired_probe.unreleased().into_iter().map(|u| u.source).collect();
+    let snap = handle.snapshot().await.context("the pipeline stopped")?;
+    w.check(
+        "the edit shows as unreleased changes, not as drift",
+        unreleased.iter().any(|s| s.ends_with("/backend-api")) && snap.open.is_empty(),
+        format!(
+            "unreleased: {}; open drifts: {}",
+            unreleased.join(", "),
+            snap.open.len()
+        ),
+    );
+    let second = setup::publish_space(&c, &prod, "drift-demo: release the scale-up").await?;
+    let live = wait_replicas(&kube, "Deployment", "backend-api", 4, Duration::from_secs(20)).await;
+    w.say(format!(
+        "published release {}: the GitOps agent synced it; backend-api runs {} replicas",
+        second.release.release_num,
+        count(live)
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let snap = handle.snapshot().await.context("the pipeline stopped")?;
+    let unreleased = desired_probe.unreleased();
+    w.check(
+        "released, it is the desired state: live 4 = desired 4, no drift, nothing unreleased",
+        live == Some(4) && snap.open.is_empty() && unreleased.is_empty(),
+        format!(
+            "live {}, open drifts {}, unreleased {}",
+            count(live),
+            snap.open.len(),
+            unreleased.len()
+        ),
+    );
 
     let failed = w.failed();
     w.passed = failed == 0;

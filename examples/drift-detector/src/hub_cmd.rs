@@ -1,7 +1,6 @@
 //! `drift-detector hub ...`: the ConfigHub setup steps, idempotent, with progress output.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use drift_confighub::environments::{Chain, SetupReport};
@@ -18,8 +17,11 @@ use crate::common::HubArgs;
 /// Examples:
 ///   export CUB_TOKEN=$(cub auth get-token)
 ///   drift-detector hub install-base && drift-detector hub install-envs
-///   drift-detector hub deploy-test && drift-detector hub apply-all prod --target k8s-my-worker
+///   drift-detector hub deploy-test && drift-detector hub publish test --target my-cluster
 ///   drift-detector hub promote dev staging
+///
+/// ConfigHub (API v0.8) applies nothing itself: configuration reaches a cluster when a Release of a
+/// space is published and the cluster's GitOps agent (Argo CD, Flux) pulls it.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct HubCmdArgs {
@@ -49,21 +51,33 @@ pub(crate) enum HubStep {
         #[arg(long, value_delimiter = ',', default_value = "dev,staging,prod")]
         envs: Vec<String>,
     },
-    /// Applies every unit of an environment that is not live at its head revision.
-    ApplyAll {
+    /// Publishes a Release of an environment's space: every unit assigned to its release Target, at
+    /// head. The cluster's GitOps agent then syncs it. (Was `apply-all`: ConfigHub no longer applies.)
+    #[command(alias = "apply-all")]
+    Publish {
         /// The environment (`base`, `dev`, `staging`, `prod`, or `test` for deploy-test's space).
         env: String,
-        /// Set this target on units that have none first (the target a bridge worker created).
+        /// Connect the space to this Target first (created if missing; made the release Target and set
+        /// on every unit). With --sandbox: k8s-sandbox.
         #[arg(long)]
         target: Option<String>,
-        /// Apply every unit, even those already live.
-        #[arg(long)]
-        all: bool,
+    },
+    /// Rolls a unit back to the revision before its last release and publishes (when nothing else in
+    /// the space is unreleased).
+    Rollback {
+        /// The environment.
+        env: String,
+        /// The unit slug.
+        unit: String,
+        /// Why (recorded as the revision's description).
+        #[arg(long, default_value = "rollback requested with drift-detector hub rollback")]
+        reason: String,
         /// Validate only.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Upgrades the units of TO whose upstream in FROM has changed (a three-way merge).
+    /// Upgrades the units of TO whose upstream in FROM has changed (a three-way merge), then publishes
+    /// a Release of TO.
     Promote {
         from: String,
         to: String,
@@ -71,8 +85,8 @@ pub(crate) enum HubStep {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Reverts every open drift a named filter selects (replica-drifts, critical-drifts, ...) by
-    /// applying the units they came from, in one bulk call, with a result per unit.
+    /// Reverts every open drift a named filter selects (replica-drifts, critical-drifts, ...): one
+    /// guarded patch per drift sent to the cluster, each dry-run first, with a result per drift.
     Revert {
         /// critical-drifts, resource-drifts, replica-drifts, security-drift, production-drift,
         /// auto-correctable or manual-review.
@@ -80,6 +94,9 @@ pub(crate) enum HubStep {
         /// The drift-records space (default `<project>-drift-records`).
         #[arg(long)]
         records_space: Option<String>,
+        /// The cluster the drifts are in (default: the sandbox's with --sandbox, else the usual places).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
         /// Validate only.
         #[arg(long)]
         dry_run: bool,
@@ -177,52 +194,52 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
             ));
             print_report(&setup::create_environments(&c, &chain).await?);
         }
-        HubStep::ApplyAll {
-            env,
-            target,
-            all,
-            dry_run,
-        } => {
+        HubStep::Publish { env, target } => {
             let space = space_of(env);
             let target = target
                 .clone()
                 .or_else(|| args.sandbox.then(|| "k8s-sandbox".to_string()));
             if let Some(t) = target {
-                print_report(&setup::set_target(&c, &space, &t).await?);
+                print_report(&setup::connect_target(&c, &space, &t).await?);
             }
-            crate::out(&format!(
-                "applying {space}{}\n",
-                if *dry_run { " (dry run)" } else { "" }
-            ));
-            let results = setup::apply_space(&c, &space, *all, *dry_run, Duration::from_secs(120)).await?;
-            if results.is_empty() {
-                crate::out("nothing to apply: every unit is live at its head revision\n");
-            }
-            let mut failed = 0;
-            for r in &results {
+            crate::out(&format!("publishing a Release of {space}\n"));
+            let r = setup::publish_space(&c, &space, "drift-detector hub publish").await?;
+            if r.message.is_empty() {
                 crate::out(&format!(
-                    "{:>9}  {} {}\n",
-                    if r.ok { "applied" } else { "FAILED" },
-                    r.unit,
-                    r.message
+                    "release {} published: {} units (its GitOps agent syncs it into the cluster)\n",
+                    r.release.release_num, r.release.unit_count
                 ));
-                failed += usize::from(!r.ok);
+            } else {
+                crate::out(&format!("release {}: {}\n", r.release.release_num, r.message));
             }
-            if failed > 0 {
-                return Ok(1);
-            }
+        }
+        HubStep::Rollback {
+            env,
+            unit,
+            reason,
+            dry_run,
+        } => {
+            let space = c.require_space(&space_of(env)).await?;
+            let u = c
+                .unit_by_slug(&space.space_id, unit)
+                .await?
+                .with_context(|| format!("no unit {unit} in {}", space.slug))?;
+            let rem = drift_confighub::ConfigHubRemediator::new(
+                c.clone(),
+                drift_confighub::RemediatorConfig::default(),
+            );
+            let r = rem
+                .rollback(&space.space_id, &u.unit_id, reason, *dry_run)
+                .await?;
+            crate::out(&format!(
+                "{unit}: revision {} restores the revision before the last release; {}\n",
+                r.unit.head_revision_num, r.note
+            ));
         }
         HubStep::Promote { from, to, dry_run } => {
             let r = drift_confighub::environments::promote(&c, &chain, from, to, *dry_run).await?;
-            if r.items.is_empty() {
-                crate::out(&format!(
-                    "{} is up to date with {}\n",
-                    space_of(to),
-                    space_of(from)
-                ));
-            }
             let mut failed = 0;
-            for i in &r.items {
+            for i in &r.upgraded.items {
                 match (&i.unit, &i.error) {
                     (_, Some(e)) => {
                         failed += 1;
@@ -237,6 +254,7 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
                     _ => {}
                 }
             }
+            crate::out(&format!("{}\n", r.note));
             if failed > 0 {
                 return Ok(1);
             }
@@ -244,6 +262,7 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
         HubStep::Revert {
             filter,
             records_space,
+            kubeconfig,
             dry_run,
         } => {
             let Some(f) = drift_core::policy::NamedFilter::from_slug(filter) else {
@@ -257,10 +276,17 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
                 .clone()
                 .unwrap_or_else(|| setup::records_space(&args.project));
             let log = drift_confighub::ConfigHubDriftLog::connect(c.clone(), &space).await?;
+            let path = match kubeconfig {
+                Some(p) => Some(p.clone()),
+                None if args.sandbox => sandbox_state(&args)?["kubeconfig"].as_str().map(PathBuf::from),
+                None => None,
+            };
+            let kube = crate::common::kube_client(path.as_deref(), None).await?;
             let rem = drift_confighub::ConfigHubRemediator::new(
                 c.clone(),
                 drift_confighub::RemediatorConfig::default(),
-            );
+            )
+            .with_cluster(std::sync::Arc::new(drift_kube::KubeRemediator::new(kube)));
             let mode = if *dry_run {
                 drift_core::ports::RemediationMode::DryRun
             } else {
@@ -275,10 +301,10 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
             let mut failed = 0;
             for o in &out {
                 crate::out(&format!(
-                    "{:>10}  {} ({} drifts): {}\n",
-                    format!("{:?}", o.status).to_lowercase(),
+                    "{:>10}  {} {}: {}\n",
+                    status_word(o.status),
                     o.unit,
-                    o.drift_ids.len(),
+                    o.drift_ids.join(", "),
                     o.message
                 ));
                 failed += usize::from(matches!(
@@ -307,7 +333,7 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
                 .map(|u| u.unit.slug)
                 .collect();
             crate::out(&format!(
-                "units: {}\n(apply them with `drift-detector hub apply-all test`)\n",
+                "units: {}\n(release them with `drift-detector hub publish test --target <cluster>`)\n",
                 units.join(", ")
             ));
             if *with_drift {
@@ -329,7 +355,7 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
                         &Patch::Merge(json!({"spec": {"replicas": n}})),
                     )
                     .await
-                    .with_context(|| format!("scaling {name} (apply the units first)"))?;
+                    .with_context(|| format!("scaling {name} (publish the units first)"))?;
                     crate::out(&format!(
                         "scaled {name} to {n} in the cluster, behind ConfigHub's back\n"
                     ));
@@ -338,4 +364,16 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn status_word(s: drift_core::ports::RemediationStatus) -> &'static str {
+    use drift_core::ports::RemediationStatus as S;
+    match s {
+        S::Applied => "applied",
+        S::DryRunOk => "dry-run ok",
+        S::Conflict => "conflict",
+        S::Failed => "FAILED",
+        S::Skipped => "skipped",
+        _ => "done",
+    }
 }

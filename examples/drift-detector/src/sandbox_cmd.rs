@@ -9,13 +9,15 @@ use serde_json::json;
 /// Runs the sandbox Kubernetes API server on 127.0.0.1 until interrupted, so `kubectl`, `scan` and
 /// `watch` can be used against it exactly as against a cluster.
 ///
-/// With --hub it also runs the ConfigHub simulator (applies go to the sandbox, as a bridge worker's
-/// would) and `drift-detector hub --sandbox ...` finds it through `<state-dir>/sandbox.json`.
+/// With --hub it also runs the ConfigHub simulator (API v0.8.5; every Release published there is
+/// synced into the sandbox, as a GitOps agent would) and `drift-detector hub --sandbox ...` finds it
+/// through `<state-dir>/sandbox.json`.
 ///
 /// Example:
 ///   drift-detector sandbox --hub &
 ///   kubectl --kubeconfig sandbox.kubeconfig get ns
 ///   drift-detector hub --sandbox install-base
+///   drift-detector hub --sandbox deploy-test && drift-detector hub --sandbox publish test
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct SandboxArgs {
@@ -53,9 +55,9 @@ pub(crate) async fn run(args: SandboxArgs) -> anyhow::Result<i32> {
         )
         .await
         .context("starting the ConfigHub simulator")?;
-        hub.on_apply(crate::bridge::apply_hook(sandbox.client()?));
+        hub.on_release(crate::bridge::gitops_hook(sandbox.client()?));
         crate::out(&format!(
-            "ConfigHub simulator: {}  token: {}\n  (every space gets the target k8s-sandbox; applies go to the sandbox)\n  export CUB_API_URL={} CUB_TOKEN={}\n",
+            "ConfigHub simulator (API v0.8.5): {}  token: {}\n  (every space gets the release Target k8s-sandbox; a simulated GitOps agent syncs each Release into the sandbox)\n  export CUB_API_URL={} CUB_TOKEN={}\n",
             hub.url(),
             hub.token(),
             hub.url(),

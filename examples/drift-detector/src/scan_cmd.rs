@@ -53,9 +53,11 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
         set.resources.into_iter().map(|r| r.resource).collect()
     } else if !args.spaces.is_empty() {
         let hub = args.hub.client()?;
+        args.hub.check_server(&hub).await?;
         let store = drift_confighub::ConfigHubDesiredStore::new(
             hub,
-            drift_confighub::DesiredStoreConfig::spaces(args.spaces.clone()),
+            drift_confighub::DesiredStoreConfig::spaces(args.spaces.clone())
+                .revision(args.hub.desired_revision),
         );
         let set = store
             .load()

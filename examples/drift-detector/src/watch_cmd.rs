@@ -18,7 +18,9 @@ use crate::store::Store;
 /// Where fixes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum RemediateVia {
-    /// Through ConfigHub (apply the unit); needs ConfigHub.
+    /// Through ConfigHub: the guarded patch of the drifted fields to the cluster, the audit line and
+    /// outcome in ConfigHub; adopting writes the live value into the unit and releases it. Needs
+    /// ConfigHub and rbac-remediate.yaml.
     Confighub,
     /// Patch the cluster directly (guarded JSON Patch, dry run first); needs rbac-remediate.yaml.
     Cluster,
@@ -58,6 +60,10 @@ pub(crate) struct WatchArgs {
     /// The ConfigHub space that holds drift records (default: `<first space>-drift-records`).
     #[arg(long = "records-space")]
     pub records_space: Option<String>,
+    /// This cluster's name, labelled on every drift record (`cluster`), so one records space serves a
+    /// fleet of detectors.
+    #[arg(long = "cluster-name", env = "CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
     /// Fix auto-correctable drifts without waiting for a person (never critical ones).
     #[arg(long, env = "AUTO_FIX")]
     pub auto_fix: Option<bool>,
@@ -130,7 +136,9 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
             );
         }
         let hub = args.hub.client()?;
-        let mut dcfg = drift_confighub::DesiredStoreConfig::spaces(args.spaces.clone());
+        args.hub.check_server(&hub).await?;
+        let mut dcfg = drift_confighub::DesiredStoreConfig::spaces(args.spaces.clone())
+            .revision(args.hub.desired_revision);
         if let Some(w) = &args.cub_where {
             dcfg = dcfg.with_where(w.clone());
         }
@@ -138,13 +146,18 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
             .records_space
             .clone()
             .unwrap_or_else(|| format!("{}-drift-records", args.spaces[0]));
-        let log = drift_confighub::ConfigHubDriftLog::connect(hub.clone(), &records)
+        let mut log = drift_confighub::ConfigHubDriftLog::connect(hub.clone(), &records)
             .await
             .with_context(|| format!("opening the drift records space {records}"))?;
+        if let Some(name) = &args.cluster_name {
+            log = log.with_cluster(name.clone());
+        }
+        // ConfigHub applies nothing: "ConfigHub wins" is the engine's guarded patch sent to the cluster.
         let rem = drift_confighub::ConfigHubRemediator::new(
             hub.clone(),
-            drift_confighub::RemediatorConfig::default(),
-        );
+            drift_confighub::RemediatorConfig::default().desired(args.hub.desired_revision),
+        )
+        .with_cluster(Arc::new(KubeRemediator::new(client.clone())));
         let mode = format!(
             "ConfigHub {} (spaces {}; records in {records})",
             args.hub.cub_url,

@@ -492,7 +492,7 @@ async fn the_flap_guard_stops_fighting_an_hpa_like_controller() {
 }
 
 /// A sandbox whose desired state is a ConfigHub space (`ha-prod`, one unit `web`, applied), in the fake
-/// hub, whose applies land in the sandbox; and a counter of those applies.
+/// simulator, whose Releases land in the sandbox; and a counter of those syncs.
 async fn hub_env(
     name: &str,
 ) -> (
@@ -504,35 +504,34 @@ async fn hub_env(
 ) {
     use drift_confighub::fake::{FakeHub, FakeHubConfig};
     let e = env(name, &[]).await;
-    // Desired state in a fake ConfigHub whose applies land in the sandbox.
+    // Desired state in the ConfigHub simulator, whose Releases a GitOps agent syncs into the sandbox.
     let hub = FakeHub::start(
         FakeHubConfig::default()
             .auto_target("k8s-sandbox")
-            .operation_delay(Duration::from_millis(10)),
+            .sync_delay(Duration::from_millis(5)),
     )
     .await
     .expect("hub");
     let applies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (client, count) = (e.client.clone(), applies.clone());
-    hub.on_apply(std::sync::Arc::new(move |req| {
+    hub.on_release(std::sync::Arc::new(move |d| {
         let client = client.clone();
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
-            let text = String::from_utf8(req.data).map_err(|e| e.to_string())?;
-            let v: Value = serde_json::from_str(
-                &serde_json::to_string(&drift_core::parse_documents("u", &text).resources[0].object)
-                    .map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
-            let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            deploy_api(&client)
-                .patch(
-                    &name,
-                    &PatchParams::apply("confighub-bridge").force(),
-                    &Patch::Apply(&v),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            for u in d.units {
+                let text = String::from_utf8(u.data).map_err(|e| e.to_string())?;
+                for r in drift_core::parse_documents("u", &text).resources {
+                    let name = r.key.name.clone();
+                    deploy_api(&client)
+                        .patch(
+                            &name,
+                            &PatchParams::apply("confighub-gitops").force(),
+                            &Patch::Apply(&r.object),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
             Ok(())
         })
     }));
@@ -541,13 +540,15 @@ async fn hub_env(
     drift_confighub::setup::deploy_test_workloads(&c, "ha", "ha-prod", &yaml)
         .await
         .expect("units");
-    drift_confighub::setup::set_target(&c, "ha-prod", "k8s-sandbox")
+    drift_confighub::setup::connect_target(&c, "ha-prod", "k8s-sandbox")
         .await
         .expect("target");
-    let applied = drift_confighub::setup::apply_space(&c, "ha-prod", false, false, Duration::from_secs(10))
+    let r = drift_confighub::setup::publish_space(&c, "ha-prod", "test")
         .await
-        .expect("apply");
-    assert!(applied.iter().all(|a| a.ok), "{applied:?}");
+        .expect("publish");
+    hub.wait_delivered(&r.release.release_id, Duration::from_secs(10))
+        .await
+        .expect("synced");
     let initial_applies = applies.load(std::sync::atomic::Ordering::SeqCst);
 
     (e, hub, c, applies, initial_applies)
@@ -659,9 +660,21 @@ async fn two_replicas_one_leader_and_a_takeover_without_duplicates() {
     );
     assert_eq!(
         applies.load(std::sync::atomic::Ordering::SeqCst) - initial_applies,
-        1,
-        "one apply through ConfigHub"
+        0,
+        "the fix is the guarded patch of the drifted field, not a Release of the whole space"
     );
+    let space = c.require_space("ha-prod").await.expect("space");
+    let unit = c
+        .list_units(&space.space_id, &drift_confighub::UnitQuery::default())
+        .await
+        .expect("units")
+        .remove(0)
+        .unit;
+    let audit = unit
+        .annotations
+        .get(drift_confighub::AUDIT_ANNOTATION)
+        .expect("the audit line is recorded in ConfigHub");
+    assert!(audit.contains("applied"), "{audit}");
 }
 
 /// Chromium and chromedriver, or a reason to skip (never skipped in CI: `.ci/run` installs them).

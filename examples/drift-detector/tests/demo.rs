@@ -25,10 +25,11 @@ fn the_demo_walkthrough_verifies_every_step() {
         titles,
         [
             "Initialize ConfigHub resources",
-            "Discover critical services through a filter, deploy them, start watching",
+            "Discover critical services through a filter, release them, start watching",
             "Detect drift made behind ConfigHub's back",
             "Analysis: risk and cost impact",
-            "Apply the fixes through ConfigHub and verify live",
+            "Fix through ConfigHub: a guarded patch of the drifted field, the audit line in ConfigHub",
+            "Change the desired state the ConfigHub way: unreleased until a Release carries it",
         ]
     );
     let failed: Vec<&Value> = steps
@@ -54,6 +55,20 @@ fn the_demo_walkthrough_verifies_every_step() {
     assert!(check(4, "both drifts corrected"));
     assert!(check(4, "corrected-drifts"));
     assert!(check(4, "audit line"));
+    assert!(check(1, "the release of prod reached the cluster"));
+    assert!(check(5, "unreleased changes, not as drift"));
+    assert!(check(5, "released, it is the desired state"));
+    // People read the details: no Rust debug formatting (`Some(3)`, `(..)`) in them.
+    for c in steps
+        .iter()
+        .flat_map(|s| s["checks"].as_array().into_iter().flatten())
+    {
+        let d = c["detail"].as_str().unwrap_or_default();
+        assert!(
+            !d.contains("Some(") && !d.contains("None"),
+            "debug formatting in {d:?}"
+        );
+    }
     let lines: Vec<&str> = steps[3]["lines"]
         .as_array()
         .expect("lines")
@@ -80,9 +95,10 @@ fn the_text_walkthrough_says_what_it_runs_against() {
         text.contains("in-process sandbox Kubernetes API server and an in-process ConfigHub simulator"),
         "{text}"
     );
-    for n in 1..=5 {
-        assert!(text.contains(&format!("[{n}/5]")), "{text}");
+    for n in 1..=6 {
+        assert!(text.contains(&format!("[{n}/6]")), "{text}");
     }
+    assert!(!text.contains("Some("), "no Rust debug formatting: {text}");
     assert!(text.contains("checks passed"), "{text}");
     assert_eq!(out.status.code(), Some(0));
 }
