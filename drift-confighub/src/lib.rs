@@ -40,8 +40,8 @@ pub use client::{
 pub use desired::{ConfigHubDesiredStore, DesiredRevision, DesiredStoreConfig, Unreleased, unit_source};
 pub use error::{ConfigHubError, Result};
 pub use records::{
-    AutoCorrectable, ConfigHubDriftLog, DRIFTED_LABEL, LAST_DRIFT_ANNOTATION, ensure_named_filters,
-    record_slug, summarize,
+    AutoCorrectable, ConfigHubDriftLog, DRIFTED_LABEL, LAST_DRIFT_ANNOTATION, LIVE_STATUS_REPORTER,
+    ensure_named_filters, record_slug, summarize,
 };
 pub use remediate::{
     AUDIT_ANNOTATION, ConfigHubRemediator, RemediatorConfig, Rollback, UnitOutcome, drift_revert_ops,

@@ -26,6 +26,11 @@
 //! `drift-detector/last-drift` says what the latest one is. ConfigHub's own filters find drifted units
 //! with `Labels.drift-detector-drifted = 'true'`.
 //!
+//! And where no deploying agent reports the space's latest Release, the detector reports it:
+//! `Release.LiveStatus` with `Sync` `OutOfSync` while the space has open drifts and `Synced` once it has
+//! none, `Reporter` `drift-detector`, a message of at most 1,024 characters. A status another reporter
+//! wrote (argobot for Argo CD) is never overwritten.
+//!
 //! The named filters (`critical-drifts`, `replica-drifts`, `auto-correctable`, ...) are ConfigHub
 //! filters over these labels, created idempotently by [`ConfigHubDriftLog::connect`].
 //!
@@ -49,6 +54,8 @@ use serde_json::{Value, json};
 pub const DRIFTED_LABEL: &str = "drift-detector-drifted";
 /// The annotation on a desired unit describing its latest drift.
 pub const LAST_DRIFT_ANNOTATION: &str = "drift-detector/last-drift";
+/// The `Reporter` of the `Release.LiveStatus` the detector writes.
+pub const LIVE_STATUS_REPORTER: &str = "drift-detector";
 use crate::where_clause::{and, quote};
 
 /// Decides the `auto-correctable` label of a record.
@@ -217,6 +224,9 @@ impl ConfigHubDriftLog {
         if let Some(c) = &self.cluster {
             put("cluster", c.clone());
         }
+        if let Some(s) = r.provenance.as_ref().and_then(|p| p.space.clone()) {
+            put("space", s);
+        }
         l
     }
 
@@ -331,6 +341,59 @@ impl ConfigHubDriftLog {
         });
         self.client
             .patch_unit(space_id, unit_id, patch, &UpdateOptions::default())
+            .await?;
+        if let Some(space) = &p.space {
+            self.report_live_status(space_id, space, &summary).await?;
+        }
+        Ok(())
+    }
+
+    /// `Release.LiveStatus` of the space's latest Release, unless another reporter owns it.
+    async fn report_live_status(&self, space_id: &str, space: &str, latest: &str) -> Result<()> {
+        let Some(release) = self.client.latest_release(space_id).await? else {
+            return Ok(()); // nothing released: nothing runs that could be out of sync
+        };
+        if let Some(other) = release
+            .live_status
+            .as_ref()
+            .and_then(|l| l.reporter.as_deref())
+            .filter(|r| !r.is_empty() && *r != LIVE_STATUS_REPORTER)
+        {
+            tracing::debug!(
+                reporter = other,
+                space,
+                "the release's live status is another reporter's"
+            );
+            return Ok(());
+        }
+        let w = and([
+            format!("Labels.space = {}", quote(&label_value(space))),
+            "Labels.drift-open = 'true'".to_string(),
+        ]);
+        let open = self.records_where(&w).await?.len();
+        let sync = if open > 0 { "OutOfSync" } else { "Synced" };
+        let message: String = if open > 0 {
+            format!("{open} open drift(s) in {space}; latest: {latest}")
+        } else {
+            format!("no open drift in {space}")
+        }
+        .chars()
+        .take(1024)
+        .collect();
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        // Every field, `null` for the empty ones, so a stale value never lingers (as argobot writes it).
+        let patch = json!({"LiveStatus": {
+            "Sync": sync, "Health": null, "Operation": null,
+            "ReporterSync": sync, "ReporterHealth": null, "ReporterOperation": null,
+            "Reporter": LIVE_STATUS_REPORTER,
+            "DataSource": self.cluster.clone().unwrap_or_else(|| "drift-detector".into()),
+            "Message": message,
+            "ObservedAt": drift_core::clock::rfc3339(ms),
+        }});
+        self.client
+            .patch_release(space_id, &release.release_id, patch)
             .await?;
         Ok(())
     }

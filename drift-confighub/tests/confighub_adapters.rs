@@ -1008,6 +1008,27 @@ async fn bulk_revert_of_what_a_named_filter_selects() {
         .await
         .expect("fleet");
     assert_eq!(fleet.len(), 3, "records carry the cluster's name");
+    // No agent reports dd-test's Release: the detector does.
+    let release = c
+        .latest_release(&space.space_id)
+        .await
+        .expect("list")
+        .expect("release");
+    let ls = release.live_status.expect("live status");
+    assert_eq!(
+        (
+            ls.sync.as_deref(),
+            ls.reporter.as_deref(),
+            ls.data_source.as_deref()
+        ),
+        (Some("OutOfSync"), Some("drift-detector"), Some("sandbox"))
+    );
+    assert!(
+        ls.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("3 open drift(s) in dd-test")),
+        "{ls:?}"
+    );
 
     let rem = ConfigHubRemediator::new(c.clone(), RemediatorConfig::default())
         .with_cluster(Arc::new(cluster.clone()));
@@ -1049,5 +1070,95 @@ async fn bulk_revert_of_what_a_named_filter_selects() {
             .expect("live")
             .object["spec"]["template"]["spec"]["containers"][0]["image"],
         "app:2"
+    );
+}
+
+#[tokio::test]
+async fn live_status_goes_back_to_synced_and_another_reporter_is_never_overwritten() {
+    let (hub, c) = hub().await;
+    deployed(&hub, &c, "dd-test").await;
+    let store = ConfigHubDesiredStore::new(c.clone(), DesiredStoreConfig::spaces(["dd-test"]));
+    let desired = store.load().await.expect("load");
+    let prov = desired
+        .resources
+        .iter()
+        .find(|r| r.resource.key.name == "backend-api")
+        .expect("unit")
+        .provenance
+        .clone();
+    let log = ConfigHubDriftLog::connect(c.clone(), "dd-drift-records")
+        .await
+        .expect("log");
+    let d = drift("backend-api", 5, "app:1");
+    let ev = |kind, at| {
+        DriftEvent::new(kind, at, d.clone(), "drift-detector@test", "x").with_provenance(Some(prov.clone()))
+    };
+    let space = c.require_space("dd-test").await.expect("space");
+    let sync = || async {
+        let r = c
+            .latest_release(&space.space_id)
+            .await
+            .expect("list")
+            .expect("release");
+        r.live_status.and_then(|l| l.sync)
+    };
+    log.append(&ev(DriftEventKind::Opened, 1_000))
+        .await
+        .expect("opened");
+    assert_eq!(sync().await.as_deref(), Some("OutOfSync"));
+    log.append(&ev(DriftEventKind::Resolved, 2_000))
+        .await
+        .expect("resolved");
+    assert_eq!(sync().await.as_deref(), Some("Synced"));
+    let unit = c
+        .unit_by_slug(&space.space_id, "backend-api")
+        .await
+        .expect("get")
+        .expect("unit");
+    assert_eq!(unit.labels.get(DRIFTED_LABEL).map(String::as_str), Some("false"));
+
+    // Another reporter (argobot) owns the status of the next Release: it is left alone.
+    let hub2 = FakeHub::start(FakeHubConfig::default().agent_reporter("argobot"))
+        .await
+        .expect("hub");
+    let c2 = ConfigHubClient::new(hub2.client_config()).expect("client");
+    deployed(&hub2, &c2, "dd-test").await;
+    let space2 = c2.require_space("dd-test").await.expect("space");
+    let before = c2
+        .latest_release(&space2.space_id)
+        .await
+        .expect("list")
+        .expect("release");
+    assert_eq!(
+        before.live_status.as_ref().and_then(|l| l.reporter.as_deref()),
+        Some("argobot")
+    );
+    let desired2 = ConfigHubDesiredStore::new(c2.clone(), DesiredStoreConfig::spaces(["dd-test"]))
+        .load()
+        .await
+        .expect("load");
+    let prov2 = desired2
+        .resources
+        .iter()
+        .find(|r| r.resource.key.name == "backend-api")
+        .expect("unit")
+        .provenance
+        .clone();
+    let log2 = ConfigHubDriftLog::connect(c2.clone(), "dd-drift-records")
+        .await
+        .expect("log");
+    log2.append(
+        &DriftEvent::new(DriftEventKind::Opened, 1_000, d.clone(), "t", "x").with_provenance(Some(prov2)),
+    )
+    .await
+    .expect("opened");
+    let after = c2
+        .latest_release(&space2.space_id)
+        .await
+        .expect("list")
+        .expect("release");
+    assert_eq!(
+        after.live_status, before.live_status,
+        "argobot's status is not overwritten"
     );
 }
