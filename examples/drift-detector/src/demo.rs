@@ -465,7 +465,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
                 let name = o.map_or_else(|| r.drift_id.to_string(), |o| o.drift.key.name.clone());
                 w.say(
                     format!(
-                        "{name}: availability {:?}, security {:?}, cost {:?} — {}",
+                        "{name}: availability {}, security {}, cost {} — {}",
                         r.availability, r.security, r.cost, r.note
                     )
                     .to_lowercase(),
@@ -520,7 +520,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
                 status,
                 message,
                 ..
-            } => fixes.push(format!("{resource}: {status:?}: {message}")),
+            } => fixes.push(format!(
+                "{resource}: {}: {message}",
+                crate::hub_cmd::status_word(*status)
+            )),
             UiEvent::Drift { event } if event.kind == DriftEventKind::Corrected => corrected += 1,
             _ => {}
         }

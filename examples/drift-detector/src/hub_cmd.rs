@@ -332,10 +332,23 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
                 .into_iter()
                 .map(|u| u.unit.slug)
                 .collect();
-            crate::out(&format!(
-                "units: {}\n(release them with `drift-detector hub publish test --target <cluster>`)\n",
-                units.join(", ")
-            ));
+            crate::out(&format!("units: {}\n", units.join(", ")));
+            // Released when the space is connected to a cluster (with --sandbox it always is): the
+            // GitOps agent then puts the workloads in the cluster.
+            if c.require_space(&space).await?.release_target_id.is_some() {
+                let r = setup::publish_space(&c, &space, "drift-detector hub deploy-test").await?;
+                crate::out(&format!(
+                    "release {} of {space}: {}\n",
+                    r.release.release_num,
+                    if r.message.is_empty() {
+                        "published"
+                    } else {
+                        r.message.as_str()
+                    }
+                ));
+            } else {
+                crate::out("(release them with `drift-detector hub publish test --target <cluster>`)\n");
+            }
             if *with_drift {
                 let path = match kubeconfig {
                     Some(p) => Some(p.clone()),
@@ -348,6 +361,15 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
                     "deployments",
                 );
                 let api: Api<DynamicObject> = Api::namespaced_with(kube, "drift-test", &ar);
+                // The GitOps agent syncs a moment after the release.
+                for name in ["backend-api", "frontend-web"] {
+                    for _ in 0..100 {
+                        if api.get_opt(name).await?.is_some() {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
                 for (name, n) in [("backend-api", 5), ("frontend-web", 1)] {
                     api.patch_scale(
                         name,
@@ -366,7 +388,8 @@ pub(crate) async fn run(args: HubCmdArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn status_word(s: drift_core::ports::RemediationStatus) -> &'static str {
+/// A remediation status for people.
+pub(crate) fn status_word(s: drift_core::ports::RemediationStatus) -> &'static str {
     use drift_core::ports::RemediationStatus as S;
     match s {
         S::Applied => "applied",
