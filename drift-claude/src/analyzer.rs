@@ -23,7 +23,8 @@ pub struct ClaudeConfig {
     pub client: ClientConfig,
     /// Model id (default [`crate::DEFAULT_MODEL`]).
     pub model: String,
-    /// Output limit per request (default 8,192).
+    /// Output limit per request, thinking included (default 32,000: a batch of 50 drifts with adaptive
+    /// thinking does not fit in 8,192).
     pub max_tokens: u32,
     /// What may be sent.
     pub prompt: PromptPolicy,
@@ -43,7 +44,7 @@ impl ClaudeConfig {
         ClaudeConfig {
             client: ClientConfig::new(api_key),
             model: crate::api::DEFAULT_MODEL.into(),
-            max_tokens: 8_192,
+            max_tokens: 32_000,
             prompt: PromptPolicy::default(),
             calls_per_minute: 20,
             breaker_threshold: 3,
@@ -133,7 +134,7 @@ impl ClaudeAnalyzer {
         })
     }
 
-    /// Checks at start that the model is offered to the key (`GET /v1/models`).
+    /// Checks at start that the model (an id or an alias) is offered to the key (`GET /v1/models/{id}`).
     ///
     /// # Errors
     /// The model is not listed, the key is refused, or the API cannot be reached.

@@ -1,6 +1,11 @@
-//! A thin client for the Anthropic Messages API (`POST /v1/messages`, `GET /v1/models`) on the
-//! workspace's reqwest: typed requests and responses, the documented error shapes, and retries on
-//! 408/409/429/5xx/529 that honour `retry-after`.
+//! A thin client for the Anthropic Messages API (`POST /v1/messages`, `GET /v1/models`,
+//! `GET /v1/models/{id}`) on the workspace's reqwest: typed requests and responses, the documented error
+//! shapes, and retries on 408/409/429/5xx/529 that honour `retry-after` and `x-should-retry`.
+//!
+//! What a retry costs decides when one is made: a generation that timed out may still run and be
+//! billed, so a `POST /v1/messages` whose answer did not arrive in time is not sent again; a
+//! `retry-after` longer than the longest wait allowed ends the call rather than being shortened; an
+//! invalid `retry-after` (negative, not a number) is ignored.
 
 use std::time::Duration;
 
@@ -239,13 +244,14 @@ pub struct ClientConfig {
     pub base_url: String,
     /// The API key.
     pub api_key: String,
-    /// Per-request timeout (default 120 s).
+    /// Per-request timeout (default 600 s, as the official SDKs: a full answer with adaptive thinking
+    /// can take minutes).
     pub timeout: Duration,
     /// Attempts per call, the first included (default 3).
     pub max_attempts: u32,
     /// First back-off (default 500 ms), doubled each time, with jitter.
     pub base_delay: Duration,
-    /// Longest wait, `retry-after` included (default 30 s).
+    /// Longest wait between attempts (default 30 s); a `retry-after` longer than this ends the call.
     pub max_delay: Duration,
 }
 
@@ -259,12 +265,13 @@ impl std::fmt::Debug for ClientConfig {
 }
 
 impl ClientConfig {
-    /// Settings for a key.
+    /// Settings for a key (surrounding white space, such as the newline of a key read from a file or
+    /// a Secret, is dropped).
     pub fn new(api_key: impl Into<String>) -> Self {
         ClientConfig {
             base_url: DEFAULT_BASE_URL.into(),
-            api_key: api_key.into(),
-            timeout: Duration::from_secs(120),
+            api_key: api_key.into().trim().to_string(),
+            timeout: Duration::from_secs(600),
             max_attempts: 3,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
@@ -333,22 +340,35 @@ impl Client {
         format!("{}{path}", self.config.base_url.trim_end_matches('/'))
     }
 
-    async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<Vec<u8>, ClaudeError> {
+    /// Sends with retries. `generation` marks a request whose work is billed even when its answer is
+    /// lost (`POST /v1/messages`): a timeout of it is not retried.
+    async fn send(
+        &self,
+        generation: bool,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, ClaudeError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let req = build()
-                .header("x-api-key", &self.config.api_key)
+                .header("x-api-key", self.config.api_key.trim())
                 .header("anthropic-version", API_VERSION);
+            let mut should_retry: Option<bool> = None;
             let result: Result<Vec<u8>, (ClaudeError, Option<Duration>, bool)> = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let retry_after = resp
+                    let retry_after =
+                        parse_retry_after(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()));
+                    should_retry = match resp
                         .headers()
-                        .get("retry-after")
+                        .get("x-should-retry")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .map(Duration::from_secs_f64);
+                        .map(str::trim)
+                    {
+                        Some("true") => Some(true),
+                        Some("false") => Some(false),
+                        _ => None,
+                    };
                     let header_request_id = resp
                         .headers()
                         .get("request-id")
@@ -401,6 +421,14 @@ impl Client {
                         )),
                     }
                 }
+                Err(e) if e.is_timeout() && generation => Err((
+                    ClaudeError::Transport(format!(
+                        "no answer within {} s; not sent again (the generation may still run and be billed)",
+                        self.config.timeout.as_secs()
+                    )),
+                    None,
+                    false,
+                )),
                 Err(e) => Err((
                     ClaudeError::Transport(if e.is_timeout() {
                         "timed out".to_string()
@@ -415,8 +443,22 @@ impl Client {
                 Ok(body) => return Ok(body),
                 Err(x) => x,
             };
-            if !(may_retry && e.is_retryable()) || attempt >= self.config.max_attempts {
+            // The API's own word on retrying wins over the status code's.
+            let retry = match should_retry {
+                Some(s) => may_retry && s,
+                None => may_retry && e.is_retryable(),
+            };
+            if !retry || attempt >= self.config.max_attempts {
                 return Err(e);
+            }
+            if let Some(ra) = retry_after
+                && ra > self.config.max_delay
+            {
+                return Err(ClaudeError::Transport(format!(
+                    "{e}; the API asks to wait {} s before retrying, longer than the {} s allowed",
+                    ra.as_secs(),
+                    self.config.max_delay.as_secs()
+                )));
             }
             let backoff = jitter(self.config.base_delay.saturating_mul(1 << (attempt - 1).min(10)));
             let wait = retry_after.unwrap_or(backoff).min(self.config.max_delay);
@@ -433,7 +475,7 @@ impl Client {
         let body = serde_json::to_vec(req).map_err(|e| ClaudeError::Decode(e.to_string()))?;
         let url = self.url("/v1/messages");
         let bytes = self
-            .send(|| {
+            .send(true, || {
                 self.http
                     .post(&url)
                     .header("content-type", "application/json")
@@ -455,7 +497,7 @@ impl Client {
             if let Some(a) = &after {
                 url.push_str(&format!("&after_id={a}"));
             }
-            let bytes = self.send(|| self.http.get(&url)).await?;
+            let bytes = self.send(false, || self.http.get(&url)).await?;
             let page: ModelList =
                 serde_json::from_slice(&bytes).map_err(|e| ClaudeError::Decode(e.to_string()))?;
             out.extend(page.data);
@@ -466,25 +508,59 @@ impl Client {
         }
     }
 
-    /// Checks that the model is offered to this key.
+    /// `GET /v1/models/{model_id}`: the model an id or an alias (`claude-haiku-4-5`) names.
+    ///
+    /// # Errors
+    /// API and transport errors (404 for an unknown model).
+    pub async fn model(&self, model: &str) -> Result<ModelInfo, ClaudeError> {
+        let url = self.url(&format!("/v1/models/{}", urlencode(model)));
+        let bytes = self.send(false, || self.http.get(&url)).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClaudeError::Decode(e.to_string()))
+    }
+
+    /// Checks that the model (an id or an alias) is offered to this key, asking for it by name; when it
+    /// is not, the error lists what is.
     ///
     /// # Errors
     /// [`ClaudeError::UnknownModel`], or the API's error.
     pub async fn check_model(&self, model: &str) -> Result<ModelInfo, ClaudeError> {
-        let models = self.models().await?;
-        models
-            .iter()
-            .find(|m| m.id == model)
-            .cloned()
-            .ok_or_else(|| ClaudeError::UnknownModel {
-                model: model.to_string(),
-                available: models
-                    .iter()
-                    .map(|m| m.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        match self.model(model).await {
+            Ok(m) => Ok(m),
+            Err(ClaudeError::Api { status: 404, .. }) => {
+                let available = self
+                    .models()
+                    .await
+                    .map(|ms| ms.into_iter().map(|m| m.id).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_else(|e| format!("(the list could not be read: {e})"));
+                Err(ClaudeError::UnknownModel {
+                    model: model.to_string(),
+                    available,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// A `retry-after` value as a wait: seconds, possibly fractional; anything else (negative, not a
+/// number, infinite, a date) is ignored.
+fn parse_retry_after(v: Option<&str>) -> Option<Duration> {
+    let secs = v?.trim().parse::<f64>().ok()?;
+    if secs.is_finite() && secs >= 0.0 {
+        Duration::try_from_secs_f64(secs).ok()
+    } else {
+        None
+    }
+}
+
+/// Percent-encodes a path segment.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -505,6 +581,21 @@ mod tests {
             serde_json::from_value(json!({"id": "m", "content": [], "stop_reason": "refusal"}))
                 .expect("parses");
         assert!(matches!(refused.text(), Err(ClaudeError::Stopped(s)) if s == "refusal"));
+    }
+
+    #[test]
+    fn retry_after_values_that_are_not_a_wait_are_ignored() {
+        assert_eq!(parse_retry_after(Some("2")), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(Some(" 0.5 ")), Some(Duration::from_millis(500)));
+        for bad in ["-1", "NaN", "inf", "1e400", "Wed, 21 Oct 2026 07:28:00 GMT", ""] {
+            assert_eq!(parse_retry_after(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(parse_retry_after(None), None);
+    }
+
+    #[test]
+    fn keys_are_trimmed() {
+        assert_eq!(ClientConfig::new("sk-ant-x\n").api_key, "sk-ant-x");
     }
 
     #[test]

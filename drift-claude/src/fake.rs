@@ -4,7 +4,12 @@
 //!
 //! By default it answers every request with a valid analysis of the drifts it was sent (risk `low`,
 //! the first allowed action). [`FakeClaude::script`] queues exact answers instead: an analysis JSON,
-//! an error status with `retry-after`, or a raw body. Every request body is kept for inspection.
+//! an error status with `retry-after` and `x-should-retry`, a raw body, or an answer that takes its
+//! time. Every request body is kept for inspection.
+//!
+//! Like the real API: thinking blocks of the 5.x models come first and carry no readable text by
+//! default; `GET /v1/models` lists dated ids while `GET /v1/models/{id}` also resolves aliases
+//! (`claude-haiku-4-5` → `claude-haiku-4-5-20251001`); a spend-limit 429 has no `retry-after`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,20 @@ pub enum Scripted {
     Error(u16, &'static str, Option<u64>),
     /// A 429 for a spent budget (`error.details.error_code = enforced_spend_limit_reached`).
     SpendLimit,
+    /// An API error with raw headers: status, `error.type`, `retry-after` as sent (any text),
+    /// `x-should-retry`.
+    ErrorWith {
+        /// HTTP status.
+        status: u16,
+        /// `error.type`.
+        kind: &'static str,
+        /// `retry-after`, verbatim.
+        retry_after: Option<String>,
+        /// `x-should-retry`.
+        should_retry: Option<bool>,
+    },
+    /// A good analysis that arrives only after this long (a long generation).
+    Slow(std::time::Duration),
 }
 
 #[derive(Default)]
@@ -70,14 +89,20 @@ impl FakeClaude {
     pub async fn start() -> std::io::Result<FakeClaude> {
         let shared = Arc::new(Shared {
             key: FAKE_KEY.into(),
-            models: ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"]
-                .map(String::from)
-                .to_vec(),
+            models: [
+                "claude-opus-5-5",
+                "claude-sonnet-5-5",
+                "claude-haiku-5-5",
+                "claude-haiku-4-5-20251001",
+            ]
+            .map(String::from)
+            .to_vec(),
             inner: Mutex::new(Inner::default()),
         });
         let app = Router::new()
             .route("/v1/messages", post(messages))
             .route("/v1/models", get(models))
+            .route("/v1/models/{id}", get(model_by_id))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -164,7 +189,7 @@ fn message(model: &str, text: String) -> Response {
     let body = json!({
         "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
         "content": [
-            {"type": "thinking", "thinking": "Looking at the drifts.", "signature": "sig"},
+            {"type": "thinking", "thinking": "", "signature": "EqQBCgIYAhIM"},
             {"type": "text", "text": text}
         ],
         "stop_reason": "end_turn", "stop_sequence": null,
@@ -289,9 +314,55 @@ async fn messages(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             429,
             "rate_limit_error",
             "spend limit reached",
-            Some(1),
+            None,
             Some(json!({"error_code": "enforced_spend_limit_reached"})),
         ),
+        Some(Scripted::ErrorWith {
+            status,
+            kind,
+            retry_after,
+            should_retry,
+        }) => {
+            let mut r = error(status, kind, "scripted error", None, None);
+            if let Some(v) = retry_after.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+                r.headers_mut().insert("retry-after", v);
+            }
+            if let Some(b) = should_retry {
+                r.headers_mut().insert(
+                    "x-should-retry",
+                    axum::http::HeaderValue::from_static(if b { "true" } else { "false" }),
+                );
+            }
+            r
+        }
+        Some(Scripted::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            message(&model, analysis_for(&req).to_string())
+        }
+    }
+}
+
+/// `GET /v1/models/{id}`: an id or an alias (a dated id without its date).
+async fn model_by_id(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Some(r) = check_auth(&sh, &headers) {
+        return r;
+    }
+    let found = sh.models.iter().find(|m| {
+        *m == &id
+            || m.strip_prefix(id.as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|date| date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()))
+    });
+    match found {
+        Some(m) => axum::Json(
+            json!({"type": "model", "id": m, "display_name": m, "created_at": "2026-10-01T00:00:00Z"}),
+        )
+        .into_response(),
+        None => error(404, "not_found_error", &format!("model: {id}"), None, None),
     }
 }
 

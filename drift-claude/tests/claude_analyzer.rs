@@ -361,3 +361,89 @@ async fn a_burst_of_100_drifts_makes_two_requests() {
         "{n} requests for a burst of 100 drifts (50 per request)"
     );
 }
+
+/// What a production API does that a quick fake does not: slow generations, `x-should-retry`,
+/// `retry-after` beyond the cap or nonsensical, aliases, keys read from files.
+#[tokio::test]
+async fn production_answers_timeouts_retry_headers_aliases_and_keys() {
+    let fake = FakeClaude::start().await.expect("fake");
+    let client = |timeout: Duration| {
+        drift_claude::api::Client::new(
+            ClientConfig::new(format!("{FAKE_KEY}\n"))
+                .base_url(fake.url())
+                .timeout(timeout)
+                .retries(3, Duration::from_millis(1)),
+        )
+        .expect("client")
+    };
+    let req = drift_claude::api::MessagesRequest {
+        model: "claude-sonnet-5-5".into(),
+        max_tokens: 1_000,
+        system: Vec::new(),
+        messages: vec![drift_claude::api::Message {
+            role: "user".into(),
+            content: "x\n{}".into(),
+        }],
+        output_config: None,
+        tools: Vec::new(),
+        metadata: None,
+    };
+    // A key read from a file ends in a newline: trimmed, it is accepted.
+    let c = client(Duration::from_secs(5));
+    c.messages(&req).await.expect("a trimmed key works");
+
+    // A generation that does not answer in time is not sent again: it may still run and be billed.
+    let before = fake.requests().len();
+    fake.script([Scripted::Slow(Duration::from_millis(800))]);
+    let e = client(Duration::from_millis(200))
+        .messages(&req)
+        .await
+        .expect_err("timed out");
+    assert!(e.to_string().contains("not sent again"), "{e}");
+    assert_eq!(fake.requests().len() - before, 1, "one request, not three");
+
+    // x-should-retry: false wins over a retryable 529; true makes a 400-class answer retried.
+    let before = fake.requests().len();
+    fake.script([Scripted::ErrorWith {
+        status: 529,
+        kind: "overloaded_error",
+        retry_after: None,
+        should_retry: Some(false),
+    }]);
+    c.messages(&req).await.expect_err("not retried");
+    assert_eq!(fake.requests().len() - before, 1);
+    let before = fake.requests().len();
+    fake.script([Scripted::ErrorWith {
+        status: 409,
+        kind: "invalid_request_error",
+        retry_after: Some("0".into()),
+        should_retry: Some(true),
+    }]);
+    c.messages(&req).await.expect("retried once, then answered");
+    assert_eq!(fake.requests().len() - before, 2);
+
+    // A retry-after beyond the longest wait ends the call instead of being shortened.
+    let before = fake.requests().len();
+    fake.script([Scripted::Error(429, "rate_limit_error", Some(3600))]);
+    let e = c.messages(&req).await.expect_err("not shortened");
+    assert!(e.to_string().contains("3600 s"), "{e}");
+    assert_eq!(fake.requests().len() - before, 1);
+    // A negative or nonsensical retry-after is ignored (it used to panic), and the call is retried.
+    for bad in ["-1", "NaN", "soon"] {
+        let before = fake.requests().len();
+        fake.script([Scripted::ErrorWith {
+            status: 429,
+            kind: "rate_limit_error",
+            retry_after: Some(bad.into()),
+            should_retry: None,
+        }]);
+        c.messages(&req).await.expect("retried after the back-off");
+        assert_eq!(fake.requests().len() - before, 2, "{bad}");
+    }
+
+    // Models are checked by name, so aliases work; an unknown one lists what there is.
+    let m = c.check_model("claude-haiku-4-5").await.expect("alias");
+    assert_eq!(m.id, "claude-haiku-4-5-20251001");
+    let e = c.check_model("claude-nonesuch").await.expect_err("unknown");
+    assert!(e.to_string().contains("claude-sonnet-5-5"), "{e}");
+}
