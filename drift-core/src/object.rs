@@ -24,7 +24,7 @@ impl DesiredObject {
 
     /// Prepares a desired resource with a given redactor.
     pub fn with_redactor(mut resource: Resource, redactor: &Redactor) -> Self {
-        redactor.redact_secret(&mut resource.object);
+        redactor.redact(&mut resource.object);
         DesiredObject { resource }
     }
 
@@ -74,7 +74,7 @@ impl LiveObject {
 
     /// Prepares a live resource with a given redactor.
     pub fn with_redactor(mut resource: Resource, redactor: &Redactor) -> Self {
-        redactor.redact_secret(&mut resource.object);
+        redactor.redact(&mut resource.object);
         LiveObject {
             resource,
             ownership: OnceLock::new(),

@@ -73,7 +73,7 @@ struct ListEdit {
 pub fn reverted(desired: &DesiredObject, live: &LiveObject, drifts: &[Drift]) -> Result<Value, PatchError> {
     let key = live.key();
     let resource = key.to_string();
-    let is_secret = key.group.is_empty() && key.kind == "Secret";
+    let is_secret = crate::redact::is_secret_kind(&key.kind);
     let (root, _) = schema::root_for(&key.group, &key.version, &key.kind);
     let mut target = live.object().clone();
     let mut lists: BTreeMap<String, ListEdit> = BTreeMap::new();
@@ -275,11 +275,31 @@ pub fn revert_patch(
     let (root, _) = schema::root_for(&key.group, &key.version, &key.kind);
     let mut ops = Vec::new();
     guarded_ops(live.object(), &target, &mut String::new(), root, &mut ops);
+    // A hashed value (a Secret's, or an env value named like a password) must never be written back.
+    if let Some(op) = ops
+        .iter()
+        .find(|op| op.get("op").and_then(Value::as_str) != Some("test") && holds_token(&op["value"]))
+    {
+        return Err(PatchError::SecretValue {
+            resource: key.to_string(),
+            field: op["path"].as_str().unwrap_or_default().to_string(),
+        });
+    }
     serde_json::from_value(Value::Array(ops)).map_err(|e| PatchError::Inconsistent {
         resource: key.to_string(),
         field: String::new(),
         reason: format!("internal: {e}"),
     })
+}
+
+/// Whether a value holds a redaction token anywhere.
+fn holds_token(v: &Value) -> bool {
+    match v {
+        Value::String(s) => crate::redact::Redactor::is_token(s),
+        Value::Array(a) => a.iter().any(holds_token),
+        Value::Object(m) => m.values().any(holds_token),
+        _ => false,
+    }
 }
 
 /// Guarded ops turning `live` into `target`.

@@ -235,3 +235,24 @@ fn patches_are_guarded() {
     moved["spec"]["replicas"] = Value::from(7);
     assert!(apply_patch(&moved, &patch).is_err());
 }
+
+/// A changed env value named like a password is drift (tokens differ), but no patch writes the hash
+/// back: the fix must come from the source of truth.
+#[test]
+fn a_hashed_env_value_is_never_written_by_a_patch() {
+    let dep = |pw: &str| {
+        Resource::from_value(serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:1",
+                "env": [{"name": "DB_PASSWORD", "value": pw}]}]}}}}))
+        .expect("resource")
+    };
+    let desired = DesiredObject::new(dep("old-pw"));
+    let live = LiveObject::new(dep("new-pw"));
+    let report = DiffEngine::default().diff(&desired, Some(&live));
+    assert_eq!(report.drifts.len(), 1, "the change is seen");
+    let text = serde_json::to_string(&report).expect("json");
+    assert!(!text.contains("old-pw") && !text.contains("new-pw"), "{text}");
+    let e = revert_patch(&desired, &live, &report.drifts).expect_err("no hashed value in a patch");
+    assert!(e.to_string().to_lowercase().contains("secret"), "{e}");
+}

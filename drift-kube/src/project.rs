@@ -28,7 +28,7 @@ const DROPPED_METADATA: &[&str] = &[
 impl Projection {
     /// Projects an object in place.
     pub fn apply(&self, obj: &mut Value) {
-        Redactor::global().redact_secret(obj);
+        Redactor::global().redact(obj);
         drift_core::shrink_last_applied(obj);
         let Some(map) = obj.as_object_mut() else { return };
         map.remove("status");

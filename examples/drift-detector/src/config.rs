@@ -17,6 +17,7 @@
 //! rateLimit: {perResource: 3, perResourceWindowMs: 600000, global: 20, globalWindowMs: 60000}
 //! flapGuard: {threshold: 3, windowMs: 600000}
 //! webhook: https://hooks.example.com/drift   # alerts as JSON POSTs
+//! sensitiveNames: [password, secret, token, apikey, pin]   # env/ConfigMap names whose values are hashed
 //! ```
 
 use std::path::Path;
@@ -41,6 +42,8 @@ pub(crate) struct FileConfig {
     pub rate_limit: Option<RateLimitConfig>,
     pub flap_guard: Option<FlapGuardConfig>,
     pub webhook: Option<String>,
+    /// Name fragments marking env values and ConfigMap keys as secret (default: the built-in list).
+    pub sensitive_names: Option<Vec<String>>,
 }
 
 impl FileConfig {

@@ -17,6 +17,7 @@ mod metrics;
 mod report;
 mod sandbox_cmd;
 mod scan_cmd;
+mod secrets;
 mod store;
 mod watch_cmd;
 
@@ -88,6 +89,10 @@ pub(crate) fn print_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    if matches!(cli.command, Command::Diff(_) | Command::Scan(_)) {
+        // One-shot: DRIFT_REDACTION_KEY when set (hashes comparable between runs), else a process key.
+        secrets::install_redactor(None, None)?;
+    }
     if let Command::Diff(args) = cli.command {
         return diff_cmd::run(args);
     }

@@ -32,9 +32,11 @@ fn db_err(what: &str, e: impl std::fmt::Display) -> PortError {
 impl Store {
     /// Opens (creating) the database in a directory.
     pub(crate) fn open(dir: &Path) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("creating the state directory {}: {e}", dir.display()))?;
+        // Drift records hold hashed values only, but who drifted what is still nobody else's business:
+        // the directory is 0700 and the database 0600 (SQLite gives its WAL the database's mode).
+        crate::secrets::private_dir(dir)?;
         let path = dir.join("drift-detector.db");
+        crate::secrets::private_file(&path)?;
         let conn = Connection::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;

@@ -116,6 +116,10 @@ type Sources = (
 
 pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
     let file = FileConfig::load(args.config.as_deref())?;
+    // Before anything is read: the install's key, so hashes agree across restarts and replicas.
+    let key_source =
+        crate::secrets::install_redactor(Some(&args.state_dir), file.sensitive_names.as_deref())?;
+    tracing::info!(?key_source, "secret values are hashed with the install's key");
     let engine_cfg = file.engine(
         &args
             .config

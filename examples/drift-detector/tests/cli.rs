@@ -394,3 +394,76 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("tempdir");
     d
 }
+
+/// Secret values never reach the output, however the Secret's apiVersion is spelt, and values named
+/// like secrets (env, ConfigMap keys) are hashed too; with the install's key the hashes are stable
+/// across runs.
+#[test]
+fn no_secret_value_in_any_output_format() {
+    let dir = tempdir("secrets");
+    let mut desired = String::new();
+    let mut live = String::new();
+    for (i, api) in ["V1", "\"v1 \"", "/v1", "v1beta1"].iter().enumerate() {
+        desired.push_str(&format!(
+            "apiVersion: {api}\nkind: Secret\nmetadata: {{name: s{i}, namespace: shop}}\nstringData: {{password: desired-hunter2-{i}}}\n---\n"
+        ));
+        live.push_str(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: s{i}, namespace: shop}}\ndata: {{password: bGl2ZS1odW50ZXIy}}\n---\n"
+        ));
+    }
+    let workload = |pw: &str, key: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: app:1\n        env:\n        - {{name: DB_PASSWORD, value: {pw}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: shop}}\ndata: {{STRIPE_API_KEY: {key}, auth_token: tok-{key}}}\n"
+        )
+    };
+    desired.push_str(&workload("env-desired-pw", "sk_desired"));
+    live.push_str(&workload("env-live-pw", "sk_live"));
+    std::fs::write(dir.join("desired.yaml"), &desired).expect("write");
+    std::fs::write(dir.join("live.yaml"), &live).expect("write");
+    let run = |format: &str| {
+        let out = bin()
+            .env("DRIFT_REDACTION_KEY", "test-install-key")
+            .args([
+                "diff",
+                "--desired",
+                &dir.join("desired.yaml").display().to_string(),
+                "--live",
+                &dir.join("live.yaml").display().to_string(),
+                "-o",
+                format,
+                "--show-patch",
+            ])
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    for format in ["table", "json", "yaml"] {
+        let text = run(format);
+        for leak in [
+            "hunter2",
+            "bGl2ZS1odW50ZXIy",
+            "env-desired-pw",
+            "env-live-pw",
+            "sk_desired",
+            "sk_live",
+            "tok-",
+        ] {
+            assert!(!text.contains(leak), "{format}: {leak} leaked:\n{text}");
+        }
+    }
+    assert_eq!(
+        run("json"),
+        run("json"),
+        "the install's key gives the same hashes every run"
+    );
+}
