@@ -688,12 +688,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let app = Arc::new(crate::http::App {
-            engine: handle.clone(),
-            log: log.clone(),
-            token: token.clone(),
-            mode: "demo: sandbox cluster + in-process ConfigHub simulator".into(),
-        });
+        let app = Arc::new(
+            crate::http::App::new(
+                handle.clone(),
+                log.clone(),
+                token.clone(),
+                "demo: sandbox cluster + in-process ConfigHub simulator".into(),
+            )
+            .bound_to(addr),
+        );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(crate::http::serve(listener, app, async move {
             let _ = stop_rx.changed().await;
@@ -706,6 +709,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             kubeconfig.display()
         ));
         crate::watch_cmd::wait_for_signal().await;
+        crate::watch_cmd::exit_on_second_signal();
         let _ = stop_tx.send(true);
         let _ = server.await;
     }

@@ -1,11 +1,18 @@
 //! The HTTP side, on one port: `/health`, `/ready`, `/metrics`, the dashboard at `/`, and the JSON API
 //! (`/api/drifts`, `/api/history`, `/api/events` as server-sent events, `POST /api/drifts/{id}/fix`,
-//! `/approve`, `/ignore`). Reads are open; every change needs `Authorization: Bearer <token>`.
+//! `/approve`, `/ignore`). Every change needs `Authorization: Bearer <token>`; so do the API's reads
+//! when the port is bound beyond loopback (`/health`, `/ready`, `/metrics` and the page stay open).
+//!
+//! It holds under hostile clients ([`Limits`]): a client has 5 s to send its request headers and 30 s
+//! for the rest of a request; at most 512 connections and 32 event streams are served at once (more
+//! get a 503); request bodies are capped. On shutdown the event streams end, the server waits at most
+//! 5 s for connections to finish and drops the rest.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -14,7 +21,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use drift_core::ports::{DriftLog, HistoryQuery};
-use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -29,11 +35,76 @@ pub(crate) struct App {
     pub token: String,
     /// Shown on the dashboard (`sandbox cluster + in-process ConfigHub`, `cluster ... via ConfigHub ...`).
     pub mode: String,
+    /// Whether the API's reads need the token too (the port is bound beyond loopback).
+    pub private_reads: bool,
+    pub limits: Limits,
+    /// Cancelled at shutdown: ends the event streams.
+    pub closing: tokio_util::sync::CancellationToken,
+    streams: AtomicUsize,
+}
+
+impl App {
+    pub(crate) fn new(engine: Arc<Handle>, log: Arc<dyn DriftLog>, token: String, mode: String) -> App {
+        App {
+            engine,
+            log,
+            token,
+            mode,
+            private_reads: false,
+            limits: Limits::default(),
+            closing: tokio_util::sync::CancellationToken::new(),
+            streams: AtomicUsize::new(0),
+        }
+    }
+
+    /// Reads need the token unless the address is loopback.
+    #[must_use]
+    pub(crate) fn bound_to(mut self, addr: std::net::SocketAddr) -> App {
+        self.private_reads = !addr.ip().is_loopback();
+        self
+    }
+
+    #[must_use]
+    pub(crate) fn limits(mut self, l: Limits) -> App {
+        self.limits = l;
+        self
+    }
+}
+
+/// What one client may take of the server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Time to send the request line and headers.
+    pub header_read: Duration,
+    /// Time for a whole request (event streams excepted).
+    pub request: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub connections: usize,
+    /// Event streams at once; more are answered 503.
+    pub streams: usize,
+    /// Request body bytes.
+    pub body: usize,
+    /// How long shutdown waits for connections.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+            connections: 512,
+            streams: 32,
+            body: 64 * 1024,
+            drain: Duration::from_secs(5),
+        }
+    }
 }
 
 type S = State<Arc<App>>;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
+    let request_timeout = app.limits.request;
     Router::new()
         .route("/", get(dashboard))
         .route("/health", get(health))
@@ -41,22 +112,109 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/drifts", get(drifts))
         .route("/api/history", get(history))
-        .route("/api/events", get(events))
         .route("/api/drifts/{id}/{action}", post(act))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(request_timeout, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => (StatusCode::REQUEST_TIMEOUT, "the request took too long").into_response(),
+                }
+            },
+        ))
+        // Event streams run as long as the client stays; they are bounded by count instead.
+        .route("/api/events", get(events))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), read_gate))
+        .layer(axum::extract::DefaultBodyLimit::max(app.limits.body))
         .with_state(app)
 }
 
-/// Serves until `stop` fires.
+/// The API's reads need the token when the port is reachable from other hosts.
+async fn read_gate(State(app): S, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if app.private_reads
+        && req.method() == axum::http::Method::GET
+        && req.uri().path().starts_with("/api/")
+        && !authorized(&app, req.headers())
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(
+                json!({"error": "this port is reachable from other hosts: reads need the bearer token too"}),
+            ),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Serves until `stop` fires, within [`Limits`]; then ends the event streams, waits at most
+/// `Limits::drain` for connections and drops what is left.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(app))
-        .with_graceful_shutdown(stop)
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tokio::io::AsyncWriteExt as _;
+    let limits = app.limits;
+    let closing = app.closing.clone();
+    let service = router(app);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut stop => break,
+            a = listener.accept() => a,
+        };
+        let (mut tcp, _) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors, most likely: back off instead of spinning.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(service.clone());
+        let closing = closing.clone();
+        conns.spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .serve_connection(TokioIo::new(tcp), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = closing.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Reap finished connections as we go.
+        while conns.try_join_next().is_some() {}
+    }
+    closing.cancel();
+    if tokio::time::timeout(limits.drain, async { while conns.join_next().await.is_some() {} })
         .await
+        .is_err()
     {
-        tracing::error!(error = %e, "the HTTP server stopped");
+        tracing::warn!(
+            left = conns.len(),
+            "connections still open after the drain: dropped"
+        );
+        conns.abort_all();
     }
 }
 
@@ -191,26 +349,56 @@ async fn history(State(app): S, Query(p): Query<HistoryParams>) -> Response {
         .into_response()
 }
 
-async fn events(State(app): S) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// Counts an open event stream; the count drops with the stream.
+struct StreamSlot(Arc<App>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn events(State(app): S) -> Response {
+    let open = app.streams.fetch_add(1, Ordering::Relaxed);
+    let slot = StreamSlot(app.clone());
+    if open >= app.limits.streams {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(json!({"error": format!("{} event streams are open: the most this server serves", app.limits.streams)})),
+        )
+            .into_response();
+    }
     let rx = app.engine.ui.subscribe();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let data = match rx.recv().await {
+    let closing = app.closing.clone();
+    let stream = futures::stream::unfold((rx, slot, closing), |(mut rx, slot, closing)| async move {
+        let got = tokio::select! {
+            () = closing.cancelled() => return None,
+            r = rx.recv() => r,
+        };
+        let data = match got {
             Ok(ev) => serde_json::to_string(&ev).unwrap_or_default(),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 json!({"type": "lagged", "missed": n}).to_string()
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(Event::default().event("update").data(data)), rx))
+        Some((
+            Ok::<_, Infallible>(Event::default().event("update").data(data)),
+            (rx, slot, closing),
+        ))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
 fn authorized(app: &App, headers: &HeaderMap) -> bool {
+    // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
     else {
         return false;
     };

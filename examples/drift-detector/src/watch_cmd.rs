@@ -78,9 +78,24 @@ pub(crate) struct WatchArgs {
     /// Address of the HTTP server.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Bearer token for changes through the API and dashboard (default: generated and printed once).
+    /// Bearer token for changes through the API and dashboard (and for reads when --listen is not
+    /// loopback). Default: generated and written to `<state-dir>/dashboard.token` (0600), never logged.
     #[arg(long, env = "DRIFT_DASHBOARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file holding the token (a mounted Secret); surrounding white space is ignored.
+    #[arg(
+        long,
+        env = "DRIFT_DASHBOARD_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// Connections served at once (more get a 503).
+    #[arg(long, default_value_t = 512, hide = true)]
+    pub max_connections: usize,
+    /// Event streams (/api/events) served at once (more get a 503).
+    #[arg(long, default_value_t = 32, hide = true)]
+    pub max_event_streams: usize,
     /// Directory of the local state (history without ConfigHub; the spool with it).
     #[arg(long, default_value = ".drift-detector")]
     pub state_dir: PathBuf,
@@ -260,11 +275,7 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let handle = Arc::new(engine::start(parts, metrics));
 
-    let token = args
-        .token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(crate::http::random_token);
+    let (token, token_note) = dashboard_token(&args)?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -277,27 +288,28 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
         leader_election = args.leader_elect,
         "remediation"
     );
-    if args.token.is_none() {
-        #[allow(clippy::print_stderr)] // printed once, on purpose, so a person can use the dashboard
-        {
-            eprintln!("dashboard: http://{addr}/  (token for changes: {token})");
-        }
-    } else {
-        tracing::info!("dashboard at http://{addr}/ (token from DRIFT_DASHBOARD_TOKEN)");
+    #[allow(clippy::print_stderr)] // where the dashboard is, once, for a person; never the token
+    {
+        eprintln!("dashboard: http://{addr}/  ({token_note})");
     }
-    let app = Arc::new(crate::http::App {
-        engine: handle.clone(),
-        log,
-        token,
-        mode,
-    });
+    let limits = crate::http::Limits {
+        connections: args.max_connections.max(1),
+        streams: args.max_event_streams,
+        ..crate::http::Limits::default()
+    };
+    let app = Arc::new(
+        crate::http::App::new(handle.clone(), log, token, mode)
+            .bound_to(addr)
+            .limits(limits),
+    );
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(crate::http::serve(listener, app, async move {
         let _ = http_stop.changed().await;
     }));
 
     wait_for_signal().await;
-    tracing::info!("stopping: writing in-flight history");
+    exit_on_second_signal();
+    tracing::info!("stopping: writing in-flight history (a second signal exits at once)");
     let _ = stop_tx.send(true);
     let _ = server.await;
     match Arc::try_unwrap(handle) {
@@ -308,6 +320,45 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The token for changes: `--token`/`DRIFT_DASHBOARD_TOKEN`, `--token-file`, or one generated into
+/// `<state-dir>/dashboard.token`; and where it came from, for the log (never the token itself).
+fn dashboard_token(args: &WatchArgs) -> anyhow::Result<(String, String)> {
+    if let Some(t) = &args.token {
+        let t = t.trim();
+        if t.is_empty() {
+            anyhow::bail!(
+                "DRIFT_DASHBOARD_TOKEN (or --token) is set but empty: set a token, or unset it to have one generated"
+            );
+        }
+        return Ok((t.to_string(), "token from DRIFT_DASHBOARD_TOKEN".into()));
+    }
+    if let Some(path) = &args.token_file {
+        let t = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?;
+        let t = t.trim();
+        if t.is_empty() {
+            anyhow::bail!("the token file {} is empty", path.display());
+        }
+        return Ok((t.to_string(), format!("token from {}", path.display())));
+    }
+    crate::secrets::private_dir(&args.state_dir)?;
+    let path = args.state_dir.join("dashboard.token");
+    let token = crate::http::random_token();
+    crate::secrets::private_file(&path)?;
+    std::fs::write(&path, format!("{token}\n")).with_context(|| format!("writing {}", path.display()))?;
+    Ok((token, format!("token for changes in {}", path.display())))
+}
+
+/// After the first SIGTERM or Ctrl-C: a second one exits at once (130), whatever is still running.
+pub(crate) fn exit_on_second_signal() {
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        #[allow(clippy::disallowed_methods)] // a person asked twice
+        std::process::exit(130);
+    });
 }
 
 /// SIGTERM or Ctrl-C.

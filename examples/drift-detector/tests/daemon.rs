@@ -111,17 +111,22 @@ struct Daemon {
 impl Daemon {
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.arg("watch")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.arg("watch").args(args);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         cmd.env_remove("KUBECONFIG")
             .env_remove("CUB_TOKEN")
             .env_remove("CLAUDE_API_KEY")
             .env("RUST_LOG", "warn,drift_detector=info");
+        let mut token = format!("test-token-{}", std::process::id());
+        cmd.env("DRIFT_DASHBOARD_TOKEN", &token);
         for (k, v) in envs {
             cmd.env(k, v);
+            if *k == "DRIFT_DASHBOARD_TOKEN" {
+                token = (*v).to_string();
+            }
         }
         #[allow(clippy::zombie_processes)] // Drop kills and waits for it
         let mut child = cmd.spawn().expect("spawn drift-detector watch");
@@ -146,12 +151,6 @@ impl Daemon {
                     .next()
                     .expect("url")
                     .trim_end_matches('/')
-                    .to_string();
-                let token = rest
-                    .split("token for changes: ")
-                    .nth(1)
-                    .expect("token")
-                    .trim_end_matches(')')
                     .to_string();
                 return Daemon {
                     child,
@@ -917,4 +916,146 @@ async fn a_confighub_outage_and_a_restart_lose_no_drift_record() {
         .count();
     assert_eq!(opened, 1, "{:?}", rs[0].timeline);
     assert_eq!(rs[0].drift.actual, Some(json!(7)));
+}
+
+/// Hostile clients: 300 connections that never finish their headers, more event streams than allowed,
+/// then SIGTERM while streams are open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_port_holds_against_stalled_clients_and_sigterm_ends_open_streams() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let e = env("hostile", &[("web", 2)]).await;
+    let state = e.dir.join("state");
+    let a = args(&e, &state, &["--max-event-streams", "2"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut d = Daemon::start(&a, &[]);
+    d.until("ready", |v| v["ready"] == true).await;
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let mut stalled = Vec::new();
+    for i in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        if i % 2 == 0 {
+            // Half a request, then nothing.
+            let _ = s.write_all(b"GET /api/drifts HTTP/1.1\r\nHost: x\r\n").await;
+        }
+        stalled.push(s);
+    }
+    // The probe still gets through while they hang.
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("client");
+    let r = probe
+        .get(format!("{}/health", d.url))
+        .send()
+        .await
+        .expect("/health answers");
+    assert_eq!(r.status(), 200);
+    // The server closes them once their time to send headers is up (5 s), instead of holding them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut closed = 0;
+    for s in &mut stalled {
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(_) | Err(_)) => closed += 1,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(closed, 300, "stalled connections are dropped by the server");
+    // Two event streams are served; a third is refused, not queued.
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let r = d
+            .http
+            .get(format!("{}/api/events", d.url))
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(r.status(), 200);
+        streams.push(r);
+    }
+    let third = d
+        .http
+        .get(format!("{}/api/events", d.url))
+        .send()
+        .await
+        .expect("third");
+    assert_eq!(third.status(), 503);
+    // SIGTERM with the streams open: the daemon stops (the streams end), exit 0.
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(), 0);
+    drop(streams);
+}
+
+/// Beyond loopback the API's reads need the token; the scheme's case does not matter; an empty token
+/// is an error, not a random one; a generated token goes to a private file, not to the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_guard_reads_beyond_loopback_and_never_reach_the_log() {
+    let e = env("tokens", &[("web", 2)]).await;
+    let state = e.dir.join("state");
+    let a = args(&e, &state, &["--listen", "0.0.0.0:0"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let d = Daemon::start(&a, &[]);
+    assert_eq!(
+        d.get("/api/drifts").await.0,
+        401,
+        "reads need the token beyond loopback"
+    );
+    assert_eq!(d.get("/health").await.0, 200, "probes stay open");
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = d
+            .http
+            .get(format!("{}/api/drifts", d.url))
+            .header("authorization", format!("{scheme} {}", d.token))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    drop(d);
+
+    // An empty DRIFT_DASHBOARD_TOKEN is a mistake to report, not a reason to make one up.
+    let out = Command::new(BIN)
+        .arg("watch")
+        .args(args(&e, &state, &[]))
+        .env("DRIFT_DASHBOARD_TOKEN", "")
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set but empty"));
+
+    // Generated: in a 0600 file in the 0700 state directory; the log says where, not what.
+    let gen_state = e.dir.join("generated");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("watch")
+        .args(args(&e, &gen_state, &["--listen", "127.0.0.1:0"]))
+        .env_remove("DRIFT_DASHBOARD_TOKEN")
+        .env_remove("KUBECONFIG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("dashboard: "))
+        .expect("the dashboard line");
+    let _ = child.kill();
+    let _ = child.wait();
+    let file = gen_state.join("dashboard.token");
+    let token = std::fs::read_to_string(&file)
+        .expect("token file")
+        .trim()
+        .to_string();
+    assert_eq!(token.len(), 32);
+    assert!(!line.contains(&token), "{line}");
+    assert!(line.contains("dashboard.token"), "{line}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&gen_state), 0o700);
+        assert_eq!(mode(&gen_state.join("drift-detector.db")), 0o600);
+    }
 }
