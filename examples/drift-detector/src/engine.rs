@@ -607,6 +607,7 @@ impl Loop {
         let tx = self.cmd_tx.clone();
         let metrics = self.metrics.clone();
         let in_flight = self.fixes_in_flight.clone();
+        let mut leader = self.parts.leader.clone();
         tokio::spawn(async move {
             metrics
                 .fixes
@@ -614,11 +615,30 @@ impl Loop {
                     result: "attempted".into(),
                 })
                 .inc();
-            let dry = rem.remediate(&plan, RemediationMode::DryRun).await;
-            let outcome = if dry.status == RemediationStatus::DryRunOk {
-                rem.remediate(&plan, RemediationMode::Apply).await
-            } else {
-                dry
+            let lost = |why: &str| RemediationOutcome {
+                key: plan.key.clone(),
+                status: RemediationStatus::Skipped,
+                message: format!("this replica lost the leadership {why}: the new leader decides"),
+                mode: RemediationMode::DryRun,
+            };
+            // The dry run is abandoned the moment leadership is lost; the real write starts only if this
+            // replica still leads after it (a write already sent is guarded by its `test` operations).
+            let dry = tokio::select! {
+                d = rem.remediate(&plan, RemediationMode::DryRun) => Some(d),
+                () = async {
+                    // Without an election the sender is gone and this replica leads for good.
+                    if leader.wait_for(|l| !*l).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => None,
+            };
+            let outcome = match dry {
+                None => lost("during the dry run"),
+                Some(_) if !*leader.borrow() => lost("before the write"),
+                Some(d) if d.status == RemediationStatus::DryRunOk => {
+                    rem.remediate(&plan, RemediationMode::Apply).await
+                }
+                Some(d) => d,
             };
             let result = match outcome.status {
                 RemediationStatus::Applied => "applied",
