@@ -80,14 +80,18 @@ impl HubArgs {
     /// Reads the server's version (`GET /info`); a server older than API 0.8 is an error. An unreachable
     /// server is only a warning here: the caller's own requests say what is wrong.
     pub(crate) async fn check_server(&self, c: &drift_confighub::ConfigHubClient) -> anyhow::Result<()> {
-        match c.check_server().await {
-            Ok(info) => {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), c.check_server()).await {
+            Ok(Ok(info)) => {
                 tracing::info!(version = %info.version, url = %c.base_url(), "ConfigHub");
                 Ok(())
             }
-            Err(e @ drift_confighub::ConfigHubError::Unsupported { .. }) => Err(e.into()),
-            Err(e) => {
+            Ok(Err(e @ drift_confighub::ConfigHubError::Unsupported { .. })) => Err(e.into()),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not read ConfigHub's version (GET /info)");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!("ConfigHub did not answer GET /info within 10 s");
                 Ok(())
             }
         }

@@ -63,6 +63,8 @@ pub(crate) enum Cmd {
         outcome: RemediationOutcome,
     },
     Analysis(Analysis),
+    /// A load of the desired state finished (it runs off the loop: a slow source never stalls it).
+    Desired(Result<drift_core::ports::DesiredSet, drift_core::ports::PortError>),
 }
 
 /// What the dashboard and the API read.
@@ -362,18 +364,24 @@ impl Loop {
             }),
             None => Vec::new(),
         };
-        let mut records: BTreeMap<DriftId, DriftRecord> = match self
-            .parts
-            .log
-            .records(&HistoryQuery {
+        // Bounded: with the history unreachable (a ConfigHub outage) the daemon starts from the spool.
+        self.status.heartbeat.store(self.clock.now(), Ordering::Relaxed);
+        let history = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.parts.log.records(&HistoryQuery {
                 open_only: true,
                 ..HistoryQuery::default()
-            })
-            .await
-        {
-            Ok(open) => open.into_iter().map(|r| (r.drift.id.clone(), r)).collect(),
-            Err(e) => {
+            }),
+        )
+        .await;
+        let mut records: BTreeMap<DriftId, DriftRecord> = match history {
+            Ok(Ok(open)) => open.into_iter().map(|r| (r.drift.id.clone(), r)).collect(),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not read open drifts from the history; using the spool only");
+                BTreeMap::new()
+            }
+            Err(_) => {
+                tracing::warn!("the history did not answer within 10 s; using the spool only");
                 BTreeMap::new()
             }
         };
@@ -399,27 +407,40 @@ impl Loop {
         let mut leader_alive = true;
         let mut load_retry = tokio::time::Instant::now();
         let mut load_backoff = Duration::from_millis(500);
+        let mut loading = false;
         loop {
             self.status.heartbeat.store(self.clock.now(), Ordering::Relaxed);
             let ready = self.is_ready();
             self.status.ready.store(ready, Ordering::Relaxed);
             self.metrics.ready.set(i64::from(ready));
             self.sync_counters();
-            if !self.desired_loaded && tokio::time::Instant::now() >= load_retry {
-                self.load_desired().await;
-                if !self.desired_loaded {
-                    load_retry = tokio::time::Instant::now() + load_backoff;
-                    load_backoff = (load_backoff * 2).min(Duration::from_secs(30));
-                }
+            if !self.desired_loaded && !loading && tokio::time::Instant::now() >= load_retry {
+                // Off the loop: the heartbeat (/health) keeps turning while the source is slow or down.
+                loading = true;
+                let desired = self.parts.desired.clone();
+                let tx = self.cmd_tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(Cmd::Desired(desired.load().await)).await;
+                });
             }
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
                 c = cmds.recv() => match c {
+                    Some(Cmd::Desired(r)) => {
+                        loading = false;
+                        self.load_desired(r);
+                        if !self.desired_loaded {
+                            load_retry = tokio::time::Instant::now() + load_backoff;
+                            load_backoff = (load_backoff * 2).min(Duration::from_secs(30));
+                        }
+                    }
                     Some(c) => self.command(c).await,
                     None => break,
                 },
-                ev = live.next() => match ev {
+                // Live events wait for the desired state: compared with nothing, every restored drift
+                // would look resolved.
+                ev = live.next(), if self.desired_loaded => match ev {
                     Some(Ok(ev)) => {
                         let t = Instant::now();
                         let is_change = matches!(ev, LiveEvent::Applied(_) | LiveEvent::Deleted(_));
@@ -462,8 +483,8 @@ impl Loop {
         // Dropping the loop closes the writer's channel; the writer drains and stops.
     }
 
-    async fn load_desired(&mut self) {
-        match self.parts.desired.load().await {
+    fn load_desired(&mut self, r: Result<drift_core::ports::DesiredSet, drift_core::ports::PortError>) {
+        match r {
             Ok(set) => {
                 self.desired_errors = set.errors.iter().map(ToString::to_string).collect();
                 for e in &set.errors {
@@ -684,6 +705,8 @@ impl Loop {
 
     async fn command(&mut self, c: Cmd) {
         match c {
+            // Handled by the loop, which tracks the load in progress.
+            Cmd::Desired(r) => self.load_desired(r),
             Cmd::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }

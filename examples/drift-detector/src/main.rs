@@ -12,6 +12,7 @@ mod engine;
 mod files;
 mod http;
 mod hub_cmd;
+mod hub_log;
 mod leader;
 mod metrics;
 mod report;

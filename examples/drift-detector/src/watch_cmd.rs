@@ -165,12 +165,34 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
             .records_space
             .clone()
             .unwrap_or_else(|| format!("{}-drift-records", args.spaces[0]));
-        let mut log = drift_confighub::ConfigHubDriftLog::connect(hub.clone(), &records)
-            .await
-            .with_context(|| format!("opening the drift records space {records}"))?;
-        if let Some(name) = &args.cluster_name {
-            log = log.with_cluster(name.clone());
-        }
+        // ConfigHub down at start is an outage to ride out, not a reason to crash-loop: the daemon
+        // starts, detects, keeps events in the spool and connects once ConfigHub answers.
+        let log = match tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            drift_confighub::ConfigHubDriftLog::connect(hub.clone(), &records),
+        )
+        .await
+        {
+            Ok(Ok(mut l)) => {
+                if let Some(name) = &args.cluster_name {
+                    l = l.with_cluster(name.clone());
+                }
+                crate::hub_log::LazyHubLog::opened(l, hub.clone(), &records)
+            }
+            Ok(Err(e @ drift_confighub::ConfigHubError::Unauthorized { .. })) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("opening the drift records space {records}"))
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, space = %records, "ConfigHub is not reachable: starting anyway, events wait in the spool");
+                crate::hub_log::LazyHubLog::new(hub.clone(), &records, args.cluster_name.clone())
+            }
+            Err(_) => {
+                tracing::warn!(space = %records, "ConfigHub did not answer within 10 s: starting anyway, events wait in the spool");
+                crate::hub_log::LazyHubLog::new(hub.clone(), &records, args.cluster_name.clone())
+            }
+        };
         // ConfigHub applies nothing: "ConfigHub wins" is the engine's guarded patch sent to the cluster.
         let rem = drift_confighub::ConfigHubRemediator::new(
             hub.clone(),

@@ -1059,3 +1059,113 @@ async fn tokens_guard_reads_beyond_loopback_and_never_reach_the_log() {
         assert_eq!(mode(&gen_state.join("drift-detector.db")), 0o600);
     }
 }
+
+/// ConfigHub unreachable at start: the daemon is alive (`/health` 200), not ready, and retries; once
+/// ConfigHub answers it loads the desired state, becomes ready and detects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confighub_down_at_start_means_alive_not_ready_then_recovers() {
+    use drift_confighub::fake::{FakeHub, FakeHubConfig};
+    let e = env("hub-down", &[]).await;
+    // A port with nothing on it, for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/api");
+    let state = e.dir.join("state");
+    let a: Vec<String> = vec![
+        "--kubeconfig".into(),
+        e.kubeconfig.display().to_string(),
+        "-n".into(),
+        "shop".into(),
+        "--cub-space".into(),
+        "ha-prod".into(),
+        "--state-dir".into(),
+        state.display().to_string(),
+    ];
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let d = Daemon::start(
+        &a,
+        &[("CUB_API_URL", &url), ("CUB_TOKEN", "fake-confighub-token")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (h, _) = d.get("/health").await;
+        if h == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never alive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        d.get("/ready").await.0,
+        503,
+        "not ready without the desired state"
+    );
+    // ConfigHub comes up, with the desired state.
+    let hub = FakeHub::start(
+        FakeHubConfig::default()
+            .port(port)
+            .auto_target("k8s-sandbox")
+            .sync_delay(Duration::from_millis(5)),
+    )
+    .await
+    .expect("hub");
+    let applies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (client, _) = (e.client.clone(), applies.clone());
+    hub.on_release(std::sync::Arc::new(move |d| {
+        let client = client.clone();
+        Box::pin(async move {
+            for u in d.units {
+                let text = String::from_utf8(u.data).map_err(|e| e.to_string())?;
+                for r in drift_core::parse_documents("u", &text).resources {
+                    deploy_api(&client)
+                        .patch(
+                            &r.key.name,
+                            &PatchParams::apply("confighub-gitops").force(),
+                            &Patch::Apply(&r.object),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        })
+    }));
+    let c = drift_confighub::ConfigHubClient::new(hub.client_config()).expect("client");
+    let yaml = serde_json::to_string(&deployment("web", 2)).expect("yaml");
+    drift_confighub::setup::deploy_test_workloads(&c, "ha", "ha-prod", &yaml)
+        .await
+        .expect("units");
+    let r = drift_confighub::setup::publish_space(&c, "ha-prod", "test")
+        .await
+        .expect("publish");
+    hub.wait_delivered(&r.release.release_id, Duration::from_secs(10))
+        .await
+        .expect("synced");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while d.get("/ready").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never became ready after ConfigHub came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    scale(&e.client, "web", 4).await;
+    d.until("the drift", |v| open(v).len() == 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = drift_confighub::ConfigHubDriftLog::connect(c.clone(), "ha-prod-drift-records")
+            .await
+            .expect("log");
+        let rs = drift_core::ports::DriftLog::records(&log, &drift_core::ports::HistoryQuery::default())
+            .await
+            .expect("records");
+        if rs.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the record never reached ConfigHub");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
