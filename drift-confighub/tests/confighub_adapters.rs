@@ -31,7 +31,7 @@ fn repo() -> PathBuf {
 }
 
 fn base_units() -> Vec<UnitSpec> {
-    ["namespace", "rbac", "deployment", "service"]
+    ["namespace", "rbac", "statefulset", "service"]
         .iter()
         .map(|n| {
             let data =
@@ -593,7 +593,7 @@ async fn promotion_upgrades_exactly_the_stale_downstream_units_then_releases() {
         .await
         .expect("target");
     // Two base units change.
-    for slug in ["drift-detector-deployment", "drift-detector-service"] {
+    for slug in ["drift-detector-statefulset", "drift-detector-service"] {
         edit(&c, "pp-base", slug, |t| format!("{t}\n# v2\n")).await;
     }
     let dev = c.require_space("pp-dev").await.expect("dev");

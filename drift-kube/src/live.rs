@@ -272,10 +272,13 @@ impl KubeLiveSource {
         out
     }
 
-    fn watcher_config(&self) -> watcher::Config {
+    fn watcher_config(&self, info: &kinds::KindInfo) -> watcher::Config {
         let mut c = watcher::Config::default().page_size(self.config.page_size);
         if let Some(s) = &self.config.label_selector {
             c = c.labels(s);
+        }
+        if let Some(f) = field_selector(info) {
+            c = c.fields(f);
         }
         c
     }
@@ -294,6 +297,12 @@ impl KubeLiveSource {
     }
 }
 
+/// Helm keeps every release, rendered, in a Secret of type `helm.sh/release.v1`: never desired state,
+/// often large, never read.
+fn field_selector(info: &kinds::KindInfo) -> Option<&'static str> {
+    (info.group.is_empty() && info.kind == "Secret").then_some("type!=helm.sh/release.v1")
+}
+
 #[async_trait]
 impl LiveSource for KubeLiveSource {
     async fn list(&self) -> Result<Vec<Resource>, PortError> {
@@ -303,6 +312,9 @@ impl LiveSource for KubeLiveSource {
             let mut params = ListParams::default().limit(self.config.page_size);
             if let Some(s) = &self.config.label_selector {
                 params = params.labels(s);
+            }
+            if let Some(f) = field_selector(scope.info) {
+                params = params.fields(f);
             }
             loop {
                 let page = match api.list(&params).await {
@@ -362,7 +374,7 @@ impl KubeLiveSource {
             namespace = scope.namespace.as_deref().unwrap_or("*")
         );
         let _enter = span.enter();
-        let mut stream = watcher::watcher(api_for(&self.client, &scope), self.watcher_config())
+        let mut stream = watcher::watcher(api_for(&self.client, &scope), self.watcher_config(scope.info))
             .default_backoff()
             .boxed();
         let mut buffer: Vec<Resource> = Vec::new();

@@ -487,3 +487,49 @@ async fn a_deleted_object_is_re_applied_server_side_and_secrets_are_never_writte
         "nothing was written"
     );
 }
+
+/// Helm's release Secrets (type `helm.sh/release.v1`) are never read: a field selector keeps them out
+/// of lists and watches; other Secrets are read, hashed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_release_secrets_are_never_read() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let client = sandbox.client().expect("client");
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    for (name, ty) in [
+        ("db", "Opaque"),
+        ("sh.helm.release.v1.web.v1", "helm.sh/release.v1"),
+    ] {
+        let s: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "default"}, "type": ty, "data": {"k": "dmFsdWU="}}))
+        .expect("secret");
+        api.create(&PostParams::default(), &s).await.expect("create");
+    }
+    let source =
+        KubeLiveSource::new(client, LiveSourceConfig::default().kinds([("", "Secret")])).expect("source");
+    let listed: Vec<String> = source
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.key.name)
+        .collect();
+    assert_eq!(listed, ["db"]);
+    let mut events = source.watch();
+    let mut watched = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("Ready within 10 s")
+            .expect("stream open")
+            .expect("no error")
+        {
+            LiveEvent::Ready => break,
+            LiveEvent::Restarted { resources, .. } => {
+                watched.extend(resources.into_iter().map(|r| r.key.name))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(watched, ["db"]);
+}

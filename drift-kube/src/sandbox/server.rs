@@ -521,7 +521,8 @@ struct Filter {
     plural: String,
     namespace: Option<String>,
     labels: Option<LabelSelector>,
-    fields: Vec<(String, String)>,
+    /// Field, value, and whether the term is `!=`.
+    fields: Vec<(String, String, bool)>,
 }
 
 impl Filter {
@@ -537,20 +538,27 @@ impl Filter {
             .split(',')
             .filter(|t| !t.is_empty())
         {
-            let (k, v) = term
-                .split_once("==")
-                .or_else(|| term.split_once('='))
-                .ok_or_else(|| {
-                    ApiError::new(400, "BadRequest", format!("invalid field selector term {term}"))
-                })?;
-            if !matches!(k, "metadata.name" | "metadata.namespace") {
+            let (k, v, negated) = match term.split_once("!=") {
+                Some((k, v)) => (k, v, true),
+                None => term
+                    .split_once("==")
+                    .or_else(|| term.split_once('='))
+                    .map(|(k, v)| (k, v, false))
+                    .ok_or_else(|| {
+                        ApiError::new(400, "BadRequest", format!("invalid field selector term {term}"))
+                    })?,
+            };
+            // As the API server: every kind has metadata.name and metadata.namespace; Secrets also `type`.
+            let supported = matches!(k, "metadata.name" | "metadata.namespace")
+                || (k == "type" && info.group.is_empty() && info.plural == "secrets");
+            if !supported {
                 return Err(ApiError::new(
                     400,
                     "BadRequest",
                     format!("field label not supported: {k}"),
                 ));
             }
-            fields.push((k.to_string(), v.to_string()));
+            fields.push((k.to_string(), v.to_string(), negated));
         }
         Ok(Filter {
             group: info.group.into(),
@@ -576,9 +584,13 @@ impl Filter {
                 return false;
             }
         }
-        self.fields.iter().all(|(k, v)| match k.as_str() {
-            "metadata.name" => &key.name == v,
-            _ => &key.namespace == v,
+        self.fields.iter().all(|(k, v, negated)| {
+            let equal = match k.as_str() {
+                "metadata.name" => &key.name == v,
+                "metadata.namespace" => &key.namespace == v,
+                _ => obj.get(k.as_str()).and_then(Value::as_str).unwrap_or("Opaque") == v,
+            };
+            equal != *negated
         })
     }
 }

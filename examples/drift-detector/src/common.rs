@@ -197,8 +197,8 @@ pub(crate) const BASE_UNITS: [(&str, &str); 4] = [
     ),
     ("drift-detector-rbac", include_str!("../deploy/rbac.yaml")),
     (
-        "drift-detector-deployment",
-        include_str!("../deploy/deployment.yaml"),
+        "drift-detector-statefulset",
+        include_str!("../deploy/statefulset.yaml"),
     ),
     ("drift-detector-service", include_str!("../deploy/service.yaml")),
 ];

@@ -140,4 +140,58 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+
+    /// The shipped manifest starts: its args parse with the real parser, and every environment
+    /// variable it sets is one the binary reads.
+    #[test]
+    fn the_deploy_manifest_args_and_env_are_the_binarys() {
+        use clap::{CommandFactory, Parser};
+        let doc: serde_json::Value =
+            serde_saphyr::from_str(include_str!("../deploy/statefulset.yaml")).expect("manifest");
+        let c = &doc["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<String> = c["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("string").to_string())
+            .collect();
+        let cli =
+            super::Cli::try_parse_from(std::iter::once("drift-detector".to_string()).chain(args.clone()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(matches!(cli.command, super::Command::Watch(_)));
+        let watch = super::Cli::command()
+            .find_subcommand("watch")
+            .expect("watch")
+            .clone();
+        let mut read: Vec<String> = watch
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        read.push(crate::secrets::KEY_ENV.to_string());
+        for e in c["env"].as_array().expect("env") {
+            let name = e["name"].as_str().expect("name");
+            assert!(
+                read.iter().any(|r| r == name),
+                "the manifest sets {name}, which nothing reads: {read:?}"
+            );
+        }
+        // The state directory is on the volume that survives a reschedule.
+        let mount = c["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .find(|m| m["name"] == "state")
+            .expect("state mount");
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--state-dir" && w[1] == mount["mountPath"])
+        );
+        assert_eq!(
+            doc["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+            "state"
+        );
+        // The image is the one the Dockerfile builds and the kustomization names.
+        assert!(c["image"].as_str().expect("image").starts_with("drift-detector:"));
+        assert!(include_str!("../Dockerfile").contains("drift-detector"));
+    }
 }

@@ -281,6 +281,10 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
         // Without an election this replica always leads (the sender goes away; the value stays).
         watch::channel(true).1
     };
+    // In a pod: label it with its role, so the Service routes the dashboard and approvals to the leader.
+    if let (Ok(pod), Ok(ns)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE")) {
+        label_pod_with_role(client.clone(), ns, pod, leader.clone());
+    }
     let parts = Parts {
         live,
         desired,
@@ -357,13 +361,15 @@ fn dashboard_token(args: &WatchArgs) -> anyhow::Result<(String, String)> {
         return Ok((t.to_string(), "token from DRIFT_DASHBOARD_TOKEN".into()));
     }
     if let Some(path) = &args.token_file {
-        let t = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the token file {}", path.display()))?;
-        let t = t.trim();
-        if t.is_empty() {
-            anyhow::bail!("the token file {} is empty", path.display());
+        match std::fs::read_to_string(path) {
+            Ok(t) if t.trim().is_empty() => anyhow::bail!("the token file {} is empty", path.display()),
+            Ok(t) => return Ok((t.trim().to_string(), format!("token from {}", path.display()))),
+            // An optional Secret that is not there: generate one, as without a file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(file = %path.display(), "no token file: generating a token");
+            }
+            Err(e) => return Err(anyhow::anyhow!("reading the token file {}: {e}", path.display())),
         }
-        return Ok((t.to_string(), format!("token from {}", path.display())));
     }
     crate::secrets::private_dir(&args.state_dir)?;
     let path = args.state_dir.join("dashboard.token");
@@ -371,6 +377,49 @@ fn dashboard_token(args: &WatchArgs) -> anyhow::Result<(String, String)> {
     crate::secrets::private_file(&path)?;
     std::fs::write(&path, format!("{token}\n")).with_context(|| format!("writing {}", path.display()))?;
     Ok((token, format!("token for changes in {}", path.display())))
+}
+
+/// Keeps the pod's `drift-detector.io/role` label (`leader` or `standby`) in step with the election.
+fn label_pod_with_role(
+    client: kube::Client,
+    namespace: String,
+    pod: String,
+    mut leader: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let ar = kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("", "v1", "Pod"),
+            "pods",
+        );
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(client, &namespace, &ar);
+        let mut warned = false;
+        loop {
+            let role = if *leader.borrow_and_update() {
+                "leader"
+            } else {
+                "standby"
+            };
+            let patch = serde_json::json!({"metadata": {"labels": {"drift-detector.io/role": role}}});
+            match api
+                .patch(
+                    &pod,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => tracing::info!(%pod, role, "pod labelled with its role"),
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(%pod, error = %e, "could not label the pod with its role (the Service routes to the leader by it)");
+                }
+                Err(_) => {}
+            }
+            if leader.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// After the first SIGTERM or Ctrl-C: a second one exits at once (130), whatever is still running.
