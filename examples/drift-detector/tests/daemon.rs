@@ -1169,3 +1169,70 @@ async fn confighub_down_at_start_means_alive_not_ready_then_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Unattended, through ConfigHub: the replica drift is fixed with a patch of that field alone; the
+/// critical image drift on the same Deployment waits for a person, untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unattended_fix_never_touches_a_critical_drift_awaiting_approval() {
+    let (e, hub, c, applies, initial) = hub_env("scoped").await;
+    let state = e.dir.join("state");
+    let a: Vec<String> = vec![
+        "--kubeconfig".into(),
+        e.kubeconfig.display().to_string(),
+        "-n".into(),
+        "shop".into(),
+        "--cub-space".into(),
+        "ha-prod".into(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--auto-fix".into(),
+        "true".into(),
+        "--remediate".into(),
+        "confighub".into(),
+    ];
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let d = Daemon::start(&a, &[("CUB_API_URL", &hub.url()), ("CUB_TOKEN", &hub.token())]);
+    d.until("ready", |v| v["ready"] == true).await;
+    // Someone swaps the image (critical: held for approval)...
+    deploy_api(&e.client)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image",
+                    "value": "evil.example/backdoor:latest"}]))
+                .expect("patch"),
+            ),
+        )
+        .await
+        .expect("set image");
+    d.until("the image drift, held", |v| {
+        open(v)
+            .iter()
+            .any(|o| o["drift"]["path"].as_str().is_some_and(|p| p.contains("image")))
+    })
+    .await;
+    // ...then scales it (auto-correctable: fixed unattended).
+    scale(&e.client, "web", 7).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while replicas(&e.client, "web").await != 2 {
+        assert!(Instant::now() < deadline, "the replica drift was not fixed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live = deploy_api(&e.client).get("web").await.expect("get").data;
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        "evil.example/backdoor:latest",
+        "the unapproved critical drift was not touched by the other fix"
+    );
+    let v = d.get("/api/drifts").await.1;
+    let still: Vec<Value> = open(&v);
+    assert_eq!(still.len(), 1, "{still:#?}");
+    assert!(still[0]["drift"]["path"].as_str().is_some_and(|p| p.contains("image")));
+    assert_eq!(
+        applies.load(std::sync::atomic::Ordering::SeqCst),
+        initial,
+        "no Release (no whole-space apply) was made for the fix"
+    );
+    let _ = c;
+}
