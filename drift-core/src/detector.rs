@@ -270,6 +270,8 @@ pub struct Detector {
     planned: HashSet<DriftId>,
     /// Live entries still held as full objects, to store compactly (see [`Detector::compact`]).
     unsettled: Vec<ResourceKey>,
+    /// Desired objects outside every watched scope, with the reason: never judged, never "missing".
+    not_watched: BTreeMap<ResourceKey, String>,
     stats: DetectorStats,
 }
 
@@ -321,8 +323,49 @@ impl Detector {
             approved: HashSet::new(),
             planned: HashSet::new(),
             unsettled: Vec::new(),
+            not_watched: BTreeMap::new(),
             stats: DetectorStats::default(),
         }
+    }
+
+    /// Desired objects the live source does not watch (a kind or namespace outside its scopes, a kind
+    /// the cluster does not serve or forbids), with the reason. They are not compared, and never
+    /// reported missing.
+    pub fn not_watched(&self) -> Vec<(ResourceKey, String)> {
+        self.not_watched
+            .iter()
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect()
+    }
+
+    /// Why a key falls outside every listed scope, when the live source lists by scope.
+    fn unwatched_reason(&self, key: &ResourceKey) -> Option<String> {
+        if self.listed.is_empty() || self.listed.iter().any(|s| s.covers(key)) {
+            return None;
+        }
+        let same_kind: Vec<&Option<String>> = self
+            .listed
+            .iter()
+            .filter_map(|s| match s {
+                RelistScope::Kind {
+                    group,
+                    kind,
+                    namespace,
+                } if *group == key.group && *kind == key.kind => Some(namespace),
+                _ => None,
+            })
+            .collect();
+        Some(if same_kind.is_empty() {
+            format!(
+                "kind {} is not watched (not served, forbidden, or not among the watched kinds)",
+                key.kind
+            )
+        } else {
+            format!(
+                "namespace {} is not watched",
+                key.namespace.as_deref().unwrap_or("(cluster scope)")
+            )
+        })
     }
 
     /// The settings.
@@ -660,6 +703,13 @@ impl Detector {
         if !self.is_listed(key) {
             return out;
         }
+        if self.ready
+            && let Some(reason) = self.unwatched_reason(key)
+        {
+            self.not_watched.insert(key.clone(), reason);
+            return out;
+        }
+        self.not_watched.remove(key);
         self.stats.diffs += 1;
         let live = self.live.get(key).and_then(LiveEntry::object);
         let ctx = DiffContext {

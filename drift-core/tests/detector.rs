@@ -605,3 +605,59 @@ fn compaction_is_deferred_and_changes_no_verdict() {
     assert_eq!(h.fix(&plan), RemediationStatus::Applied);
     assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Corrected]);
 }
+
+/// A desired object outside every watched scope (a cluster-scoped Namespace while only namespace
+/// `drift-test` is watched, a namespace not watched, a kind not served) is "not watched", with the
+/// reason — never a critical "missing" drift.
+#[test]
+fn objects_outside_the_watched_scopes_are_not_watched_not_missing() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let mut d = Detector::new(DiffEngine::default(), DetectorConfig::default(), clock);
+    let ns = Resource::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "drift-test"}}),
+    )
+    .expect("ns");
+    let other = Resource::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "x", "namespace": "elsewhere"}, "spec": {"replicas": 1}}))
+    .expect("deploy");
+    let pdb = Resource::from_value(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "p", "namespace": "drift-test"}, "spec": {"minAvailable": 1}}))
+    .expect("pdb");
+    let web = deploy("web", 2, "app:1", 1);
+    d.set_desired(vec![
+        desired(ns.clone()),
+        desired(other.clone()),
+        desired(pdb.clone()),
+        desired(web.clone()),
+    ]);
+    // The live source watches Deployments in drift-test only (a namespace-scoped install).
+    d.observe(LiveEvent::Restarted {
+        scope: RelistScope::Kind {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            namespace: Some("drift-test".into()),
+        },
+        resources: vec![web],
+    });
+    d.observe(LiveEvent::Ready);
+    let mut events = Vec::new();
+    while let Some(k) = d.next_key() {
+        events.extend(d.process(&k).events);
+    }
+    assert!(events.is_empty(), "no drift, no missing-live: {events:?}");
+    let nw = d.not_watched();
+    let reason = |k: &ResourceKey| nw.iter().find(|(x, _)| x == k).map(|(_, r)| r.clone());
+    assert!(
+        reason(&ns.key).is_some_and(|r| r.contains("kind Namespace is not watched")),
+        "{nw:?}"
+    );
+    assert!(
+        reason(&other.key).is_some_and(|r| r.contains("namespace elsewhere is not watched")),
+        "{nw:?}"
+    );
+    assert!(
+        reason(&pdb.key).is_some_and(|r| r.contains("not served")),
+        "{nw:?}"
+    );
+    assert_eq!(nw.len(), 3);
+}

@@ -67,6 +67,13 @@ pub(crate) enum Cmd {
     Desired(Result<drift_core::ports::DesiredSet, drift_core::ports::PortError>),
 }
 
+/// A desired object the detector does not watch.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct NotWatched {
+    pub resource: String,
+    pub reason: String,
+}
+
 /// What the dashboard and the API read.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,6 +83,8 @@ pub(crate) struct Snapshot {
     pub open: Vec<OpenDrift>,
     pub stats: DetectorStats,
     pub tracked: usize,
+    /// Desired objects outside the watched kinds and namespaces, with the reason (never "missing").
+    pub not_watched: Vec<NotWatched>,
     pub analysis: Option<Analysis>,
     pub alerts: Vec<AlertView>,
     pub recent: Vec<DriftEvent>,
@@ -918,6 +927,15 @@ impl Loop {
             open,
             stats: self.det.stats(),
             tracked: self.det.sizes().0,
+            not_watched: self
+                .det
+                .not_watched()
+                .into_iter()
+                .map(|(k, reason)| NotWatched {
+                    resource: k.to_string(),
+                    reason,
+                })
+                .collect(),
             analysis,
             alerts: self.alerts.iter().rev().cloned().collect(),
             recent: self.recent.iter().rev().cloned().collect(),

@@ -1199,8 +1199,10 @@ async fn an_unattended_fix_never_touches_a_critical_drift_awaiting_approval() {
             "web",
             &PatchParams::default(),
             &Patch::Json::<()>(
-                serde_json::from_value(json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image",
-                    "value": "evil.example/backdoor:latest"}]))
+                serde_json::from_value(
+                    json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image",
+                    "value": "evil.example/backdoor:latest"}]),
+                )
                 .expect("patch"),
             ),
         )
@@ -1221,14 +1223,17 @@ async fn an_unattended_fix_never_touches_a_critical_drift_awaiting_approval() {
     }
     let live = deploy_api(&e.client).get("web").await.expect("get").data;
     assert_eq!(
-        live["spec"]["template"]["spec"]["containers"][0]["image"],
-        "evil.example/backdoor:latest",
+        live["spec"]["template"]["spec"]["containers"][0]["image"], "evil.example/backdoor:latest",
         "the unapproved critical drift was not touched by the other fix"
     );
     let v = d.get("/api/drifts").await.1;
     let still: Vec<Value> = open(&v);
     assert_eq!(still.len(), 1, "{still:#?}");
-    assert!(still[0]["drift"]["path"].as_str().is_some_and(|p| p.contains("image")));
+    assert!(
+        still[0]["drift"]["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("image"))
+    );
     assert_eq!(
         applies.load(std::sync::atomic::Ordering::SeqCst),
         initial,
