@@ -265,7 +265,8 @@ pub struct Detector {
     ready: bool,
     rate: RateLimiter,
     flap: FlapGuard,
-    approved: HashSet<DriftId>,
+    /// Approvals, each for the live value the person saw: a later value needs a new approval.
+    approved: HashMap<DriftId, Option<serde_json::Value>>,
     /// Drifts with a fix planned whose outcome has not been recorded yet (in flight).
     planned: HashSet<DriftId>,
     /// Live entries still held as full objects, to store compactly (see [`Detector::compact`]).
@@ -320,7 +321,7 @@ impl Detector {
             queued: HashSet::new(),
             listed: Vec::new(),
             ready: false,
-            approved: HashSet::new(),
+            approved: HashMap::new(),
             planned: HashSet::new(),
             unsettled: Vec::new(),
             not_watched: BTreeMap::new(),
@@ -864,7 +865,7 @@ impl Detector {
         let mut fix: Vec<DriftId> = Vec::new();
         for id in to_decide {
             let Some(o) = table.get_mut(&id) else { continue };
-            let approved = self.approved.contains(&id);
+            let approved = self.approved.get(&id).is_some_and(|seen| *seen == o.drift.actual);
             let requested = self
                 .config
                 .policy
@@ -1079,7 +1080,7 @@ impl Detector {
             .find(id)
             .map(|(k, o)| (k.clone(), o.clone()))
             .ok_or_else(|| DetectorError::UnknownDrift(id.clone()))?;
-        self.approved.insert(id.clone());
+        self.approved.insert(id.clone(), o.drift.actual.clone());
         self.flap.reset(id);
         let ev = DriftEvent::new(
             DriftEventKind::Approved,

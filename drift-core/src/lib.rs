@@ -109,7 +109,9 @@ mod value;
 pub use detector::{Detector, DetectorConfig};
 pub use diff::{DiffContext, DiffEngine, DiffOptions};
 pub use drift::{Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
-pub use load::{LoadError, Loaded, MAX_DEPTH, check_shape, depth, load_path, load_reader, parse_documents};
+pub use load::{
+    LoadError, Loaded, MAX_DEPTH, check_shape, depth, load_path, load_reader, manifest_files, parse_documents,
+};
 pub use model::{ObjectError, Resource, ResourceKey, json_type, split_api_version};
 pub use object::{Autoscalers, DesiredObject, LiveObject};
 pub use ownership::shrink_last_applied;

@@ -84,6 +84,20 @@ impl Loaded {
     }
 }
 
+/// The YAML budget for a document of `len` bytes: without aliases a document has fewer values than
+/// bytes, so at most `len + 10,000` values are allowed — aliases may add a little, never multiply a
+/// small input into megabytes of objects (a "billion laughs" document is an error naming the budget).
+fn yaml_options(len: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = len.saturating_add(10_000);
+    budget.max_aliases = 1_000;
+    budget.max_recorded_anchor_events = 20_000;
+    budget.max_recorded_anchor_bytes = 4 * 1024 * 1024;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Parses YAML or JSON text holding one or more documents.
 ///
 /// ```
@@ -102,7 +116,7 @@ pub fn parse_documents(source_name: &str, text: &str) -> Loaded {
         return out;
     }
     for (index, (line, doc)) in split_yaml_documents(text).into_iter().enumerate() {
-        match serde_saphyr::from_str::<Value>(doc) {
+        match serde_saphyr::from_str_with_options::<Value>(doc, yaml_options(doc.len())) {
             Ok(value) => push_value(source_name, index, value, &mut out),
             Err(e) => {
                 let rel = e.location().map(|l| l.line()).filter(|l| *l > 0).unwrap_or(1);
@@ -321,6 +335,19 @@ fn parse_bytes(source_name: &str, bytes: &[u8]) -> Loaded {
     }
 }
 
+/// The manifest files (`.yaml`, `.yml`, `.json`) under a directory, sorted: hidden entries are skipped
+/// and symbolic links to directories are not followed, so a ConfigMap-style mount (`..data` and a
+/// hidden timestamped directory) gives each file once and a link loop ends; links to files are read.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    collect_manifest_files(dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
 fn collect_manifest_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -373,6 +400,26 @@ pub fn check_shape(value: &Value) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_cannot_amplify_a_small_input() {
+        // 99 aliases of a 1,000-item anchor: ~6 KB of text, ~100,000 values once expanded.
+        let items: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+        let mut text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: bomb}}\nx: &a [{}]\ny:\n",
+            items.join(", ")
+        );
+        for _ in 0..99 {
+            text.push_str("- *a\n");
+        }
+        let l = parse_documents("bomb.yaml", &text);
+        assert!(l.resources.is_empty(), "expanded instead of refused");
+        assert_eq!(l.errors.len(), 1);
+        assert!(l.errors[0].to_string().contains("bomb.yaml"), "{}", l.errors[0]);
+        // A few aliases, as real manifests use them, still load.
+        let ok = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: &d {k: v}\nbinaryData: *d\n";
+        assert_eq!(parse_documents("ok.yaml", ok).resources.len(), 1);
+    }
 
     #[test]
     fn multi_document_with_a_broken_one() {

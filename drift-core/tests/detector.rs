@@ -661,3 +661,33 @@ fn objects_outside_the_watched_scopes_are_not_watched_not_missing() {
     );
     assert_eq!(nw.len(), 3);
 }
+
+/// An approval is for the value the person saw: when the drifted field moves on before the fix, the new
+/// value is not fixed unattended on the strength of the old approval.
+#[test]
+fn an_approval_does_not_carry_over_to_a_later_value() {
+    let mut h = Harness::new(auto_fix(), vec![deploy("backend-api", 3, "nginx:1", 1)]);
+    h.cluster
+        .apply(deploy("backend-api", 3, "vendor/patched:1.0.1", 2));
+    let outs = h.pump();
+    let id = outs[0].events[0].drift.id.clone();
+    // Approved (e.g. a hot-fix image accepted for now), but the fix is not carried out yet.
+    let (_, plan) = h.detector.approve(&id, "alice").expect("approve");
+    h.detector.record_fix(
+        &plan,
+        &drift_core::ports::RemediationOutcome {
+            key: plan.key.clone(),
+            status: RemediationStatus::Failed,
+            message: "the API server was away".into(),
+            mode: RemediationMode::Apply,
+        },
+    );
+    // The image moves on to something nobody approved.
+    h.cluster.apply(deploy("backend-api", 3, "evil/miner:latest", 3));
+    let outs = h.pump();
+    assert!(
+        outs.iter().all(|o| o.fixes.is_empty()),
+        "the approval was for vendor/patched:1.0.1, not this: {outs:?}"
+    );
+    assert!(h.detector.open_drift(&id).expect("open").needs_approval);
+}

@@ -148,13 +148,18 @@ impl KubeRemediator {
                             .into(),
                     );
                 }
-                let mut params = PatchParams::apply(FIELD_MANAGER).force();
-                params.dry_run = mode == RemediationMode::DryRun;
-                match api
-                    .patch(&plan.key.name, &params, &Patch::Apply(&desired.object))
-                    .await
-                {
-                    Ok(_) => out(ok_status, "desired object applied".into()),
+                // A create, not a forced apply: if someone re-created the object meanwhile, this is a
+                // 409 (a conflict to re-plan), never an overwrite of their object.
+                let obj: kube::api::DynamicObject = match serde_json::from_value(desired.object.clone()) {
+                    Ok(o) => o,
+                    Err(e) => return out(RemediationStatus::Failed, format!("the desired object: {e}")),
+                };
+                let params = kube::api::PostParams {
+                    dry_run: mode == RemediationMode::DryRun,
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                };
+                match api.create(&params, &obj).await {
+                    Ok(_) => out(ok_status, "desired object re-created".into()),
                     Err(e) => out(classify(&e), e.to_string()),
                 }
             }

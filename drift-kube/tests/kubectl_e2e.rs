@@ -533,3 +533,63 @@ async fn helm_release_secrets_are_never_read() {
     }
     assert_eq!(watched, ["db"]);
 }
+
+/// Re-creating a deleted object is a create, not a forced apply: when someone re-created it meanwhile
+/// the fix is a conflict, and their object stays as they made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_creating_a_deleted_object_never_overwrites_one_made_meanwhile() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let client = sandbox.client().expect("client");
+    let api = deploy_api(&client);
+    let desired = drift_core::Resource::from_value(deployment("web", 2)).expect("desired");
+    let plan = drift_core::ports::RemediationPlan {
+        key: desired.key.clone(),
+        drifts: vec![drift_core::detector::missing_live_drift(&desired.key)],
+        action: drift_core::ports::RemediationAction::Reapply,
+        provenance: None,
+        desired: Some(desired.clone()),
+        actor: "test".into(),
+        reason: "missing".into(),
+    };
+    let rem = KubeRemediator::new(client.clone());
+    // Someone else re-creates it first, with 5 replicas.
+    let theirs: DynamicObject = serde_json::from_value(deployment("web", 5)).expect("obj");
+    api.create(&PostParams::default(), &theirs)
+        .await
+        .expect("their create");
+    let o = drift_core::ports::Remediator::remediate(&rem, &plan, drift_core::ports::RemediationMode::Apply)
+        .await;
+    assert_eq!(
+        o.status,
+        drift_core::ports::RemediationStatus::Conflict,
+        "{}",
+        o.message
+    );
+    let live = api.get("web").await.expect("get");
+    assert_eq!(live.data["spec"]["replicas"], 5, "their object is untouched");
+    // Gone again: the re-create goes through, dry run first.
+    api.delete("web", &Default::default()).await.expect("delete");
+    let dry =
+        drift_core::ports::Remediator::remediate(&rem, &plan, drift_core::ports::RemediationMode::DryRun)
+            .await;
+    assert_eq!(
+        dry.status,
+        drift_core::ports::RemediationStatus::DryRunOk,
+        "{}",
+        dry.message
+    );
+    assert!(
+        api.get_opt("web").await.expect("get").is_none(),
+        "a dry run creates nothing"
+    );
+    let done =
+        drift_core::ports::Remediator::remediate(&rem, &plan, drift_core::ports::RemediationMode::Apply)
+            .await;
+    assert_eq!(
+        done.status,
+        drift_core::ports::RemediationStatus::Applied,
+        "{}",
+        done.message
+    );
+    assert_eq!(api.get("web").await.expect("get").data["spec"]["replicas"], 2);
+}

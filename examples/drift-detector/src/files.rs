@@ -23,20 +23,12 @@ pub(crate) struct FileDesiredStore {
     interval: Duration,
 }
 
+/// The manifests under a directory, as `diff --desired DIR` reads them (hidden entries skipped, links
+/// to directories not followed).
 fn files_under(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let Ok(rd) = std::fs::read_dir(p) else { return };
-        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        entries.sort();
-        for e in entries {
-            files_under(&e, out);
-        }
-    } else if p
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-    {
-        out.push(p.to_path_buf());
+    match drift_core::manifest_files(p) {
+        Ok(files) => out.extend(files),
+        Err(e) => tracing::warn!(dir = %p.display(), error = %e, "cannot read the manifest directory"),
     }
 }
 
@@ -161,5 +153,31 @@ impl DesiredStore for FileDesiredStore {
             },
         )
         .boxed()
+    }
+}
+
+#[cfg(all(test, unix))]
+mod mount_tests {
+    use super::*;
+
+    /// A ConfigMap mounted as a directory (`..data` → a hidden timestamped directory, each file a link
+    /// through `..data`) plus a link loop: each object loads once, and the loop ends.
+    #[test]
+    fn a_configmap_mount_loads_each_object_once() {
+        let dir = std::env::temp_dir().join(format!("drift-mount-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ts = dir.join("..2026_12_02_10_00_00.123");
+        std::fs::create_dir_all(&ts).expect("dir");
+        std::fs::write(
+            ts.join("app.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: shop}\ndata: {a: '1'}\n",
+        )
+        .expect("write");
+        std::os::unix::fs::symlink("..2026_12_02_10_00_00.123", dir.join("..data")).expect("link");
+        std::os::unix::fs::symlink("..data/app.yaml", dir.join("app.yaml")).expect("link");
+        std::os::unix::fs::symlink(".", dir.join("loop")).expect("loop");
+        let files = FileDesiredStore::new(vec![dir.clone()], "shop").files();
+        assert_eq!(files, [dir.join("app.yaml")]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

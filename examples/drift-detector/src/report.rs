@@ -165,16 +165,16 @@ impl DiffOutput {
             let ns = r
                 .namespace
                 .as_deref()
-                .map(|n| format!("{n}/"))
+                .map(|n| format!("{}/", printable(n)))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "{:<13} {} {} {}{}",
                 paint(code, word),
-                r.api_version,
-                r.kind,
+                printable(&r.api_version),
+                printable(&r.kind),
                 ns,
-                r.name
+                printable(&r.name)
             );
             for d in &r.drifts {
                 let sev_code = match d.severity.as_str() {
@@ -195,7 +195,7 @@ impl DiffOutput {
                     out,
                     "  {:<8} {}  {}  [{}/{} · {}]",
                     d.change.to_string(),
-                    paint("1", &d.field),
+                    paint("1", &printable(&d.field)),
                     what,
                     d.set,
                     paint(sev_code, &d.severity),
@@ -207,7 +207,10 @@ impl DiffOutput {
                     let _ = writeln!(
                         out,
                         "  {}",
-                        paint("2", &format!("unmanaged {} = {}", u.field, show(Some(&u.actual))))
+                        paint(
+                            "2",
+                            &format!("unmanaged {} = {}", printable(&u.field), show(Some(&u.actual)))
+                        )
                     );
                 }
             } else if !r.unmanaged.is_empty() {
@@ -256,17 +259,35 @@ impl DiffOutput {
         out.push_str(&paint(if self.drifted { "1;31" } else { "1;32" }, &line));
         out.push('\n');
         for e in &self.errors {
-            let _ = writeln!(out, "{} {e}", paint("31", "error:"));
+            let _ = writeln!(out, "{} {}", paint("31", "error:"), printable(e));
         }
         out
     }
 }
 
+/// Text from the cluster or the manifests, safe for a terminal: control characters (escape sequences
+/// that could repaint the screen or fake output, carriage returns, bells) are shown escaped.
+pub(crate) fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn show(v: Option<&Value>) -> String {
     match v {
         None => "<absent>".into(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => printable(s),
         Some(v) => {
+            // JSON text escapes control characters already.
             let s = v.to_string();
             if s.chars().count() > 72 {
                 format!("{}…", s.chars().take(71).collect::<String>())

@@ -467,3 +467,37 @@ fn no_secret_value_in_any_output_format() {
         "the install's key gives the same hashes every run"
     );
 }
+
+/// Live values cannot drive the terminal: escape sequences and carriage returns from the cluster are
+/// shown escaped in the table.
+#[test]
+fn control_characters_from_live_values_are_escaped() {
+    let dir = tempdir("ctrl");
+    std::fs::write(
+        dir.join("desired.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\ndata: {motd: hello}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("live.json"),
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}, "data": {"motd": "\u001b[2J\u001b[1;1Hall good\r\u0007"}}"#,
+    )
+    .expect("write");
+    let out = bin()
+        .args([
+            "diff",
+            "--desired",
+            &dir.join("desired.yaml").display().to_string(),
+            "--live",
+            &dir.join("live.json").display().to_string(),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+}
