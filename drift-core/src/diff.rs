@@ -281,6 +281,7 @@ impl<'a> Walker<'a, '_> {
         }
         match node.leaf {
             schema::Leaf::Quantity => quantity_eq(d, l),
+            schema::Leaf::ResourceQuantity => crate::value::resource_quantity_eq(d, l),
             schema::Leaf::Image => match (d, l) {
                 (Value::String(a), Value::String(b)) => crate::image::same_image(a, b),
                 _ => false,
@@ -326,7 +327,7 @@ impl<'a> Walker<'a, '_> {
                 continue;
             }
             self.segs.push(Seg::Field(k));
-            if dv.is_null() {
+            if dv.is_null() || child.dropped_if.is_some_and(|dropped| dropped(dm)) {
                 if let Some(lv) = lv {
                     self.live_only(lv, child, node.closed);
                 }

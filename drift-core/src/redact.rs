@@ -168,7 +168,8 @@ impl Redactor {
                     Err(_) => Value::String(self.token_in(context, s.as_bytes())),
                 }
             }
-            Value::Null => Value::Null,
+            // The API server returns an empty value as `null` (a manifest's `""` reads back so).
+            Value::Null => Value::String(self.token_in(context, b"")),
             other => Value::String(self.token_in(context, other.to_string().as_bytes())),
         }
     }

@@ -16,6 +16,9 @@ pub(crate) enum Leaf {
     Plain,
     /// `resource.Quantity`: by value (`0.5` = `500m`, `1` = `"1"`).
     Quantity,
+    /// A container resource quantity: by value after the server's rounding of the desired value up to
+    /// milli units (`0.0001` is stored as `1m`; `SetDefaults_ResourceList`).
+    ResourceQuantity,
     /// Container image reference: by normalized reference.
     Image,
     /// `IntOrString`: numbers by value, strings by text, never a number equal to a string.
@@ -48,6 +51,9 @@ pub(crate) enum Dflt {
     LimitOfSameResource,
     /// RBAC subject `apiGroup`: `rbac.authorization.k8s.io` for User and Group subjects.
     SubjectApiGroup,
+    /// Pod `serviceAccountName`: the deprecated `serviceAccount` when given (the server copies it;
+    /// `SetDefaults_PodSpec`), else `default` (the ServiceAccount admission plugin).
+    ServiceAccountName,
     /// Job `backoffLimit`: 6, or 2147483647 when `backoffLimitPerIndex` is set (SetDefaults_Job).
     JobBackoffLimit,
     /// Job `completions`: 1 only when neither `completions` nor `parallelism` was given.
@@ -135,6 +141,9 @@ pub(crate) struct Node {
     /// When filling defaults: the default applies only if this holds of the parent map
     /// (`rollingUpdate` only for the `RollingUpdate` strategy).
     pub apply_if: Option<Condition>,
+    /// The server drops the desired value when this holds of the desired parent map (Service
+    /// `sessionAffinityConfig` without `sessionAffinity: ClientIP`): it is compared as absent.
+    pub dropped_if: Option<Condition>,
     /// The default is only the effective value (`hostNetwork: false`): compared, never written.
     pub implicit: bool,
 }
@@ -152,6 +161,7 @@ impl Node {
         presence: false,
         materialize: false,
         apply_if: None,
+        dropped_if: None,
         implicit: false,
     };
 
@@ -202,6 +212,11 @@ static SKIP: Node = Node {
 static PLAIN: Node = Node::GENERIC;
 static QUANTITY: Node = leaf(Leaf::Quantity);
 static INT_OR_STRING: Node = leaf(Leaf::IntOrString);
+static RESOURCE_QUANTITY: Node = leaf(Leaf::ResourceQuantity);
+static RESOURCE_QUANTITY_MAP: Node = Node {
+    values: Some(&RESOURCE_QUANTITY),
+    ..Node::GENERIC
+};
 static QUANTITY_MAP: Node = Node {
     values: Some(&QUANTITY),
     ..Node::GENERIC
@@ -315,7 +330,10 @@ static ENV: Node = map(&[("valueFrom", &ENV_VALUE_FROM)]);
 
 static CONTAINER_PORT: Node = map(&[("protocol", &dflt(Dflt::Str("TCP")))]);
 
-static RESOURCES: Node = map(&[("limits", &QUANTITY_MAP), ("requests", &QUANTITY_MAP)]);
+static RESOURCES: Node = map(&[
+    ("limits", &RESOURCE_QUANTITY_MAP),
+    ("requests", &RESOURCE_QUANTITY_MAP),
+]);
 /// A container's resources: the server shows `resources: {}` when unset.
 static CONTAINER_RESOURCES: Node = Node {
     materialize: true,
@@ -323,12 +341,12 @@ static CONTAINER_RESOURCES: Node = Node {
 };
 static POD_REQUESTS: Node = Node {
     values: Some(&Node {
-        leaf: Leaf::Quantity,
+        leaf: Leaf::ResourceQuantity,
         ..dflt(Dflt::LimitOfSameResource)
     }),
     ..Node::GENERIC
 };
-static POD_RESOURCES: Node = map(&[("limits", &QUANTITY_MAP), ("requests", &POD_REQUESTS)]);
+static POD_RESOURCES: Node = map(&[("limits", &RESOURCE_QUANTITY_MAP), ("requests", &POD_REQUESTS)]);
 
 static PORT_KEYS: &[KeySpec] = &[
     KeySpec {
@@ -517,7 +535,7 @@ macro_rules! pod_spec {
                 "serviceAccountName",
                 &Node {
                     implicit: true,
-                    ..dflt(Dflt::Str("default"))
+                    ..dflt(Dflt::ServiceAccountName)
                 },
             ),
             ("shareProcessNamespace", &FALSE),
@@ -840,7 +858,14 @@ static SERVICE_SPEC: Node = map(&[
             ..dflt(Dflt::Bool(true))
         },
     ),
-    ("clusterIP", &SERVER_SET),
+    // `""` asks for an allocation, as absent does (`ValidateService`, the IP allocator).
+    (
+        "clusterIP",
+        &Node {
+            zero_is_default: true,
+            ..SERVER_SET
+        },
+    ),
     ("clusterIPs", &SERVER_SET),
     (
         "externalTrafficPolicy",
@@ -883,7 +908,10 @@ static SERVICE_SPEC: Node = map(&[
     ("sessionAffinity", &dflt(Dflt::Str("None"))),
     (
         "sessionAffinityConfig",
-        &map(&[("clientIP", &map(&[("timeoutSeconds", &dflt(Dflt::Int(10800)))]))]),
+        &Node {
+            dropped_if: Some(|spec| spec.get("sessionAffinity").and_then(Value::as_str) != Some("ClientIP")),
+            ..map(&[("clientIP", &map(&[("timeoutSeconds", &dflt(Dflt::Int(10800)))]))])
+        },
     ),
     ("type", &dflt(Dflt::Str("ClusterIP"))),
 ]);
@@ -1388,6 +1416,15 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
             Some("User" | "Group") => Some(Value::String("rbac.authorization.k8s.io".to_string())),
             _ => Some(Value::String(String::new())),
         },
+        // What was submitted decides: live always carries both fields once the server copied one.
+        Dflt::ServiceAccountName => Some(
+            parent?
+                .desired
+                .and_then(|d| d.get("serviceAccount"))
+                .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                .cloned()
+                .unwrap_or_else(|| Value::String("default".into())),
+        ),
         Dflt::JobBackoffLimit => Some(Value::from(
             if parent?.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) {
                 i64::from(i32::MAX)
@@ -1433,18 +1470,10 @@ pub(crate) fn default_verdict(node: &Node, key: &str, live: &Value, levels: &[Le
         (Dflt::Str(s), Value::String(l)) if l == s => return DefaultVerdict::Matches,
         (Dflt::Int(i), Value::Number(n)) if n.as_i64() == Some(*i) => return DefaultVerdict::Matches,
         (Dflt::Bool(b), Value::Bool(l)) if l == b => return DefaultVerdict::Matches,
-        (Dflt::ImagePullPolicy, Value::String(l)) => {
-            let image = levels.last().and_then(|p| p.get("image")).and_then(Value::as_str);
-            if let Some(image) = image {
-                let expected = if crate::image::tag(image) == Some("latest") {
-                    "Always"
-                } else {
-                    "IfNotPresent"
-                };
-                if l == expected {
-                    return DefaultVerdict::Matches;
-                }
-            }
+        // The server sets it once, at creation, from the image of that day: a later image change keeps
+        // it, so either value it can set is a default; only `Never` (or anything else) is an edit.
+        (Dflt::ImagePullPolicy, Value::String(l)) if l == "Always" || l == "IfNotPresent" => {
+            return DefaultVerdict::Matches;
         }
         _ => {}
     }
@@ -1452,7 +1481,7 @@ pub(crate) fn default_verdict(node: &Node, key: &str, live: &Value, levels: &[Le
         None => DefaultVerdict::None,
         Some(v) => {
             let equal = match node.leaf {
-                Leaf::Quantity => crate::value::quantity_eq(&v, live),
+                Leaf::Quantity | Leaf::ResourceQuantity => crate::value::quantity_eq(&v, live),
                 _ => crate::value::loose_eq(&v, live),
             };
             if equal {

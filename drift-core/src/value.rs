@@ -103,6 +103,26 @@ pub(crate) fn quantity_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Container resource quantities: the server stores the desired value rounded up to milli units
+/// (`SetDefaults_ResourceList`: `0.0001` → `1m`), so that is what live is compared with.
+pub(crate) fn resource_quantity_eq(desired: &Value, live: &Value) -> bool {
+    if desired == live {
+        return true;
+    }
+    match (
+        crate::quantity::Quantity::from_json(desired),
+        crate::quantity::Quantity::from_json(live),
+    ) {
+        (Some(d), Some(l)) => {
+            const MILLI: i128 = 1_000_000;
+            let rounded =
+                d.nanos().div_euclid(MILLI) * MILLI + if d.nanos().rem_euclid(MILLI) > 0 { MILLI } else { 0 };
+            rounded == l.nanos() || d.nanos() == l.nanos()
+        }
+        _ => loose_eq(desired, live),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -386,7 +386,10 @@ fn image_pull_policy_default_depends_on_the_tag() {
             .drifts
             .is_empty()
     );
-    let r = diff(d("nginx:1.25"), l("nginx:1.25", "Always"));
+    // The server sets the policy once, at creation (`SetDefaults_Container`), from the image of that
+    // day: an object created as `:latest` and updated to `:1.25` keeps `Always`. Not drift.
+    assert!(diff(d("nginx:1.25"), l("nginx:1.25", "Always")).drifts.is_empty());
+    let r = diff(d("nginx:1.25"), l("nginx:1.25", "Never"));
     assert_eq!(
         drifts(&r),
         ["spec.template.spec.containers[name=a].imagePullPolicy changed"]
@@ -826,5 +829,125 @@ fn job_defaults_follow_their_conditions() {
             job(json!({"podReplacementPolicy": "Failed"}))
         )),
         ["spec.podReplacementPolicy changed"]
+    );
+}
+
+fn pod_spec_deploy(pod: Value) -> Resource {
+    res(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "x"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod}}}),
+    )
+}
+
+/// `SetDefaults_PodSpec` copies the deprecated `serviceAccount` into `serviceAccountName`; absent both,
+/// admission sets `default`. An identity changed by hand is still a critical drift.
+#[test]
+fn service_account_defaults_follow_the_deprecated_field() {
+    let c = json!([{"name": "app", "image": "app:1"}]);
+    let desired = pod_spec_deploy(json!({"serviceAccount": "robot", "containers": c}));
+    let live =
+        |sa: &str| pod_spec_deploy(json!({"serviceAccount": sa, "serviceAccountName": sa, "containers": c}));
+    assert!(drifts(&diff(desired.clone(), live("robot"))).is_empty());
+    assert!(
+        !drifts(&diff(desired, live("intruder"))).is_empty(),
+        "a switched identity is drift"
+    );
+    let plain = pod_spec_deploy(json!({"containers": c}));
+    assert!(drifts(&diff(plain.clone(), live("default"))).is_empty());
+    assert_eq!(
+        drifts(&diff(plain, live("robot"))),
+        ["spec.template.spec.serviceAccountName changed"]
+    );
+}
+
+/// `imagePullPolicy` is set once, at creation, from that day's image: either value the server sets is a
+/// default whatever today's image is; `Never` set by hand is drift.
+#[test]
+fn image_pull_policy_is_not_recomputed_from_todays_image() {
+    let desired = pod_spec_deploy(json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}));
+    let live = |p: &str| {
+        pod_spec_deploy(json!({"containers": [{"name": "app", "image": "nginx:1.27", "imagePullPolicy": p}]}))
+    };
+    assert!(
+        drifts(&diff(desired.clone(), live("Always"))).is_empty(),
+        "created as :latest, updated since"
+    );
+    assert!(drifts(&diff(desired.clone(), live("IfNotPresent"))).is_empty());
+    assert_eq!(
+        drifts(&diff(desired, live("Never"))),
+        ["spec.template.spec.containers[name=app].imagePullPolicy changed"]
+    );
+}
+
+/// Container resources are stored rounded up to milli units (`SetDefaults_ResourceList`).
+#[test]
+fn resource_quantities_round_up_to_milli() {
+    let dep = |cpu: &str| {
+        pod_spec_deploy(
+            json!({"containers": [{"name": "app", "image": "a:1", "resources": {"requests": {"cpu": cpu}}}]}),
+        )
+    };
+    assert!(drifts(&diff(dep("0.0001"), dep("1m"))).is_empty());
+    assert!(drifts(&diff(dep("100.5m"), dep("101m"))).is_empty());
+    assert_eq!(
+        drifts(&diff(dep("0.0001"), dep("2m"))),
+        ["spec.template.spec.containers[name=app].resources.requests.cpu changed"]
+    );
+}
+
+/// Service: `clusterIP: ""` asks for an allocation; `sessionAffinityConfig` is dropped unless
+/// `sessionAffinity` is `ClientIP`.
+#[test]
+fn service_empty_cluster_ip_and_dropped_session_affinity_config() {
+    let svc = |spec: Value| {
+        res(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "x"}, "spec": spec}),
+        )
+    };
+    let ports = json!([{"port": 80, "protocol": "TCP", "targetPort": 80}]);
+    assert!(
+        drifts(&diff(
+            svc(json!({"clusterIP": "", "ports": ports})),
+            svc(json!({"clusterIP": "10.96.0.12", "clusterIPs": ["10.96.0.12"], "ports": ports}))
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(
+            svc(json!({"clusterIP": "10.96.0.5", "ports": ports})),
+            svc(json!({"clusterIP": "10.96.0.12", "ports": ports}))
+        )),
+        ["spec.clusterIP changed"]
+    );
+    let cfg = json!({"clientIP": {"timeoutSeconds": 300}});
+    assert!(
+        drifts(&diff(
+            svc(json!({"sessionAffinity": "None", "sessionAffinityConfig": cfg, "ports": ports})),
+            svc(json!({"sessionAffinity": "None", "ports": ports}))
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(
+            svc(json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": cfg, "ports": ports})),
+            svc(json!({"sessionAffinity": "ClientIP", "ports": ports}))
+        )),
+        ["spec.sessionAffinityConfig missing"]
+    );
+}
+
+/// A Secret value `""` in the manifest reads back as `null` (a public Argo CD fixture); any other value
+/// is drift.
+#[test]
+fn secret_empty_value_reads_back_as_null() {
+    let secret = |v: Value| {
+        res(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "x"}, "type": "Opaque", "data": {"k": v}}),
+        )
+    };
+    assert!(drifts(&diff(secret(json!("")), secret(Value::Null))).is_empty());
+    assert_eq!(
+        drifts(&diff(secret(json!("")), secret(json!("eA==")))),
+        ["data.k changed"]
     );
 }
