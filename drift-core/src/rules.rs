@@ -261,6 +261,12 @@ impl DiffRule for SecurityRule {
         if key.group == RBAC && matches!(first, "rules" | "aggregationRule" | "subjects" | "roleRef") {
             return critical;
         }
+        // Who may talk to whom, and which admission checks run: a change there opens a door.
+        if (key.group == "networking.k8s.io" && key.kind == "NetworkPolicy" && first == "spec")
+            || (key.group == "admissionregistration.k8s.io" && first == "webhooks")
+        {
+            return critical;
+        }
         if first == "metadata" {
             return None;
         }
@@ -575,6 +581,18 @@ mod tests {
         assert_eq!(class_of(&secret, &FieldPath::fields(["data", "k"])).0, "security");
         let role = ResourceKey::new("rbac.authorization.k8s.io/v1", "ClusterRole", None, "r");
         assert_eq!(class_of(&role, &FieldPath::fields(["rules"])).0, "security");
+        let np = ResourceKey::new("networking.k8s.io/v1", "NetworkPolicy", Some("x"), "np");
+        assert_eq!(
+            class_of(&np, &FieldPath::fields(["spec", "policyTypes"])).0,
+            "security"
+        );
+        let hook = ResourceKey::new(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+            None,
+            "h",
+        );
+        assert_eq!(class_of(&hook, &FieldPath::fields(["webhooks"])).0, "security");
         let hpa = ResourceKey::new("autoscaling/v2", "HorizontalPodAutoscaler", Some("x"), "h");
         assert_eq!(
             class_of(&hpa, &FieldPath::fields(["spec", "maxReplicas"])).0,

@@ -54,6 +54,9 @@ pub(crate) enum Dflt {
     /// Pod `serviceAccountName`: the deprecated `serviceAccount` when given (the server copies it;
     /// `SetDefaults_PodSpec`), else `default` (the ServiceAccount admission plugin).
     ServiceAccountName,
+    /// NetworkPolicy `policyTypes`: `[Ingress]`, plus `Egress` when egress rules were given
+    /// (`pkg/apis/networking/v1/defaults.go` SetDefaults_NetworkPolicy).
+    PolicyTypes,
     /// Job `backoffLimit`: 6, or 2147483647 when `backoffLimitPerIndex` is set (SetDefaults_Job).
     JobBackoffLimit,
     /// Job `completions`: 1 only when neither `completions` nor `parallelism` was given.
@@ -1186,8 +1189,107 @@ static BINDING: Node = map(&[
     ("apiVersion", &SKIP),
     ("kind", &SKIP),
     ("metadata", &METADATA),
+    // `pkg/apis/rbac/v1/defaults.go` SetDefaults_RoleBinding / ClusterRoleBinding.
+    (
+        "roleRef",
+        &map(&[("apiGroup", &dflt(Dflt::Str("rbac.authorization.k8s.io")))]),
+    ),
     ("subjects", &SUBJECTS),
 ]);
+
+// ---------------------------------------------------------------------------------------------
+// security-relevant kinds without workloads: a flipped default here opens a door
+
+static NETWORK_POLICY_PORT: Node = map(&[("protocol", &dflt(Dflt::Str("TCP")))]);
+static NETWORK_POLICY_RULE: Node = map(&[(
+    "ports",
+    &Node {
+        list: Some(&ListSpec {
+            keys: &[],
+            set: false,
+            item: &NETWORK_POLICY_PORT,
+        }),
+        ..Node::GENERIC
+    },
+)]);
+static NETWORK_POLICY_RULES: Node = Node {
+    list: Some(&ListSpec {
+        keys: &[],
+        set: false,
+        item: &NETWORK_POLICY_RULE,
+    }),
+    ..Node::GENERIC
+};
+/// `pkg/apis/networking/v1/defaults.go` SetDefaults_NetworkPolicy, SetDefaults_NetworkPolicyPort.
+static NETWORK_POLICY: Node = root!((
+    "spec",
+    &map(&[
+        ("egress", &NETWORK_POLICY_RULES),
+        ("ingress", &NETWORK_POLICY_RULES),
+        (
+            "policyTypes",
+            &Node {
+                list: Some(&SET_OF_SCALARS),
+                ..dflt(Dflt::PolicyTypes)
+            }
+        ),
+    ])
+));
+
+static WEBHOOK_RULE: Node = map(&[("scope", &dflt(Dflt::Str("*")))]);
+static WEBHOOK_RULES: Node = Node {
+    list: Some(&ListSpec {
+        keys: &[],
+        set: false,
+        item: &WEBHOOK_RULE,
+    }),
+    ..Node::GENERIC
+};
+static WEBHOOK_CLIENT_CONFIG: Node = map(&[("service", &map(&[("port", &dflt(Dflt::Int(443)))]))]);
+/// `pkg/apis/admissionregistration/v1/defaults.go` SetDefaults_ValidatingWebhook, SetDefaults_Rule,
+/// SetDefaults_ServiceReference.
+static VALIDATING_WEBHOOK: Node = map(&[
+    ("clientConfig", &WEBHOOK_CLIENT_CONFIG),
+    ("failurePolicy", &dflt(Dflt::Str("Fail"))),
+    ("matchPolicy", &dflt(Dflt::Str("Equivalent"))),
+    ("namespaceSelector", &dflt(Dflt::EmptyMap)),
+    ("objectSelector", &dflt(Dflt::EmptyMap)),
+    ("rules", &WEBHOOK_RULES),
+    ("timeoutSeconds", &dflt(Dflt::Int(10))),
+]);
+/// SetDefaults_MutatingWebhook: the same, and `reinvocationPolicy: Never`.
+static MUTATING_WEBHOOK: Node = map(&[
+    ("clientConfig", &WEBHOOK_CLIENT_CONFIG),
+    ("failurePolicy", &dflt(Dflt::Str("Fail"))),
+    ("matchPolicy", &dflt(Dflt::Str("Equivalent"))),
+    ("namespaceSelector", &dflt(Dflt::EmptyMap)),
+    ("objectSelector", &dflt(Dflt::EmptyMap)),
+    ("reinvocationPolicy", &dflt(Dflt::Str("Never"))),
+    ("rules", &WEBHOOK_RULES),
+    ("timeoutSeconds", &dflt(Dflt::Int(10))),
+]);
+static VALIDATING_WEBHOOK_CONFIGURATION: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+    ("webhooks", &keyed!(NAME_KEY, &VALIDATING_WEBHOOK)),
+]);
+static MUTATING_WEBHOOK_CONFIGURATION: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+    ("webhooks", &keyed!(NAME_KEY, &MUTATING_WEBHOOK)),
+]);
+/// `pkg/apis/storage/v1/defaults.go` SetDefaults_StorageClass.
+static STORAGE_CLASS: Node = map(&[
+    ("apiVersion", &SKIP),
+    ("kind", &SKIP),
+    ("metadata", &METADATA),
+    ("reclaimPolicy", &dflt(Dflt::Str("Delete"))),
+    ("volumeBindingMode", &dflt(Dflt::Str("Immediate"))),
+]);
+/// `pkg/apis/scheduling/v1/defaults.go` SetDefaults_PriorityClass.
+static PRIORITY_CLASS: Node = root!(("preemptionPolicy", &dflt(Dflt::Str("PreemptLowerPriority"))));
 static RESOURCE_QUOTA: Node = root!(("spec", &RESOURCE_QUOTA_SPEC));
 static LIMIT_RANGE: Node = root!((
     "spec",
@@ -1352,6 +1454,36 @@ pub(crate) static KINDS: &[KindSchema] = &[
         defaults_version: Some("v1"),
         root: &BINDING,
     },
+    KindSchema {
+        group: "networking.k8s.io",
+        kind: "NetworkPolicy",
+        defaults_version: Some("v1"),
+        root: &NETWORK_POLICY,
+    },
+    KindSchema {
+        group: "admissionregistration.k8s.io",
+        kind: "ValidatingWebhookConfiguration",
+        defaults_version: Some("v1"),
+        root: &VALIDATING_WEBHOOK_CONFIGURATION,
+    },
+    KindSchema {
+        group: "admissionregistration.k8s.io",
+        kind: "MutatingWebhookConfiguration",
+        defaults_version: Some("v1"),
+        root: &MUTATING_WEBHOOK_CONFIGURATION,
+    },
+    KindSchema {
+        group: "storage.k8s.io",
+        kind: "StorageClass",
+        defaults_version: Some("v1"),
+        root: &STORAGE_CLASS,
+    },
+    KindSchema {
+        group: "scheduling.k8s.io",
+        kind: "PriorityClass",
+        defaults_version: Some("v1"),
+        root: &PRIORITY_CLASS,
+    },
 ];
 
 /// The schema root for a kind and whether its defaults apply to `version`.
@@ -1425,6 +1557,21 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
                 .cloned()
                 .unwrap_or_else(|| Value::String("default".into())),
         ),
+        // From what was submitted: a live egress list the manifest never had does not widen the default.
+        Dflt::PolicyTypes => {
+            let egress = match parent?.desired {
+                Some(d) => d
+                    .get("egress")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty()),
+                None => false,
+            };
+            let mut types = vec![Value::String("Ingress".into())];
+            if egress {
+                types.push(Value::String("Egress".into()));
+            }
+            Some(Value::Array(types))
+        }
         Dflt::JobBackoffLimit => Some(Value::from(
             if parent?.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) {
                 i64::from(i32::MAX)

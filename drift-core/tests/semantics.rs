@@ -951,3 +951,129 @@ fn secret_empty_value_reads_back_as_null() {
         ["data.k changed"]
     );
 }
+
+/// Defaults of the security-relevant kinds: flipping one is drift, leaving it is not.
+#[test]
+fn network_policy_types_default_from_the_rules() {
+    let np = |spec: Value| {
+        res(
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np", "namespace": "x"}, "spec": spec}),
+        )
+    };
+    let egress = json!([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]);
+    let desired = np(json!({"podSelector": {}, "egress": egress}));
+    assert!(
+        drifts(&diff(
+            desired.clone(),
+            np(json!({"podSelector": {}, "egress": egress, "policyTypes": ["Ingress", "Egress"]}))
+        ))
+        .is_empty()
+    );
+    // Egress enforcement silently dropped.
+    assert_eq!(
+        drifts(&diff(
+            desired,
+            np(json!({"podSelector": {}, "egress": egress, "policyTypes": ["Ingress"]}))
+        )),
+        ["spec.policyTypes changed"]
+    );
+    let ingress_only = np(json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}));
+    assert!(drifts(&diff(
+        ingress_only.clone(),
+        np(json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}], "policyTypes": ["Ingress"]}))
+    ))
+    .is_empty());
+    assert_eq!(
+        drifts(&diff(
+            ingress_only,
+            np(
+                json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}], "policyTypes": ["Egress"]})
+            )
+        )),
+        ["spec.policyTypes changed"]
+    );
+}
+
+#[test]
+fn webhook_failure_policy_flipped_to_ignore_is_drift() {
+    let hook = |extra: Value| {
+        let mut w = json!({"name": "policy.example.com", "clientConfig": {"service": {"name": "p", "namespace": "x"}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]});
+        if let (Some(m), Some(e)) = (w.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        res(
+            json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "policy"}, "webhooks": [w]}),
+        )
+    };
+    let server = json!({"failurePolicy": "Fail", "matchPolicy": "Equivalent", "namespaceSelector": {}, "objectSelector": {},
+        "timeoutSeconds": 10, "clientConfig": {"service": {"name": "p", "namespace": "x", "port": 443}},
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "*"}]});
+    assert!(drifts(&diff(hook(json!({})), hook(server.clone()))).is_empty());
+    let mut failing_open = server;
+    failing_open["failurePolicy"] = json!("Ignore");
+    assert_eq!(
+        drifts(&diff(hook(json!({})), hook(failing_open))),
+        ["webhooks[name=policy.example.com].failurePolicy changed"]
+    );
+}
+
+#[test]
+fn storage_priority_and_binding_defaults() {
+    let sc = |extra: Value| {
+        let mut v = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"}, "provisioner": "csi.example.com"});
+        if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        res(v)
+    };
+    assert!(
+        drifts(&diff(
+            sc(json!({})),
+            sc(json!({"reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}))
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(
+            sc(json!({})),
+            sc(json!({"reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"}))
+        )),
+        ["reclaimPolicy changed"]
+    );
+    let pc = |extra: Value| {
+        let mut v = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
+        if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        res(v)
+    };
+    assert!(
+        drifts(&diff(
+            pc(json!({})),
+            pc(json!({"preemptionPolicy": "PreemptLowerPriority"}))
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        drifts(&diff(pc(json!({})), pc(json!({"preemptionPolicy": "Never"})))),
+        ["preemptionPolicy changed"]
+    );
+    let rb = |group: &str| {
+        res(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "x"},
+            "roleRef": {"apiGroup": group, "kind": "Role", "name": "r"}}),
+        )
+    };
+    let desired = res(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "x"},
+        "roleRef": {"kind": "Role", "name": "r"}}),
+    );
+    assert!(drifts(&diff(desired.clone(), rb("rbac.authorization.k8s.io"))).is_empty());
+    assert_eq!(
+        drifts(&diff(desired, rb("example.com"))),
+        ["roleRef.apiGroup changed"]
+    );
+}
