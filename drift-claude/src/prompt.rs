@@ -207,6 +207,7 @@ mod tests {
                 set: DriftSet::Config,
                 severity: Severity::Warning,
                 desired_pointer: None,
+                actor: None,
             },
             environment: Some("prod".into()),
             monthly_cost_delta: None,

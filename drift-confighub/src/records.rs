@@ -15,6 +15,7 @@
 //! | `environment` | from the desired unit (`dev`, `prod`, ...) |
 //! | `auto-correctable` | `true` when the policy allows an unattended fix |
 //! | `kind`, `namespace`, `resource-name`, `unit` | the resource and the unit it came from |
+//! | `changed-by` | the field manager that made the change (`kubectl-scale`, `kubectl-edit`), when managedFields say |
 //! | `cluster` | the cluster the detector watches ([`ConfigHubDriftLog::with_cluster`]), so one records space is the fleet view |
 //!
 //! The record's YAML is the unit's data, read and written through the data endpoints; every update is
@@ -215,6 +216,9 @@ impl ConfigHubDriftLog {
             put("namespace", ns.clone());
         }
         put("resource-name", r.drift.key.name.clone());
+        if let Some(a) = &r.drift.actor {
+            put("changed-by", a.manager.clone());
+        }
         if let Some(e) = &r.environment {
             put("environment", e.clone());
         }

@@ -211,6 +211,7 @@ mod tests {
                 set: DriftSet::Replica,
                 severity: Severity::Warning,
                 desired_pointer: Some("/spec/replicas".into()),
+                actor: None,
             },
             environment: None,
             monthly_cost_delta: Some(cost),

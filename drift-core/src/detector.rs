@@ -301,6 +301,7 @@ pub fn missing_live_drift(key: &ResourceKey) -> Drift {
         set: DriftSet::Critical,
         severity: Severity::Critical,
         desired_pointer: Some(String::new()),
+        actor: None,
     }
 }
 

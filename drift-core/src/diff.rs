@@ -21,8 +21,27 @@ use crate::rules::{DriftSite, RuleSet};
 use crate::schema::{self, DefaultVerdict, Level, ListSpec, Node};
 use crate::value::{is_effectively_empty, is_empty, is_zero, loose_eq, number_eq, quantity_eq};
 
+/// Field managers of the tools people use to change a cluster by hand. A live field one of them owns
+/// in an object the desired state manages is drift ("added by hand"), not an unmanaged extra.
+/// `kubectl` is what the API server records for kubectl commands that send no field manager
+/// (`kubectl scale` up to at least 1.33: the manager comes from the User-Agent, with subresource
+/// `scale`; also `kubectl apply --server-side`'s default). `kubectl create` and `kubectl replace` are
+/// not here: their managers own every field of the
+/// object, server defaults included, so they say nothing about which field a person added.
+pub const HAND_MANAGERS: &[&str] = &[
+    "kubectl",
+    "kubectl-edit",
+    "kubectl-set",
+    "kubectl-patch",
+    "kubectl-scale",
+    "kubectl-label",
+    "kubectl-annotate",
+    "k9s",
+    "lens",
+];
+
 /// Options of the diff engine.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DiffOptions {
     /// Field managers that apply the desired state (`--manager`): a live field they own that the
@@ -32,6 +51,20 @@ pub struct DiffOptions {
     pub ignore_managers: Vec<String>,
     /// Ignore rules and presets.
     pub ignore: IgnoreSet,
+    /// Field managers of people's tools ([`HAND_MANAGERS`] by default): a live-only field one of
+    /// them owns is drift, "added by hand" (`--hand-manager`, `handManagers:`).
+    pub hand_managers: Vec<String>,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            appliers: Vec::new(),
+            ignore_managers: Vec::new(),
+            ignore: IgnoreSet::default(),
+            hand_managers: HAND_MANAGERS.iter().map(|m| (*m).to_string()).collect(),
+        }
+    }
 }
 
 impl DiffOptions {
@@ -46,6 +79,13 @@ impl DiffOptions {
     #[must_use]
     pub fn ignore_manager(mut self, manager: impl Into<String>) -> Self {
         self.ignore_managers.push(manager.into());
+        self
+    }
+
+    /// Replaces the list of hand-edit field managers (an empty list turns "added by hand" off).
+    #[must_use]
+    pub fn hand_managers(mut self, managers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.hand_managers = managers.into_iter().map(Into::into).collect();
         self
     }
 
@@ -174,6 +214,7 @@ impl DiffEngine {
                     set: class.set,
                     severity: class.severity,
                     desired_pointer: r.desired_pointer,
+                    actor: r.actor,
                     path: r.path,
                 }
             })
@@ -215,6 +256,7 @@ enum Seg<'a> {
 
 struct RawDrift<'a> {
     path: FieldPath,
+    actor: Option<crate::drift::Actor>,
     desired_pointer: Option<String>,
     change: Change,
     expected: Option<Cow<'a, Value>>,
@@ -400,9 +442,10 @@ impl<'a> Walker<'a, '_> {
         self.default_verdict(node, lv) == DefaultVerdict::Matches
     }
 
-    /// A live value nothing explains: drift if it is ours to remove, else unmanaged.
+    /// A live value nothing explains: drift if it is ours to remove or a person added it to an
+    /// object we manage, else unmanaged.
     fn unexplained(&mut self, lv: &'a Value, closed: bool) {
-        if closed || self.owned_by_applier() {
+        if closed || self.owned_by_applier() || self.owned_by_hand() {
             self.emit(Change::Extra, None, Some(lv));
         } else {
             let path = self.field_path();
@@ -577,8 +620,15 @@ impl<'a> Walker<'a, '_> {
             return;
         }
         let desired_pointer = self.desired_pointer();
+        let actor = match change {
+            Change::Changed | Change::Extra if !self.nested && !self.live.ownership().managed.is_empty() => {
+                self.live.ownership().actor(&self.steps())
+            }
+            _ => None,
+        };
         self.raw.push(RawDrift {
             path,
+            actor,
             desired_pointer,
             change,
             expected,
@@ -651,7 +701,17 @@ impl<'a> Walker<'a, '_> {
                 .map(|d| Value::String(d.to_string())),
             _ => None,
         };
-        own.in_last_applied(&steps, &key_default) || own.owned_by(&self.options.appliers, &steps)
+        own.in_last_applied(&steps, &key_default) || own.applied_by(&self.options.appliers, &steps)
+    }
+
+    /// Whether a hand-edit tool's field manager owns the current node (someone ran `kubectl set
+    /// env`, `kubectl edit`, k9s...). Controllers' additions stay unmanaged.
+    fn owned_by_hand(&self) -> bool {
+        if self.nested || self.options.hand_managers.is_empty() {
+            return false;
+        }
+        let own = self.live.ownership();
+        !own.managed.is_empty() && own.owned_by(&self.options.hand_managers, &self.steps())
     }
 
     fn owned_by_ignored_manager(&self) -> bool {

@@ -31,6 +31,38 @@ impl fmt::Display for Change {
     }
 }
 
+/// Who made a change, from the live object's `metadata.managedFields`: the field manager that owns
+/// the drifted field now, the operation it used and when it last wrote.
+///
+/// Only a changed or an extra field has an owner to read; a removed field has none, so a
+/// [`Change::Missing`] drift carries no actor rather than a guess.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The field manager (`kubectl-scale`, `kubectl-edit`, `kube-controller-manager`, ...).
+    pub manager: String,
+    /// `Update` or `Apply`.
+    pub operation: String,
+    /// When that manager last wrote the object (RFC 3339), if the server recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// The subresource it wrote through (`scale`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.manager)?;
+        if let Some(s) = &self.subresource {
+            write!(f, " ({s})")?;
+        }
+        if let Some(t) = &self.time {
+            write!(f, " at {t}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A stable drift identifier: the same resource and field always give the same id, so a drift that
 /// re-opens, or a retried write, is recognised.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,6 +125,8 @@ pub struct Drift {
     pub severity: Severity,
     /// JSON Pointer of the expected value in the (normalized) desired object, for building patches.
     pub desired_pointer: Option<String>,
+    /// Who made the change, when the live object's field ownership says so.
+    pub actor: Option<Actor>,
 }
 
 impl Drift {
@@ -133,6 +167,8 @@ struct DriftRepr {
     severity: Severity,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "desiredPointer")]
     desired_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    actor: Option<Actor>,
 }
 
 impl From<Drift> for DriftRepr {
@@ -149,6 +185,7 @@ impl From<Drift> for DriftRepr {
             set: d.set,
             severity: d.severity,
             desired_pointer: d.desired_pointer,
+            actor: d.actor,
         }
     }
 }
@@ -167,6 +204,7 @@ impl TryFrom<DriftRepr> for Drift {
             set: r.set,
             severity: r.severity,
             desired_pointer: r.desired_pointer,
+            actor: r.actor,
         })
     }
 }

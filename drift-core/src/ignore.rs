@@ -8,7 +8,7 @@
 //!   - paths: ["/spec/replicas"]            # JSON Pointer; `*`, `**` and `[name=x]` allowed
 //!     target: {group: apps, kind: Deployment, namespace: shop, labelSelector: "tier=web"}
 //!   - managers: [janitor]                  # fields owned by these field managers (any kind)
-//! presets: [webhook-ca-bundle, aggregated-cluster-roles]   # the default
+//! presets: [webhook-ca-bundle, aggregated-cluster-roles, rollout-restart]   # the default
 //! ```
 //!
 //! Ignored fields are not drift, and revert patches leave them at their live values.
@@ -204,6 +204,9 @@ pub enum Preset {
     WebhookCaBundle,
     /// `rules` of aggregated ClusterRoles (filled in by the aggregation controller).
     AggregatedClusterRoles,
+    /// The `kubectl.kubernetes.io/restartedAt` pod-template annotation `kubectl rollout restart`
+    /// writes (a restart, not a configuration change).
+    RolloutRestart,
 }
 
 impl Preset {
@@ -211,9 +214,11 @@ impl Preset {
     pub fn compiled(self) -> &'static [IgnoreRule] {
         static WEBHOOK: std::sync::OnceLock<Vec<IgnoreRule>> = std::sync::OnceLock::new();
         static AGGREGATED: std::sync::OnceLock<Vec<IgnoreRule>> = std::sync::OnceLock::new();
+        static RESTART: std::sync::OnceLock<Vec<IgnoreRule>> = std::sync::OnceLock::new();
         match self {
             Preset::WebhookCaBundle => WEBHOOK.get_or_init(|| self.rules()),
             Preset::AggregatedClusterRoles => AGGREGATED.get_or_init(|| self.rules()),
+            Preset::RolloutRestart => RESTART.get_or_init(|| self.rules()),
         }
     }
 
@@ -253,12 +258,27 @@ impl Preset {
                     Some("/aggregationRule"),
                 )]
             }
+            Preset::RolloutRestart => ["Deployment", "StatefulSet", "DaemonSet"]
+                .into_iter()
+                .map(|kind| {
+                    rule(
+                        "apps",
+                        kind,
+                        &["/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt"],
+                        None,
+                    )
+                })
+                .collect(),
         }
     }
 }
 
 fn default_presets() -> Vec<Preset> {
-    vec![Preset::WebhookCaBundle, Preset::AggregatedClusterRoles]
+    vec![
+        Preset::WebhookCaBundle,
+        Preset::AggregatedClusterRoles,
+        Preset::RolloutRestart,
+    ]
 }
 
 /// The ignore configuration: rules plus presets.
@@ -268,7 +288,7 @@ pub struct IgnoreSet {
     /// User rules.
     #[serde(default)]
     pub ignore: Vec<IgnoreRule>,
-    /// Presets in force (both by default; `[]` turns them off).
+    /// Presets in force (all by default; `[]` turns them off).
     #[serde(default = "default_presets")]
     pub presets: Vec<Preset>,
 }
@@ -400,10 +420,13 @@ mod tests {
         let key = ResourceKey::new("apps/v1", "Deployment", Some("x"), "web");
         let obj = json!({"metadata": {"labels": {"app": "web"}}});
         let r = set.for_resource(&key, &obj);
-        assert_eq!(r.paths.len(), 1);
+        // the user's rule and the rollout-restart preset
+        assert_eq!(r.paths.len(), 2);
         assert_eq!(r.managers, ["janitor"]);
         let r = set.for_resource(&key, &json!({"metadata": {"labels": {"app": "db"}}}));
-        assert!(r.paths.is_empty());
+        assert_eq!(r.paths.len(), 1);
+        let svc = ResourceKey::new("v1", "Service", Some("x"), "web");
+        assert!(set.for_resource(&svc, &obj).paths.is_empty());
 
         let role = ResourceKey::new("rbac.authorization.k8s.io/v1", "ClusterRole", None, "admin");
         assert_eq!(

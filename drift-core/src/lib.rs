@@ -107,8 +107,8 @@ mod schema;
 mod value;
 
 pub use detector::{Detector, DetectorConfig};
-pub use diff::{DiffContext, DiffEngine, DiffOptions};
-pub use drift::{Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
+pub use diff::{DiffContext, DiffEngine, DiffOptions, HAND_MANAGERS};
+pub use drift::{Actor, Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
 pub use load::{
     LoadError, Loaded, MAX_DEPTH, check_shape, depth, load_path, load_reader, manifest_files, parse_documents,
 };

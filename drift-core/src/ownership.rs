@@ -105,6 +105,9 @@ impl FieldSet {
 #[derive(Debug, Clone)]
 pub(crate) struct ManagedEntry {
     pub manager: String,
+    pub operation: String,
+    pub time: Option<String>,
+    pub subresource: Option<String>,
     pub set: FieldSet,
 }
 
@@ -134,8 +137,12 @@ impl Ownership {
                     .filter_map(|e| {
                         let manager = e.get("manager").and_then(Value::as_str)?;
                         let fields = e.get("fieldsV1")?;
+                        let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
                         Some(ManagedEntry {
                             manager: manager.to_string(),
+                            operation: text("operation").unwrap_or_default(),
+                            time: text("time"),
+                            subresource: text("subresource").filter(|s| !s.is_empty()),
                             set: FieldSet::parse(fields),
                         })
                     })
@@ -148,6 +155,19 @@ impl Ownership {
         }
     }
 
+    /// Whether `managers` applied `path`: an `Apply` entry owns exactly what was applied; an
+    /// `Update` entry (client-side apply's create or patch, a PUT) also owns whatever the server
+    /// filled in at that write (defaults, admission), so it counts only when there is no
+    /// `last-applied-configuration` to say what was really sent.
+    pub(crate) fn applied_by<S: AsRef<str>>(&self, managers: &[S], path: &[Step<'_>]) -> bool {
+        !managers.is_empty()
+            && self.managed.iter().any(|e| {
+                managers.iter().any(|m| m.as_ref() == e.manager)
+                    && (e.operation != "Update" || self.last_applied.is_none())
+                    && e.set.owns(path)
+            })
+    }
+
     /// Whether any entry of a manager in `managers` owns `path`.
     pub(crate) fn owned_by<S: AsRef<str>>(&self, managers: &[S], path: &[Step<'_>]) -> bool {
         !managers.is_empty()
@@ -155,6 +175,25 @@ impl Ownership {
                 .managed
                 .iter()
                 .any(|e| managers.iter().any(|m| m.as_ref() == e.manager) && e.set.owns(path))
+    }
+
+    /// Who owns the node at `path` now: of the entries that own it, the one written last (RFC 3339
+    /// times in UTC compare as text; an entry without a time counts as oldest). Equal values can be
+    /// owned by several managers at once; the latest writer is the one that made it what it is.
+    pub(crate) fn actor(&self, path: &[Step<'_>]) -> Option<crate::drift::Actor> {
+        self.managed
+            .iter()
+            .filter(|e| e.set.owns(path))
+            .fold(None::<&ManagedEntry>, |best, e| match best {
+                Some(b) if b.time >= e.time => Some(b),
+                _ => Some(e),
+            })
+            .map(|e| crate::drift::Actor {
+                manager: e.manager.clone(),
+                operation: e.operation.clone(),
+                time: e.time.clone(),
+                subresource: e.subresource.clone(),
+            })
     }
 
     /// Whether `path` is present in the last-applied configuration.
@@ -291,5 +330,27 @@ mod tests {
         assert!(o.in_last_applied(&[Step::Field("spec"), Step::Field("ports"), key], &defaults));
         let udp = Step::Key(vec![("port", json!(443)), ("protocol", json!("UDP"))]);
         assert!(!o.in_last_applied(&[Step::Field("spec"), Step::Field("ports"), udp], &defaults));
+    }
+
+    #[test]
+    fn actor_is_the_latest_owner() {
+        let o = Ownership::from_object(&json!({"metadata": {"managedFields": [
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-12-01T09:00:00Z",
+             "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}},
+            {"manager": "kubectl-scale", "operation": "Update", "subresource": "scale",
+             "time": "2026-12-02T10:15:00Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "no-time", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+        ]}}));
+        let a = o.actor(&[Step::Field("spec"), Step::Field("replicas")]).unwrap();
+        assert_eq!(a.manager, "kubectl-scale");
+        assert_eq!(a.operation, "Update");
+        assert_eq!(a.subresource.as_deref(), Some("scale"));
+        assert_eq!(a.time.as_deref(), Some("2026-12-02T10:15:00Z"));
+        // the applier's atomic `f:template` owns everything below it
+        let t = o
+            .actor(&[Step::Field("spec"), Step::Field("template"), Step::Field("x")])
+            .unwrap();
+        assert_eq!(t.manager, "kubectl-client-side-apply");
+        assert!(o.actor(&[Step::Field("spec"), Step::Field("paused")]).is_none());
     }
 }

@@ -11,7 +11,7 @@
 //! # use drift_core::{Drift, DriftId, Change, ResourceKey, path::FieldPath, rules::{DriftSet, Severity}};
 //! # let drift = |set, severity| Drift { id: DriftId("d-1".into()), key: ResourceKey::new("apps/v1", "Deployment", Some("x"), "y"),
 //! #     path: FieldPath::fields(["spec", "replicas"]), change: Change::Changed, expected: None, actual: None,
-//! #     rule: "replicas".into(), set, severity, desired_pointer: None };
+//! #     rule: "replicas".into(), set, severity, desired_pointer: None, actor: None };
 //! let policy = Policy { auto_fix: true, ..Policy::default() };
 //! assert_eq!(policy.decide(&drift(DriftSet::Replica, Severity::Warning), None, &Default::default()), Action::AutoFix);
 //! assert_eq!(policy.decide(&drift(DriftSet::Critical, Severity::Critical), None, &Default::default()), Action::Alert);
@@ -264,6 +264,7 @@ mod tests {
             set,
             severity,
             desired_pointer: None,
+            actor: None,
         }
     }
 

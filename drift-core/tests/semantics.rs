@@ -1077,3 +1077,265 @@ fn storage_priority_and_binding_defaults() {
         ["roleRef.apiGroup changed"]
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// who changed it (managedFields): actors and "added by hand"
+
+/// A live Deployment as `kubectl get -o yaml --show-managed-fields` shows it after `kubectl apply`,
+/// then `kubectl set env` (manager kubectl-set) and `kubectl scale` (no field manager sent: the server
+/// records `kubectl` from the User-Agent, subresource scale); the ReplicaSet controller's revision
+/// annotation and a mutating webhook's sidecar label beside them.
+fn hand_edited_live() -> Resource {
+    yaml(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: x
+  annotations:
+    deployment.kubernetes.io/revision: "2"
+  labels:
+    app: web
+    sidecar.istio.io/injected: "true"
+  managedFields:
+  - manager: kubectl-client-side-apply
+    operation: Update
+    apiVersion: apps/v1
+    time: "2026-12-01T09:00:00Z"
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:metadata: {f:labels: {.: {}, f:app: {}}}
+      f:spec:
+        f:template:
+          f:spec:
+            f:containers:
+              k:{"name":"app"}: {.: {}, f:image: {}, f:name: {}}
+  - manager: kube-controller-manager
+    operation: Update
+    apiVersion: apps/v1
+    time: "2026-12-02T10:15:02Z"
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:metadata: {f:annotations: {.: {}, f:deployment.kubernetes.io/revision: {}}}
+  - manager: istio-webhook
+    operation: Update
+    apiVersion: apps/v1
+    time: "2026-12-01T09:00:01Z"
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:metadata: {f:labels: {f:sidecar.istio.io/injected: {}}}
+  - manager: kubectl-set
+    operation: Update
+    apiVersion: apps/v1
+    time: "2026-12-02T10:15:00Z"
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:spec:
+        f:template:
+          f:spec:
+            f:containers:
+              k:{"name":"app"}:
+                f:env:
+                  .: {}
+                  k:{"name":"DEBUG"}: {.: {}, f:name: {}, f:value: {}}
+  - manager: kubectl
+    operation: Update
+    apiVersion: apps/v1
+    subresource: scale
+    time: "2026-12-02T10:16:00Z"
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:spec: {f:replicas: {}}
+spec:
+  replicas: 5
+  template:
+    spec:
+      containers:
+      - name: app
+        image: registry.example/web:1.4
+        env:
+        - {name: DEBUG, value: "true"}
+"#,
+    )
+}
+
+fn hand_edit_desired() -> Resource {
+    yaml(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: x, labels: {app: web}}
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+      - {name: app, image: registry.example/web:1.4}
+"#,
+    )
+}
+
+#[test]
+fn drifts_carry_who_made_them_and_hand_additions_are_drift() {
+    let r = diff(hand_edit_desired(), hand_edited_live());
+    let seen: Vec<(String, Option<String>)> = r
+        .drifts
+        .iter()
+        .map(|d| {
+            (
+                format!("{} {}", d.path.readable(), d.change),
+                d.actor.as_ref().map(ToString::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "spec.replicas changed".to_string(),
+                Some("kubectl (scale) at 2026-12-02T10:16:00Z".to_string())
+            ),
+            (
+                "spec.template.spec.containers[name=app].env extra".to_string(),
+                Some("kubectl-set at 2026-12-02T10:15:00Z".to_string())
+            ),
+        ]
+    );
+    // What controllers added stays unmanaged, not drift.
+    let unmanaged: Vec<&str> = r.unmanaged.iter().map(|u| u.field.as_str()).collect();
+    assert!(
+        unmanaged.iter().any(|f| f.contains("sidecar.istio.io/injected")),
+        "{unmanaged:?}"
+    );
+    // The JSON a drift is stored and served as carries the actor.
+    let json = serde_json::to_value(&r.drifts[0]).expect("json");
+    assert_eq!(json["actor"]["manager"], "kubectl");
+    assert_eq!(json["actor"]["operation"], "Update");
+    assert_eq!(json["actor"]["subresource"], "scale");
+    let back: drift_core::Drift = serde_json::from_value(json).expect("round trip");
+    assert_eq!(back, r.drifts[0]);
+}
+
+#[test]
+fn an_empty_hand_manager_list_turns_added_by_hand_off() {
+    let engine = DiffEngine::new(
+        DiffOptions::default().hand_managers(Vec::<String>::new()),
+        Default::default(),
+    );
+    let r = diff_with(&engine, hand_edit_desired(), hand_edited_live());
+    assert_eq!(drifts(&r), ["spec.replicas changed"]);
+    assert!(r.unmanaged.iter().any(|u| u.field.ends_with("].env")));
+    // A team that counts its own tool as hand editing.
+    let engine = DiffEngine::new(
+        DiffOptions::default().hand_managers(["istio-webhook"]),
+        Default::default(),
+    );
+    let r = diff_with(&engine, hand_edit_desired(), hand_edited_live());
+    assert!(
+        drifts(&r).contains(&"metadata.labels[\"sidecar.istio.io/injected\"] extra".to_string()),
+        "{:?}",
+        drifts(&r)
+    );
+}
+
+#[test]
+fn a_removed_field_has_no_actor_to_guess() {
+    let mut live = hand_edited_live();
+    live.object["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .expect("container")
+        .remove("image");
+    let r = diff(hand_edit_desired(), live);
+    let missing = r
+        .drifts
+        .iter()
+        .find(|d| d.change == Change::Missing)
+        .expect("missing image");
+    assert!(missing.actor.is_none(), "{:?}", missing.actor);
+}
+
+#[test]
+fn rollout_restart_annotation_is_ignored_by_the_default_preset() {
+    let live = yaml(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: x
+  labels: {app: web}
+  managedFields:
+  - manager: kubectl-rollout
+    operation: Update
+    time: "2026-12-02T10:00:00Z"
+    fieldsV1:
+      f:spec: {f:template: {f:metadata: {f:annotations: {.: {}, f:kubectl.kubernetes.io/restartedAt: {}}}}}
+spec:
+  replicas: 2
+  template:
+    metadata:
+      annotations: {kubectl.kubernetes.io/restartedAt: "2026-12-02T10:00:00Z"}
+    spec:
+      containers:
+      - {name: app, image: registry.example/web:1.4}
+"#,
+    );
+    // Even a team that counts kubectl-rollout as hand editing sees no drift: a restart is not a
+    // configuration change.
+    let options = DiffOptions::default().hand_managers(["kubectl-rollout"]);
+    let engine = DiffEngine::new(options.clone(), Default::default());
+    let r = diff_with(&engine, hand_edit_desired(), live.clone());
+    assert!(r.drifts.is_empty(), "{:?}", drifts(&r));
+    // Without the preset it would be.
+    let no_presets = drift_core::ignore::IgnoreSet {
+        presets: Vec::new(),
+        ..Default::default()
+    };
+    let engine = DiffEngine::new(options.ignore(no_presets), Default::default());
+    assert_eq!(
+        drifts(&diff_with(&engine, hand_edit_desired(), live)),
+        ["spec.template.metadata.annotations[\"kubectl.kubernetes.io/restartedAt\"] extra"]
+    );
+}
+
+/// `kubectl apply` (client-side) creates with a POST: the server records every field of the stored
+/// object under `kubectl-client-side-apply`, defaults and admission additions included
+/// (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/fieldmanager: an Update owns what it
+/// changed, and a create changes everything). The last-applied annotation says what was sent.
+#[test]
+fn a_creators_ownership_of_server_additions_is_not_applied_then_dropped() {
+    let live = |with_annotation: bool| {
+        let mut v = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "x", "managedFields": [
+                {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-12-01T09:00:00Z",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {".": {}, "f:kubectl.kubernetes.io/last-applied-configuration": {},
+                                                               "f:policy.example.com/scanned": {}}},
+                              "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                                  "k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}}}],
+                "annotations": {"policy.example.com/scanned": "true"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "app", "image": "web:1"}]}}}});
+        if with_annotation {
+            v["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!(
+                r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"x"},"spec":{"replicas":2,"template":{"spec":{"containers":[{"name":"app","image":"web:1"}]}}}}"#
+            );
+        }
+        res(v)
+    };
+    let desired = deploy(
+        json!({"replicas": 2, "template": {"spec": {"containers": [{"name": "app", "image": "web:1"}]}}}),
+    );
+    let engine = DiffEngine::new(
+        DiffOptions::default().applier("kubectl-client-side-apply"),
+        Default::default(),
+    );
+    // The webhook's annotation was never applied: the annotation says so.
+    let r = diff_with(&engine, desired.clone(), live(true));
+    assert!(r.drifts.is_empty(), "{:?}", drifts(&r));
+    // Without an annotation, ownership is all there is to go by.
+    let r = diff_with(&engine, desired, live(false));
+    assert_eq!(
+        drifts(&r),
+        ["metadata.annotations[\"policy.example.com/scanned\"] extra"]
+    );
+}

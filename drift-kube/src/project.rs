@@ -1,5 +1,6 @@
-//! The projection of a live object to what the engine compares: no `status`, no `managedFields`
-//! except the entries of field managers the engine asks about, no server bookkeeping, and Secret
+//! The projection of a live object to what the engine compares: no `status`, `managedFields` without
+//! their status parts (they say who changed what: drift actors, "added by hand"), no server
+//! bookkeeping, and Secret
 //! values replaced by their redaction tokens before anything else sees them. The
 //! `last-applied-configuration` annotation keeps only which fields were applied
 //! ([`drift_core::shrink_last_applied`]).
@@ -9,11 +10,23 @@ use drift_core::redact::Redactor;
 use serde_json::Value;
 
 /// What to keep of `metadata.managedFields`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Projection {
-    /// Field managers whose `managedFields` entries are kept (the appliers and ignored managers the
-    /// diff options name). Others are dropped.
+    /// Keep every manager's entry (without `f:status`, the status subresource's entries, `apiVersion`
+    /// and `fieldsType`), so drifts carry their actor and hand edits are recognised. The default.
+    pub actors: bool,
+    /// With `actors` off, the only managers whose entries are kept (the appliers and ignored
+    /// managers the diff options name), without their times.
     pub keep_managers: Vec<String>,
+}
+
+impl Default for Projection {
+    fn default() -> Self {
+        Projection {
+            actors: true,
+            keep_managers: Vec::new(),
+        }
+    }
 }
 
 const DROPPED_METADATA: &[&str] = &[
@@ -46,14 +59,24 @@ impl Projection {
                             .filter(|e| {
                                 e.get("manager")
                                     .and_then(Value::as_str)
-                                    .is_some_and(|m| keep.iter().any(|k| k == m))
+                                    .is_some_and(|m| self.actors || keep.iter().any(|k| k == m))
+                                    && e.get("subresource").and_then(Value::as_str) != Some("status")
                             })
-                            .map(|e| {
+                            .filter_map(|e| {
                                 let mut e = e.clone();
-                                if let Some(o) = e.as_object_mut() {
+                                let o = e.as_object_mut()?;
+                                o.remove("apiVersion");
+                                o.remove("fieldsType");
+                                if self.actors {
+                                    let fields = o.get_mut("fieldsV1")?.as_object_mut()?;
+                                    fields.remove("f:status");
+                                    if fields.is_empty() {
+                                        return None;
+                                    }
+                                } else {
                                     o.remove("time");
                                 }
-                                e
+                                Some(e)
                             })
                             .collect()
                     });
@@ -95,6 +118,7 @@ mod tests {
             "managedFields": [{"manager": "kubectl", "fieldsV1": {}, "time": "t"}, {"manager": "confighub", "fieldsV1": {"f:data": {}}}]},
             "data": {"password": "aHVudGVyMg=="}, "status": {"x": 1}});
         Projection {
+            actors: false,
             keep_managers: vec!["confighub".into()],
         }
         .apply(&mut o);
@@ -103,5 +127,29 @@ mod tests {
         assert!(o["metadata"].get("uid").is_none());
         assert_eq!(o["metadata"]["managedFields"].as_array().map(Vec::len), Some(1));
         assert!(Redactor::is_token(o["data"]["password"].as_str().unwrap()));
+    }
+
+    #[test]
+    fn keeps_who_changed_what_without_status() {
+        let mut o = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web",
+        "managedFields": [
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "apps/v1",
+             "time": "2026-12-01T09:00:00Z", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+             "time": "2026-12-01T09:00:05Z", "fieldsV1": {"f:status": {"f:replicas": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update",
+             "time": "2026-12-01T09:00:05Z",
+             "fieldsV1": {"f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}},
+                          "f:status": {"f:conditions": {}}}},
+            {"manager": "old-controller", "operation": "Update", "fieldsV1": {"f:status": {}}}
+        ]}});
+        Projection::default().apply(&mut o);
+        let entries = o["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[0]["time"], "2026-12-01T09:00:00Z");
+        assert!(entries[0].get("apiVersion").is_none());
+        assert!(entries[1]["fieldsV1"].get("f:status").is_none());
+        assert!(entries[1]["fieldsV1"].get("f:metadata").is_some());
     }
 }

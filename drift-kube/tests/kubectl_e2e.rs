@@ -249,6 +249,21 @@ async fn microservices_demo_with_real_kubectl() {
             && d.ends_with(image)),
         "{described:?}"
     );
+    // Who did it, from managedFields. `kubectl scale` sends no field manager: the server takes it
+    // from the User-Agent (`kubectl/v1.33.1 ...` gives `kubectl`), through the `scale` subresource.
+    let actors: std::collections::BTreeMap<String, String> = open
+        .iter()
+        .map(|o| {
+            let a = o.drift.actor.as_ref().expect("an actor");
+            assert!(a.time.is_some(), "{a:?}");
+            (o.drift.key.name.clone(), a.to_string())
+        })
+        .collect();
+    assert!(
+        actors["frontend"].starts_with("kubectl (scale) at "),
+        "{actors:?}"
+    );
+    assert!(actors["cartservice"].starts_with("kubectl-set at "), "{actors:?}");
 
     // Revert both through the cluster remediator; the watch confirms.
     for o in open {
@@ -592,4 +607,87 @@ async fn re_creating_a_deleted_object_never_overwrites_one_made_meanwhile() {
         done.message
     );
     assert_eq!(api.get("web").await.expect("get").data["spec"]["replicas"], 2);
+}
+
+/// `kubectl set env` on a Deployment we manage adds an env list the manifest never had: a person's
+/// tool added it, so it is drift ("added by hand"), not an unmanaged extra. With a `kubectl scale`
+/// beside it: exactly two drifts, each naming the tool that made it (`kubectl scale` sends no field
+/// manager, so the server records `kubectl` from the User-Agent, subresource `scale`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_env_and_scale_are_two_drifts_with_their_actors() {
+    let mut h = Harness::start("actors").await;
+    let manifest = std::env::temp_dir().join(format!("drift-kube-actors-{}.yaml", std::process::id()));
+    std::fs::write(
+        &manifest,
+        serde_json::to_string(&deployment("checkout", 2)).expect("json"),
+    )
+    .expect("write manifest");
+    h.kubectl(&["apply", "-f", &manifest.display().to_string()]).await;
+    h.kubectl(&["rollout", "restart", "deployment/checkout"]).await;
+    h.detector.set_desired(desired_from(&manifest, "default"));
+    let _ = std::fs::remove_file(&manifest);
+    h.watch();
+    h.pump_until("ready", |h| h.detector.is_ready() && h.detector.queue_len() == 0)
+        .await;
+    assert!(
+        h.detector.open_drifts().is_empty(),
+        "a rollout restart is not drift (the rollout-restart preset): {:?}",
+        h.event_kinds()
+    );
+
+    h.kubectl(&["set", "env", "deployment/checkout", "FEATURE_FLAG=on"])
+        .await;
+    h.kubectl(&["scale", "deployment/checkout", "--replicas=4"]).await;
+    h.pump_until("two drifts", |h| h.count(DriftEventKind::Opened) >= 2)
+        .await;
+    h.settle().await;
+    let open = h.detector.open_drifts();
+    let mut seen: Vec<(String, String, Option<String>, Option<String>)> = open
+        .iter()
+        .map(|o| {
+            (
+                o.drift.path.readable(),
+                o.drift.change.to_string(),
+                o.drift.actor.as_ref().map(|a| a.manager.clone()),
+                o.drift.actor.as_ref().and_then(|a| a.subresource.clone()),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "spec.replicas".to_string(),
+                "changed".to_string(),
+                Some("kubectl".to_string()),
+                Some("scale".to_string())
+            ),
+            (
+                "spec.template.spec.containers[name=c].env".to_string(),
+                "extra".to_string(),
+                Some("kubectl-set".to_string()),
+                None
+            ),
+        ],
+        "{seen:?}"
+    );
+    // The env drift's revert removes exactly the list kubectl-set added, guarded by its value.
+    let env = open
+        .iter()
+        .find(|o| o.drift.change == drift_core::Change::Extra)
+        .expect("env drift");
+    assert_eq!(h.fix(&env.drift.id.clone()).await, RemediationStatus::Applied);
+    h.pump_until("env corrected", |h| h.count(DriftEventKind::Corrected) >= 1)
+        .await;
+    assert_eq!(
+        h.kubectl(&[
+            "get",
+            "deployment/checkout",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env}"
+        ])
+        .await,
+        ""
+    );
 }

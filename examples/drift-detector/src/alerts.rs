@@ -18,6 +18,9 @@ pub(crate) struct AlertView {
     pub actual: Option<serde_json::Value>,
     pub set: String,
     pub severity: String,
+    /// Who made the change (from managedFields), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<drift_core::Actor>,
     pub environment: Option<String>,
     pub reason: String,
     pub escalation: bool,
@@ -34,6 +37,7 @@ impl AlertView {
             actual: a.drift.actual.clone(),
             set: a.drift.set.to_string(),
             severity: a.drift.severity.to_string(),
+            actor: a.drift.actor.clone(),
             environment: a.environment.clone(),
             reason: a.reason.clone(),
             escalation: a.escalation,

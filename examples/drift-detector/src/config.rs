@@ -4,6 +4,7 @@
 //! ```yaml
 //! appliers: [kubectl-client-side-apply]      # managedFields of these managers count as applied
 //! ignoreManagers: [hpa-controller]           # fields these managers own are never drift
+//! handManagers: [kubectl-edit, kubectl-set, kubectl-patch, kubectl-scale, k9s]  # what they add is drift
 //! ignore:                                    # the `diff --ignore` format
 //!   ignore:
 //!     - paths: [/spec/replicas]
@@ -36,6 +37,8 @@ use serde_json::Value;
 pub(crate) struct FileConfig {
     pub appliers: Vec<String>,
     pub ignore_managers: Vec<String>,
+    /// Field managers of people's tools (default: drift_core::HAND_MANAGERS; `[]` turns it off).
+    pub hand_managers: Option<Vec<String>>,
     pub ignore: Option<Value>,
     pub policy: Option<Policy>,
     pub prices: Option<PriceTable>,
@@ -71,6 +74,10 @@ impl FileConfig {
             .iter()
             .fold(DiffOptions::default().ignore(ignore), |o, m| o.applier(m));
         let opts = self.ignore_managers.iter().fold(opts, |o, m| o.ignore_manager(m));
+        let opts = match &self.hand_managers {
+            Some(list) => opts.hand_managers(list),
+            None => opts,
+        };
         Ok(DiffEngine::new(opts, Default::default()))
     }
 }

@@ -37,7 +37,7 @@ IGNORE FILE (YAML):
     - paths: [/spec/replicas]                     # JSON Pointer; * ** and [name=x] allowed
       target: {kind: Deployment, namespace: shop, labelSelector: app=web}
     - managers: [janitor]
-  presets: [webhook-ca-bundle, aggregated-cluster-roles]   # the default
+  presets: [webhook-ca-bundle, aggregated-cluster-roles, rollout-restart]   # the default
 ")]
 pub(crate) struct DiffArgs {
     /// Desired manifests: files, directories, or `-` for stdin.
@@ -52,6 +52,11 @@ pub(crate) struct DiffArgs {
     /// Field manager whose changes are not drift (an autoscaler, a janitor).
     #[arg(long = "ignore-manager", value_name = "NAME")]
     ignore_managers: Vec<String>,
+    /// Field manager of a person's tool: a live field it added to a managed object is drift, "added
+    /// by hand" (repeatable; replaces the default list kubectl-edit, kubectl-set, kubectl-patch,
+    /// kubectl-scale, kubectl-label, kubectl-annotate, k9s, lens; `--hand-manager ''` turns it off).
+    #[arg(long = "hand-manager", value_name = "NAME")]
+    hand_managers: Vec<String>,
     /// Ignore rules file (YAML; see below).
     #[arg(long, value_name = "FILE")]
     ignore: Option<PathBuf>,
@@ -108,6 +113,11 @@ pub(crate) fn run(args: DiffArgs) -> anyhow::Result<i32> {
         .ignore_managers
         .iter()
         .fold(options, |o, m| o.ignore_manager(m));
+    let options = if args.hand_managers.is_empty() {
+        options
+    } else {
+        options.hand_managers(args.hand_managers.iter().filter(|m| !m.is_empty()))
+    };
     let engine = DiffEngine::new(options, Default::default());
     let (reports, mut notes) = compare(
         &engine,

@@ -573,7 +573,13 @@ impl Loop {
             } else {
                 e.drift.describe()
             };
-            tracing::info!(kind = e.kind.as_str(), drift = %e.drift.id, resource = %e.drift.key, "{what}");
+            let by = e
+                .drift
+                .actor
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tracing::info!(kind = e.kind.as_str(), drift = %e.drift.id, resource = %e.drift.key, by = %by, "{what}");
             if self.leader {
                 let _ = self.writer.send(e.clone());
             }

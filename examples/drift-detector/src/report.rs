@@ -31,6 +31,9 @@ pub(crate) struct DriftOut {
     pub rule: String,
     pub set: String,
     pub severity: String,
+    /// Who made the change (from managedFields), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<drift_core::Actor>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +115,7 @@ impl DiffOutput {
                         rule: d.rule,
                         set: d.set.to_string(),
                         severity: d.severity.to_string(),
+                        actor: d.actor,
                     })
                     .collect(),
                 unmanaged: r.unmanaged,
@@ -191,15 +195,21 @@ impl DiffOutput {
                     Change::Missing => format!("missing from live (expected {})", show(d.expected.as_ref())),
                     Change::Extra => format!("not in desired (live has {})", show(d.actual.as_ref())),
                 };
+                let by = d
+                    .actor
+                    .as_ref()
+                    .map(|a| format!("  by {}", printable(&a.to_string())))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "  {:<8} {}  {}  [{}/{} · {}]",
+                    "  {:<8} {}  {}  [{}/{} · {}]{}",
                     d.change.to_string(),
                     paint("1", &printable(&d.field)),
                     what,
                     d.set,
                     paint(sev_code, &d.severity),
-                    d.rule
+                    d.rule,
+                    by
                 );
             }
             if show_unmanaged {
