@@ -69,7 +69,25 @@ pub static KNOWN_KINDS: &[KindInfo] = &[
     kind!("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", false, [], gen = false, status = true, scale = false),
     kind!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, ["pc"], gen = false, status = false, scale = false),
     kind!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, [], gen = false, status = false, scale = false),
+    kind!("", "v1", "Event", "events", "event", true, ["ev"], gen = false, status = false, scale = false),
+    kind!("events.k8s.io", "v1", "Event", "events", "event", true, ["ev"], gen = false, status = false, scale = false),
+    kind!("", "v1", "LimitRange", "limitranges", "limitrange", true, ["limits"], gen = false, status = false, scale = false),
 ];
+
+/// The resources `kubectl get all` lists: those whose discovery entry carries the `all` category
+/// (the built-in types' `Categories()` in pkg/registry/*/storage).
+pub fn in_category_all(group: &str, plural: &str) -> bool {
+    matches!(
+        (group, plural),
+        ("", "pods" | "services" | "replicationcontrollers")
+            | (
+                "apps",
+                "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+            )
+            | ("batch", "jobs" | "cronjobs")
+            | ("autoscaling", "horizontalpodautoscalers")
+    )
+}
 
 /// Cluster-scoped kinds that are not in [`KNOWN_KINDS`] but are well known.
 static EXTRA_CLUSTER_SCOPED: &[(&str, &str)] = &[

@@ -672,6 +672,34 @@ async fn set_env_and_scale_are_two_drifts_with_their_actors() {
         ],
         "{seen:?}"
     );
+    // Each transition as a Kubernetes Event on the object, which `kubectl describe` shows (it selects
+    // events by the object's uid) and `kubectl get events` lists.
+    let recorder = drift_kube::KubeEventRecorder::new(h.sandbox.client().expect("client"), "test-0");
+    for e in h.outcomes.iter().flat_map(|o| &o.events) {
+        recorder.record(e).await.expect("event written");
+    }
+    let described = h.kubectl(&["describe", "deployment/checkout"]).await;
+    let events_part = described.split("Events:").nth(1).unwrap_or_default();
+    assert_eq!(events_part.matches("DriftDetected").count(), 2, "{described}");
+    assert!(
+        events_part.contains("spec.replicas expected=2, actual=4"),
+        "{described}"
+    );
+    let listed = h
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=DriftDetected,involvedObject.name=checkout",
+            "-o",
+            "jsonpath={range .items[*]}{.source.component}/{.type} {end}",
+        ])
+        .await;
+    assert_eq!(listed.trim(), "drift-detector/Warning drift-detector/Warning");
+    // `kubectl get all` finds the Deployment through the `all` category.
+    let all = h.kubectl(&["get", "all", "-o", "name"]).await;
+    assert!(all.lines().any(|l| l == "deployment.apps/checkout"), "{all}");
+
     // The env drift's revert removes exactly the list kubectl-set added, guarded by its value.
     let env = open
         .iter()

@@ -462,9 +462,13 @@ fn resource_list(group: &str, version: &str) -> Value {
         .iter()
         .filter(|k| k.group == group && k.version == version)
     {
-        resources.push(json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced, "kind": k.kind,
+        let mut entry = json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced, "kind": k.kind,
             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": k.short_names,
-            "storageVersionHash": format!("{:x}", k.kind.len() * 7919)}));
+            "storageVersionHash": format!("{:x}", k.kind.len() * 7919)});
+        if drift_core::kinds::in_category_all(k.group, k.plural) {
+            entry["categories"] = json!(["all"]);
+        }
+        resources.push(entry);
         if k.has_status {
             resources.push(
                 json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced,
@@ -548,9 +552,26 @@ impl Filter {
                         ApiError::new(400, "BadRequest", format!("invalid field selector term {term}"))
                     })?,
             };
-            // As the API server: every kind has metadata.name and metadata.namespace; Secrets also `type`.
+            // As the API server: every kind has metadata.name and metadata.namespace; Secrets also
+            // `type`; core Events the fields of pkg/registry/core/event/strategy.go ToSelectableFields.
+            let core_events = info.group.is_empty() && info.plural == "events";
             let supported = matches!(k, "metadata.name" | "metadata.namespace")
-                || (k == "type" && info.group.is_empty() && info.plural == "secrets");
+                || (k == "type" && info.group.is_empty() && info.plural == "secrets")
+                || (core_events
+                    && matches!(
+                        k,
+                        "involvedObject.kind"
+                            | "involvedObject.namespace"
+                            | "involvedObject.name"
+                            | "involvedObject.uid"
+                            | "involvedObject.apiVersion"
+                            | "involvedObject.resourceVersion"
+                            | "involvedObject.fieldPath"
+                            | "reason"
+                            | "reportingComponent"
+                            | "source"
+                            | "type"
+                    ));
             if !supported {
                 return Err(ApiError::new(
                     400,
@@ -588,7 +609,20 @@ impl Filter {
             let equal = match k.as_str() {
                 "metadata.name" => &key.name == v,
                 "metadata.namespace" => &key.namespace == v,
-                _ => obj.get(k.as_str()).and_then(Value::as_str).unwrap_or("Opaque") == v,
+                "type" if self.plural == "secrets" => {
+                    obj.get("type").and_then(Value::as_str).unwrap_or("Opaque") == v
+                }
+                // Event `source` is source.component; absent fields select as "".
+                "source" => {
+                    obj.pointer("/source/component")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        == v
+                }
+                path => {
+                    let pointer = format!("/{}", path.replace('.', "/"));
+                    obj.pointer(&pointer).and_then(Value::as_str).unwrap_or("") == v
+                }
             };
             equal != *negated
         })

@@ -17,7 +17,7 @@ use drift_core::policy::NamedFilter;
 use drift_core::ports::{DriftEventKind, DriftLog, HistoryQuery};
 use drift_kube::sandbox::{Sandbox, SandboxConfig};
 use drift_kube::{KubeLiveSource, LiveSourceConfig};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde::Serialize;
 use serde_json::json;
@@ -376,6 +376,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         detector,
         engine: drift_core::DiffEngine::default(),
         confighub_stats: Some(c.stats()),
+        kube_events: Some(drift_kube::KubeEventRecorder::new(kube.clone(), "demo")),
     };
     let handle = Arc::new(engine::start(parts, Arc::new(crate::metrics::Metrics::new())));
     let ready = wait_ready(&handle, Duration::from_secs(20)).await;
@@ -396,10 +397,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     w.say("kubectl scale deployment/backend-api --replicas=5; kubectl scale deployment/frontend-web --replicas=1");
     let t0 = Instant::now();
     for (name, n) in [("backend-api", 5), ("frontend-web", 1)] {
+        // What `kubectl scale` sends: a merge patch of the scale subresource; it names no field
+        // manager, so the server records `kubectl`, from kubectl's User-Agent.
         let r = deploy_api(&kube, "Deployment")
             .patch_scale(
                 name,
-                &PatchParams::default(),
+                &PatchParams {
+                    field_manager: Some("kubectl".into()),
+                    ..PatchParams::default()
+                },
                 &Patch::Merge(json!({"spec": {"replicas": n}})),
             )
             .await;
@@ -433,6 +439,33 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         "frontend-web spec.replicas expected=2, actual=1",
         described.contains("frontend-web spec.replicas expected=2, actual=1"),
         "",
+    );
+    // As a controller does: an Event on the object, which `kubectl describe` shows.
+    let events_api: Api<DynamicObject> = Api::namespaced_with(
+        kube.clone(),
+        NAMESPACE,
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Event"), "events"),
+    );
+    let selector = ListParams::default().fields("involvedObject.name=backend-api,reason=DriftDetected");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut event_message = None;
+    while Instant::now() < deadline && event_message.is_none() {
+        event_message = events_api
+            .list(&selector)
+            .await
+            .ok()
+            .and_then(|l| l.items.into_iter().next())
+            .and_then(|e| e.data["message"].as_str().map(str::to_string));
+        if event_message.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    w.check(
+        "a DriftDetected Kubernetes Event on backend-api",
+        event_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("spec.replicas expected=3, actual=5")),
+        event_message.unwrap_or_else(|| "none within 5 s".into()),
     );
     let snap = handle.snapshot().await.context("the pipeline stopped")?;
     w.check(

@@ -43,6 +43,8 @@ pub(crate) struct Parts {
     pub engine: DiffEngine,
     /// Counters of the ConfigHub client, when there is one.
     pub confighub_stats: Option<Arc<drift_confighub::ClientStats>>,
+    /// Writes each drift transition as a Kubernetes Event on the object (leader only).
+    pub kube_events: Option<drift_kube::KubeEventRecorder>,
 }
 
 /// A message to the pipeline.
@@ -294,6 +296,8 @@ struct Loop {
     ui: broadcast::Sender<UiEvent>,
     cmd_tx: mpsc::Sender<Cmd>,
     writer: mpsc::UnboundedSender<DriftEvent>,
+    /// Kubernetes Events queue (bounded: Events are best effort, as in client-go's recorder).
+    kube_events: Option<mpsc::Sender<DriftEvent>>,
     batcher: AnalysisBatcher,
     leader: bool,
     desired_loaded: bool,
@@ -320,6 +324,19 @@ pub(crate) fn start(parts: Parts, metrics: Arc<Metrics>) -> Handle {
         metrics: metrics.clone(),
     };
     let writer_join = tokio::spawn(writer.run(wrx));
+    let kube_events = parts.kube_events.clone().map(|recorder| {
+        let (tx, mut rx) = mpsc::channel::<DriftEvent>(1024);
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                if let Err(err) = recorder.record(&e).await {
+                    m.kube_event_failures.inc();
+                    tracing::warn!(error = %err, drift = %e.drift.id, "could not write the Kubernetes Event (the drift is in the history and on the dashboard)");
+                }
+            }
+        });
+        tx
+    });
     let batcher = AnalysisBatcher::spawn(parts.analyzer.clone(), Duration::from_millis(500), 500);
     let det = Detector::new(
         parts.engine.clone(),
@@ -336,6 +353,7 @@ pub(crate) fn start(parts: Parts, metrics: Arc<Metrics>) -> Handle {
         ui: ui.clone(),
         cmd_tx: cmd_tx.clone(),
         writer: wtx,
+        kube_events,
         batcher,
         desired_loaded: false,
         desired_errors: Vec::new(),
@@ -582,6 +600,12 @@ impl Loop {
             tracing::info!(kind = e.kind.as_str(), drift = %e.drift.id, resource = %e.drift.key, by = %by, "{what}");
             if self.leader {
                 let _ = self.writer.send(e.clone());
+                if let Some(tx) = &self.kube_events
+                    && tx.try_send(e.clone()).is_err()
+                {
+                    self.metrics.kube_event_failures.inc();
+                    tracing::warn!(drift = %e.drift.id, "the Kubernetes Event queue is full; this transition gets no Event (it is in the history)");
+                }
             }
             self.recent.push_back(e.clone());
             if self.recent.len() > 200 {

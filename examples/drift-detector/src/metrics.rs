@@ -45,6 +45,7 @@ pub(crate) struct Metrics {
     pub claude_failures: Counter<u64, AtomicU64>,
     pub analysis_seconds: Histogram,
     pub alerts: Counter,
+    pub kube_event_failures: Counter,
     pub ready: Gauge,
     pub leader: Gauge,
 }
@@ -76,6 +77,7 @@ impl Metrics {
             claude_failures: Counter::default(),
             analysis_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             alerts: Counter::default(),
+            kube_event_failures: Counter::default(),
             ready: Gauge::default(),
             leader: Gauge::default(),
             registry: Registry::default(),
@@ -157,6 +159,11 @@ impl Metrics {
             m.analysis_seconds.clone(),
         );
         registry.register("alerts", "Alerts raised", m.alerts.clone());
+        registry.register(
+            "kube_event_failures",
+            "Drift transitions whose Kubernetes Event could not be written",
+            m.kube_event_failures.clone(),
+        );
         registry.register(
             "ready",
             "1 when every watch has listed and the desired state is loaded",

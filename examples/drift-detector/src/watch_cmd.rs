@@ -117,6 +117,10 @@ pub(crate) struct WatchArgs {
     /// Alerts as JSON POSTs to this URL (retried).
     #[arg(long, env = "DRIFT_WEBHOOK_URL")]
     pub webhook: Option<String>,
+    /// Write each drift transition as a Kubernetes Event on the drifted object (`kubectl describe`
+    /// and `kubectl get events` show it). Needs `create` on `events`.
+    #[arg(long, env = "DRIFT_KUBE_EVENTS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub kube_events: bool,
 }
 
 /// Desired state, history, spool, ConfigHub remediator, ConfigHub counters, and a description.
@@ -297,6 +301,9 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
         detector: detector.clone(),
         engine: engine_cfg,
         confighub_stats: hub_stats,
+        kube_events: args
+            .kube_events
+            .then(|| drift_kube::KubeEventRecorder::new(client.clone(), identity.clone())),
     };
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let handle = Arc::new(engine::start(parts, metrics));
