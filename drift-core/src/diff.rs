@@ -219,6 +219,7 @@ impl DiffEngine {
                 }
             })
             .collect::<Vec<_>>();
+        let drifts = drop_mirrored_service_account(drifts);
         let unmanaged = unmanaged
             .into_iter()
             .map(|(path, v)| UnmanagedField {
@@ -239,6 +240,30 @@ impl DiffEngine {
             unmanaged,
         }
     }
+}
+
+/// The deprecated `serviceAccount` mirrors `serviceAccountName` (pkg/apis/core/v1/conversion.go:
+/// the server reads the identity from `serviceAccountName` and writes it back into both). When
+/// both drifted, that is one edit, and reverting `serviceAccountName` restores both: only that
+/// drift is kept, so the fix touches the field that decides.
+fn drop_mirrored_service_account(mut drifts: Vec<Drift>) -> Vec<Drift> {
+    let mirrors: Vec<usize> = drifts
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.path.last_field() == Some("serviceAccount"))
+        .filter(|(_, d)| {
+            let parent = &d.path.segments()[..d.path.segments().len() - 1];
+            drifts.iter().any(|o| {
+                o.path.last_field() == Some("serviceAccountName")
+                    && &o.path.segments()[..o.path.segments().len() - 1] == parent
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for i in mirrors.into_iter().rev() {
+        drifts.remove(i);
+    }
+    drifts
 }
 
 /// A step of the walk.

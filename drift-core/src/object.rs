@@ -25,6 +25,7 @@ impl DesiredObject {
     /// Prepares a desired resource with a given redactor.
     pub fn with_redactor(mut resource: Resource, redactor: &Redactor) -> Self {
         redactor.redact(&mut resource.object);
+        convert_to_compared_version(&mut resource);
         DesiredObject { resource }
     }
 
@@ -41,6 +42,34 @@ impl DesiredObject {
     /// The normalized object.
     pub fn object(&self) -> &Value {
         &self.resource.object
+    }
+}
+
+/// Converts a desired object written in an older served version to the version live objects are
+/// read in, as the API server converts between the versions it serves, so both sides compare
+/// field for field:
+///
+/// - `autoscaling/v1` HorizontalPodAutoscaler → `autoscaling/v2`
+///   (`pkg/apis/autoscaling/v1/conversion.go`): `targetCPUUtilizationPercentage: N` is the metric
+///   `{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: N}}}`;
+///   without it there is no metric, and the v2 default (80 % CPU) applies.
+fn convert_to_compared_version(r: &mut Resource) {
+    if r.key.group == "autoscaling" && r.key.kind == "HorizontalPodAutoscaler" && r.key.version == "v1" {
+        let Some(obj) = r.object.as_object_mut() else {
+            return;
+        };
+        obj.insert("apiVersion".into(), Value::String("autoscaling/v2".into()));
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+            && let Some(target) = spec.remove("targetCPUUtilizationPercentage")
+            && !target.is_null()
+        {
+            spec.insert(
+                "metrics".into(),
+                serde_json::json!([{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": target}}}]),
+            );
+        }
+        r.key.version = "v2".into();
     }
 }
 

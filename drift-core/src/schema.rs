@@ -63,6 +63,10 @@ pub(crate) enum Dflt {
     JobCompletions,
     /// Job `podReplacementPolicy`: `Failed` with a `podFailurePolicy`, else `TerminatingOrFailed`.
     JobPodReplacementPolicy,
+    /// A sibling string with a suffix: CRD `names.listKind` is `names.kind` + `List`.
+    SiblingSuffix(&'static str, &'static str),
+    /// A sibling string in lower case: CRD `names.singular` is `names.kind` lower-cased.
+    SiblingLower(&'static str),
 }
 
 /// One map on the way from the object root to a field: the live map and, where the desired object
@@ -508,6 +512,25 @@ static VOLUME: Node = Node {
     ])
 };
 
+const TOLERATION_KEYS: &[KeySpec] = &[
+    KeySpec {
+        name: "key",
+        default: None,
+    },
+    KeySpec {
+        name: "operator",
+        default: None,
+    },
+    KeySpec {
+        name: "value",
+        default: None,
+    },
+    KeySpec {
+        name: "effect",
+        default: None,
+    },
+];
+
 macro_rules! pod_spec {
     ($container:expr, $extra:expr) => {
         map(&[
@@ -543,6 +566,10 @@ macro_rules! pod_spec {
             ),
             ("shareProcessNamespace", &FALSE),
             ("terminationGracePeriodSeconds", &dflt(Dflt::Int(30))),
+            // Matched by what they tolerate, not by position: the DefaultTolerationSeconds admission
+            // plugin appends the not-ready/unreachable tolerations to every Pod
+            // (plugin/pkg/admission/defaulttolerationseconds), which must not shift the others.
+            ("tolerations", &keyed!(TOLERATION_KEYS, &PLAIN)),
             (
                 "topologySpreadConstraints",
                 &keyed!(
@@ -1306,6 +1333,48 @@ static LIMIT_RANGE: Node = root!((
     )])
 ));
 
+/// `pkg/apis/networking/v1/defaults.go` SetDefaults_IngressClass: a parameters reference without a
+/// scope refers to a cluster-scoped resource.
+static INGRESS_CLASS: Node = root!((
+    "spec",
+    &map(&[("parameters", &map(&[("scope", &dflt(Dflt::Str("Cluster")))]))])
+));
+/// `staging/src/k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1/defaults.go`:
+/// SetDefaults_CustomResourceDefinitionSpec (conversion `None`, `names.singular` the lower-cased kind,
+/// `names.listKind` the kind + `List`) and SetDefaults_ServiceReference (port 443).
+static CRD: Node = root!((
+    "spec",
+    &map(&[
+        (
+            "conversion",
+            &Node {
+                fields: &[
+                    ("strategy", &dflt(Dflt::Str("None"))),
+                    (
+                        "webhook",
+                        &map(&[(
+                            "clientConfig",
+                            &map(&[("service", &map(&[("port", &dflt(Dflt::Int(443)))]))])
+                        )])
+                    ),
+                ],
+                ..dflt(Dflt::Build(crd_conversion_default))
+            }
+        ),
+        (
+            "names",
+            &map(&[
+                ("listKind", &dflt(Dflt::SiblingSuffix("kind", "List"))),
+                ("singular", &dflt(Dflt::SiblingLower("kind"))),
+            ])
+        ),
+    ])
+));
+
+fn crd_conversion_default() -> Value {
+    serde_json::json!({"strategy": "None"})
+}
+
 /// A kind's schema and the API version whose defaults the table holds.
 pub(crate) struct KindSchema {
     pub group: &'static str,
@@ -1484,6 +1553,18 @@ pub(crate) static KINDS: &[KindSchema] = &[
         defaults_version: Some("v1"),
         root: &PRIORITY_CLASS,
     },
+    KindSchema {
+        group: "networking.k8s.io",
+        kind: "IngressClass",
+        defaults_version: Some("v1"),
+        root: &INGRESS_CLASS,
+    },
+    KindSchema {
+        group: "apiextensions.k8s.io",
+        kind: "CustomResourceDefinition",
+        defaults_version: Some("v1"),
+        root: &CRD,
+    },
 ];
 
 /// The schema root for a kind and whether its defaults apply to `version`.
@@ -1537,6 +1618,11 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
         Dflt::TargetPort => parent?.get("port").cloned(),
         Dflt::ServerSet => None,
         Dflt::Sibling(s) => parent?.get(s).cloned(),
+        Dflt::SiblingSuffix(s, suffix) => {
+            let base = parent?.get(s)?.as_str().filter(|b| !b.is_empty())?;
+            Some(Value::String(format!("{base}{suffix}")))
+        }
+        Dflt::SiblingLower(s) => Some(Value::String(parent?.get(s)?.as_str()?.to_lowercase())),
         Dflt::NamespaceName => grandparent?.get("name").cloned(),
         Dflt::TemplateLabel => levels
             .first()?
