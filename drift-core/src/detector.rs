@@ -258,6 +258,8 @@ pub struct Detector {
     desired: HashMap<ResourceKey, DesiredEntry>,
     live: HashMap<ResourceKey, LiveEntry>,
     autoscalers: Autoscalers,
+    /// Schemas of custom kinds, from live CRDs.
+    custom: crate::custom::CustomSchemas,
     open: HashMap<ResourceKey, BTreeMap<DriftId, OpenDrift>>,
     queue: VecDeque<ResourceKey>,
     queued: HashSet<ResourceKey>,
@@ -317,6 +319,7 @@ impl Detector {
             desired: HashMap::new(),
             live: HashMap::new(),
             autoscalers: Autoscalers::default(),
+            custom: crate::custom::CustomSchemas::default(),
             open: HashMap::new(),
             queue: VecDeque::new(),
             queued: HashSet::new(),
@@ -609,6 +612,12 @@ impl Detector {
                     obs.queued += 1;
                 }
             }
+        } else if crate::custom::is_crd(&key) {
+            self.custom.observe(&r);
+            let kinds = crd_kind(&r);
+            self.live.insert(key.clone(), LiveEntry::new(r, fp));
+            // Its custom resources are judged again with the new schema.
+            self.requeue_kind(kinds, obs);
         } else {
             self.live.insert(key.clone(), LiveEntry::new(r, fp));
         }
@@ -617,9 +626,30 @@ impl Detector {
         }
     }
 
+    /// Queues every desired object of a custom kind (its CRD's schema changed).
+    fn requeue_kind(&mut self, kind: Option<(String, String)>, obs: &mut Observed) {
+        let Some((group, kind)) = kind else { return };
+        let keys: Vec<ResourceKey> = self
+            .desired
+            .keys()
+            .filter(|k| k.group == group && k.kind == kind)
+            .cloned()
+            .collect();
+        for k in keys {
+            if self.enqueue(&k) {
+                obs.queued += 1;
+            }
+        }
+    }
+
     fn delete_live(&mut self, key: &ResourceKey, obs: &mut Observed) {
-        if self.live.remove(key).is_none() {
+        let Some(gone) = self.live.remove(key) else {
             return;
+        };
+        if crate::custom::is_crd(key) {
+            let kind = gone.object().as_deref().and_then(|r| crd_kind(r.resource()));
+            self.custom.forget(key);
+            self.requeue_kind(kind, obs);
         }
         if is_autoscaler(key) {
             let targets = self.autoscaler_targets_of(key);
@@ -716,6 +746,7 @@ impl Detector {
         let live = self.live.get(key).and_then(LiveEntry::object);
         let ctx = DiffContext {
             autoscalers: Some(&self.autoscalers),
+            custom: Some(&self.custom),
         };
         let report = self.engine.diff_with(&entry.object, live.as_deref(), &ctx);
         let provenance = entry.provenance.clone();
@@ -1215,6 +1246,14 @@ impl Detector {
             })
             .collect()
     }
+}
+
+/// The (group, kind) a CRD defines.
+fn crd_kind(r: &crate::Resource) -> Option<(String, String)> {
+    Some((
+        r.object.pointer("/spec/group")?.as_str()?.to_string(),
+        r.object.pointer("/spec/names/kind")?.as_str()?.to_string(),
+    ))
 }
 
 fn is_autoscaler(key: &ResourceKey) -> bool {

@@ -102,6 +102,8 @@ impl DiffOptions {
 pub struct DiffContext<'a> {
     /// Autoscaler targets in the live set.
     pub autoscalers: Option<&'a Autoscalers>,
+    /// Schemas of custom kinds, from the live CRDs: their `default:` values are server defaults.
+    pub custom: Option<&'a crate::custom::CustomSchemas>,
 }
 
 /// Compares desired objects with live ones and classifies the differences.
@@ -176,10 +178,14 @@ impl DiffEngine {
         let ignores = self.options.ignore.for_resource(lkey, live.object());
         let autoscaled = crate::kinds::is_scalable_workload(&lkey.group, &lkey.kind)
             && ctx.autoscalers.is_some_and(|a| a.targets(lkey));
+        let custom = ctx
+            .custom
+            .and_then(|c| c.schema(&lkey.group, &lkey.version, &lkey.kind));
         let mut w = Walker {
             options: &self.options,
             live,
             defaults,
+            custom,
             autoscaled,
             nested: false,
             ignores: &ignores,
@@ -292,6 +298,8 @@ struct Walker<'a, 'o> {
     options: &'o DiffOptions,
     live: &'a LiveObject,
     defaults: bool,
+    /// The custom kind's schema (from its live CRD), for its `default:` values.
+    custom: Option<&'o Value>,
     autoscaled: bool,
     /// A walk inside a set element: paths are relative, so ownership and ignore rules do not apply.
     nested: bool,
@@ -302,7 +310,7 @@ struct Walker<'a, 'o> {
     unmanaged: Vec<(FieldPath, &'a Value)>,
 }
 
-impl<'a> Walker<'a, '_> {
+impl<'a, 'o> Walker<'a, 'o> {
     fn compare(&mut self, d: &'a Value, l: Option<&'a Value>, node: &'static Node) {
         if node.skip {
             return;
@@ -453,6 +461,13 @@ impl<'a> Walker<'a, '_> {
     }
 
     fn default_verdict(&self, node: &Node, lv: &Value) -> DefaultVerdict {
+        if let Some(d) = self.custom_default() {
+            return if loose_eq(d, lv) {
+                DefaultVerdict::Matches
+            } else {
+                DefaultVerdict::Differs(d.clone())
+            };
+        }
         if !self.defaults {
             return DefaultVerdict::None;
         }
@@ -461,6 +476,18 @@ impl<'a> Walker<'a, '_> {
             _ => "",
         };
         schema::default_verdict(node, key, lv, &self.anc)
+    }
+
+    /// The `default:` the custom kind's schema gives the current field, if any.
+    fn custom_default(&self) -> Option<&'o Value> {
+        let mut s = self.custom?;
+        for seg in &self.segs {
+            s = match seg {
+                Seg::Field(f) => crate::custom::child(s, Some(f))?,
+                _ => crate::custom::child(s, None)?,
+            };
+        }
+        s.get("default")
     }
 
     fn default_matches(&self, node: &Node, lv: &Value) -> bool {
@@ -618,6 +645,7 @@ impl<'a> Walker<'a, '_> {
                     options: self.options,
                     live: self.live,
                     defaults: self.defaults,
+                    custom: None,
                     autoscaled: false,
                     nested: true,
                     ignores: &NO_IGNORES,

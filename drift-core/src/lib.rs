@@ -81,6 +81,7 @@
 pub mod analysis;
 pub mod clock;
 pub mod cost;
+pub mod custom;
 pub mod detector;
 mod diff;
 mod drift;

@@ -139,6 +139,12 @@ pub trait LiveSource: Send + Sync {
     /// [`LiveEvent::Ready`], then applied/deleted events and re-lists after gaps. Errors are items, so
     /// the caller sees them and the stream keeps going (the source backs off by itself).
     fn watch(&self) -> BoxStream<'static, Result<LiveEvent, PortError>>;
+    /// Also watches these kinds, (group, kind) — the kinds the desired state names, custom ones
+    /// included — from now on: their objects arrive on the [`LiveSource::watch`] stream with a
+    /// [`LiveEvent::Restarted`] of their own. Sources with a fixed set of kinds ignore it.
+    fn ensure_watched(&self, kinds: &[(String, String)]) {
+        let _ = kinds;
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -419,7 +419,8 @@ fn hpa_defaults_and_autoscaled_replicas() {
                 &d,
                 Some(&l),
                 &DiffContext {
-                    autoscalers: Some(&autoscalers)
+                    autoscalers: Some(&autoscalers),
+                    ..Default::default()
                 }
             )
             .drifts
@@ -437,7 +438,8 @@ fn hpa_defaults_and_autoscaled_replicas() {
                 &d,
                 Some(&l),
                 &DiffContext {
-                    autoscalers: Some(&autoscalers)
+                    autoscalers: Some(&autoscalers),
+                    ..Default::default()
                 }
             )
             .drifts
@@ -1338,4 +1340,85 @@ fn a_creators_ownership_of_server_additions_is_not_applied_then_dropped() {
         drifts(&r),
         ["metadata.annotations[\"policy.example.com/scanned\"] extra"]
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// custom resources: the CRD's schema defaults are server defaults
+
+#[test]
+fn custom_resource_defaults_come_from_the_live_crd() {
+    use drift_core::custom::CustomSchemas;
+    let crd = yaml(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: backups.ops.example.com}
+spec:
+  group: ops.example.com
+  names: {kind: Backup, plural: backups}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              schedule: {type: string}
+              retainDays: {type: integer, default: 7}
+              target:
+                type: object
+                default: {}
+                properties:
+                  bucket: {type: string}
+                  region: {type: string, default: eu-west-1}
+"#,
+    );
+    let desired = yaml(
+        r#"
+apiVersion: ops.example.com/v1
+kind: Backup
+metadata: {name: nightly, namespace: default}
+spec:
+  schedule: "0 3 * * *"
+  target: {bucket: backups-prod}
+"#,
+    );
+    let live = |retain: i64, region: &str| {
+        res(json!({"apiVersion": "ops.example.com/v1", "kind": "Backup",
+            "metadata": {"name": "nightly", "namespace": "default", "generation": 1, "uid": "u"},
+            "spec": {"schedule": "0 3 * * *", "retainDays": retain, "target": {"bucket": "backups-prod", "region": region}}}))
+    };
+    let schemas = CustomSchemas::from_live([&crd]);
+    let ctx = DiffContext {
+        autoscalers: None,
+        custom: Some(&schemas),
+    };
+    let engine = DiffEngine::default();
+    let run = |l: Resource, ctx: &DiffContext<'_>| {
+        engine.diff_with(
+            &DesiredObject::new(desired.clone()),
+            Some(&LiveObject::new(l)),
+            ctx,
+        )
+    };
+    // The server's defaults, left alone: in sync, and not even unmanaged.
+    let r = run(live(7, "eu-west-1"), &ctx);
+    assert!(r.drifts.is_empty(), "{:?}", drifts(&r));
+    assert!(r.unmanaged.is_empty(), "{:?}", r.unmanaged);
+    // Edited: drift against the default, at each depth.
+    let r = run(live(1, "us-east-1"), &ctx);
+    assert_eq!(
+        drifts(&r),
+        ["spec.retainDays changed", "spec.target.region changed"]
+    );
+    assert_eq!(r.drifts[0].expected, Some(json!(7)));
+    // Without the CRD's schema the edit is invisible (only unmanaged): what the schema adds.
+    let r = run(live(1, "us-east-1"), &DiffContext::default());
+    assert!(r.drifts.is_empty());
+    assert_eq!(r.unmanaged.len(), 2);
 }

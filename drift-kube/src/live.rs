@@ -117,6 +117,16 @@ pub struct KubeLiveSource {
     client: kube::Client,
     config: Arc<LiveSourceConfig>,
     stats: Arc<WatchStats>,
+    runtime: Arc<std::sync::Mutex<Runtime>>,
+}
+
+/// Kinds added while running ([`LiveSource::ensure_watched`]), and where their events go.
+#[derive(Default)]
+struct Runtime {
+    /// Every kind watched or to be watched.
+    kinds: std::collections::BTreeSet<(String, String)>,
+    /// The stream's sender once watching.
+    tx: Option<mpsc::Sender<Result<LiveEvent, PortError>>>,
 }
 
 impl std::fmt::Debug for KubeLiveSource {
@@ -128,25 +138,48 @@ impl std::fmt::Debug for KubeLiveSource {
     }
 }
 
+/// A kind to watch, as the cluster serves it: built-in kinds from drift-core's table, custom ones
+/// (and any other the table lacks) found through API discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WatchKind {
+    group: String,
+    version: String,
+    kind: String,
+    plural: String,
+    namespaced: bool,
+}
+
+impl From<&kinds::KindInfo> for WatchKind {
+    fn from(k: &kinds::KindInfo) -> Self {
+        WatchKind {
+            group: k.group.to_string(),
+            version: k.version.to_string(),
+            kind: k.kind.to_string(),
+            plural: k.plural.to_string(),
+            namespaced: k.namespaced,
+        }
+    }
+}
+
 /// One watch: a kind in one namespace (or all).
 #[derive(Debug, Clone)]
 struct Scope {
-    info: &'static kinds::KindInfo,
+    info: Arc<WatchKind>,
     namespace: Option<String>,
 }
 
 impl Scope {
     fn relist_scope(&self) -> RelistScope {
         RelistScope::Kind {
-            group: self.info.group.to_string(),
-            kind: self.info.kind.to_string(),
+            group: self.info.group.clone(),
+            kind: self.info.kind.clone(),
             namespace: self.namespace.clone(),
         }
     }
     fn describe(&self) -> String {
         match &self.namespace {
             Some(ns) => format!("{} in namespace {ns}", self.info.plural),
-            None => self.info.plural.to_string(),
+            None => self.info.plural.clone(),
         }
     }
 }
@@ -208,15 +241,15 @@ impl kube::Resource for RawObject {
     }
 }
 
-fn api_resource(info: &kinds::KindInfo) -> ApiResource {
+fn api_resource(info: &WatchKind) -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(info.group, info.version, info.kind),
-        info.plural,
+        &GroupVersionKind::gvk(&info.group, &info.version, &info.kind),
+        &info.plural,
     )
 }
 
 fn api_for(client: &kube::Client, scope: &Scope) -> Api<RawObject> {
-    let ar = api_resource(scope.info);
+    let ar = api_resource(&scope.info);
     match (&scope.namespace, scope.info.namespaced) {
         (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &ar),
         _ => Api::all_with(client.clone(), &ar),
@@ -234,23 +267,30 @@ fn is_permanent(e: &watcher::Error) -> Option<u16> {
 }
 
 impl KubeLiveSource {
-    /// A live source on a client.
+    /// A live source on a client. Kinds drift-core's table lacks (custom resources) are found
+    /// through API discovery when watching starts; one the cluster does not serve is reported and
+    /// skipped, never fatal.
     ///
     /// # Errors
-    /// [`PortError::Invalid`] when a configured kind is not one drift-detector knows.
+    /// [`PortError::Invalid`] when a configured kind has no name.
     pub fn new(client: kube::Client, config: LiveSourceConfig) -> Result<Self, PortError> {
         for (g, k) in &config.kinds {
-            if kinds::lookup(g, k).is_none() {
+            if k.is_empty() || k.contains('/') {
                 return Err(PortError::Invalid {
                     what: "watched kind".into(),
-                    reason: format!("{g}/{k} is not a kind drift-detector can watch"),
+                    reason: format!("`{g}/{k}` is not a kind"),
                 });
             }
         }
+        let runtime = Runtime {
+            kinds: config.kinds.iter().cloned().collect(),
+            tx: None,
+        };
         Ok(KubeLiveSource {
             client,
             config: Arc::new(config),
             stats: Arc::new(WatchStats::default()),
+            runtime: Arc::new(std::sync::Mutex::new(runtime)),
         })
     }
 
@@ -259,20 +299,90 @@ impl KubeLiveSource {
         self.stats.clone()
     }
 
-    fn scopes(&self) -> Vec<Scope> {
+    fn runtime(&self) -> std::sync::MutexGuard<'_, Runtime> {
+        self.runtime
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The kinds to watch (configured and added) drift-core's table knows, and those to discover.
+    fn known_and_unknown(&self) -> (Vec<Arc<WatchKind>>, Vec<(String, String)>) {
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        let all: Vec<(String, String)> = self.runtime().kinds.iter().cloned().collect();
+        for (g, k) in &all {
+            match kinds::lookup(g, k) {
+                Some(info) => known.push(Arc::new(WatchKind::from(info))),
+                None => unknown.push((g.clone(), k.clone())),
+            }
+        }
+        (known, unknown)
+    }
+
+    /// Finds a kind through API discovery (the group's preferred version).
+    async fn discover(&self, group: &str, kind: &str) -> Result<Arc<WatchKind>, PortError> {
+        let what = || {
+            format!(
+                "discovering {}",
+                if group.is_empty() {
+                    kind.to_string()
+                } else {
+                    format!("{kind}.{group}")
+                }
+            )
+        };
+        let api_group =
+            kube::discovery::group(&self.client, group)
+                .await
+                .map_err(|e| PortError::Unavailable {
+                    what: what(),
+                    reason: match e {
+                        kube::Error::Discovery(_) => "not served by this cluster".to_string(),
+                        other => other.to_string(),
+                    },
+                })?;
+        let (ar, caps) = api_group
+            .recommended_kind(kind)
+            .ok_or_else(|| PortError::Unavailable {
+                what: what(),
+                reason: "not served by this cluster".into(),
+            })?;
+        Ok(Arc::new(WatchKind {
+            group: ar.group,
+            version: ar.version,
+            kind: ar.kind,
+            plural: ar.plural,
+            namespaced: caps.scope == kube::discovery::Scope::Namespaced,
+        }))
+    }
+
+    /// Every kind to watch, discovered where needed; kinds the cluster does not serve come back as
+    /// errors beside them.
+    async fn resolve(&self) -> (Vec<Arc<WatchKind>>, Vec<PortError>) {
+        let (mut kinds, unknown) = self.known_and_unknown();
+        let mut errors = Vec::new();
+        for (g, k) in unknown {
+            match self.discover(&g, &k).await {
+                Ok(w) => kinds.push(w),
+                Err(e) => errors.push(e),
+            }
+        }
+        (kinds, errors)
+    }
+
+    fn scopes_of(&self, kinds: &[Arc<WatchKind>]) -> Vec<Scope> {
         let mut out = Vec::new();
-        for (g, k) in &self.config.kinds {
-            let Some(info) = kinds::lookup(g, k) else { continue };
+        for info in kinds {
             if info.namespaced && !self.config.namespaces.is_empty() {
                 for ns in &self.config.namespaces {
                     out.push(Scope {
-                        info,
+                        info: info.clone(),
                         namespace: Some(ns.clone()),
                     });
                 }
             } else {
                 out.push(Scope {
-                    info,
+                    info: info.clone(),
                     namespace: None,
                 });
             }
@@ -280,7 +390,7 @@ impl KubeLiveSource {
         out
     }
 
-    fn watcher_config(&self, info: &kinds::KindInfo) -> watcher::Config {
+    fn watcher_config(&self, info: &WatchKind) -> watcher::Config {
         let mut c = watcher::Config::default().page_size(self.config.page_size);
         if let Some(s) = &self.config.label_selector {
             c = c.labels(s);
@@ -291,14 +401,14 @@ impl KubeLiveSource {
         c
     }
 
-    fn to_resource(&self, obj: RawObject, info: &kinds::KindInfo) -> Option<Resource> {
+    fn to_resource(&self, obj: RawObject, info: &WatchKind) -> Option<Resource> {
         let mut v = obj.object;
         if let Some(m) = v.as_object_mut() {
             // Objects in watch events may omit their type; the scope knows it.
             m.entry("apiVersion")
                 .or_insert_with(|| Value::String(api_resource(info).api_version));
             m.entry("kind")
-                .or_insert_with(|| Value::String(info.kind.to_string()));
+                .or_insert_with(|| Value::String(info.kind.clone()));
         }
         self.config.projection.apply(&mut v);
         Resource::from_value(v).ok()
@@ -307,28 +417,56 @@ impl KubeLiveSource {
 
 /// Helm keeps every release, rendered, in a Secret of type `helm.sh/release.v1`: never desired state,
 /// often large, never read.
-fn field_selector(info: &kinds::KindInfo) -> Option<&'static str> {
+fn field_selector(info: &WatchKind) -> Option<&'static str> {
     (info.group.is_empty() && info.kind == "Secret").then_some("type!=helm.sh/release.v1")
 }
 
-#[async_trait]
-impl LiveSource for KubeLiveSource {
-    async fn list(&self) -> Result<Vec<Resource>, PortError> {
+impl KubeLiveSource {
+    /// One consistent list per kind, and the kinds skipped because the cluster does not serve them
+    /// or RBAC forbids them, as (group, kind, reason).
+    ///
+    /// # Errors
+    /// [`PortError::Unavailable`] when a list fails for another reason.
+    pub async fn list_served(&self) -> Result<(Vec<Resource>, Vec<(String, String, String)>), PortError> {
         let mut out = Vec::new();
-        for scope in self.scopes() {
+        let (kinds, errors) = self.resolve().await;
+        let (_, unknown) = self.known_and_unknown();
+        let mut skipped: Vec<(String, String, String)> = Vec::new();
+        for ((g, k), e) in unknown
+            .into_iter()
+            .filter(|(g, k)| !kinds.iter().any(|w| &w.group == g && &w.kind == k))
+            .zip(errors)
+        {
+            let reason = match e {
+                PortError::Unavailable { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            skipped.push((g, k, reason));
+        }
+        for scope in self.scopes_of(&kinds) {
             let api = api_for(&self.client, &scope);
             let mut params = ListParams::default().limit(self.config.page_size);
             if let Some(s) = &self.config.label_selector {
                 params = params.labels(s);
             }
-            if let Some(f) = field_selector(scope.info) {
+            if let Some(f) = field_selector(&scope.info) {
                 params = params.fields(f);
             }
             loop {
                 let page = match api.list(&params).await {
                     Ok(p) => p,
                     Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404) => {
-                        tracing::warn!(watch = %scope.describe(), code = s.code, "skipping a kind the cluster does not serve or forbids");
+                        let reason = if s.code == 403 {
+                            "forbidden by RBAC"
+                        } else {
+                            "not served by this cluster"
+                        };
+                        if !skipped
+                            .iter()
+                            .any(|(g, k, _)| *g == scope.info.group && *k == scope.info.kind)
+                        {
+                            skipped.push((scope.info.group.clone(), scope.info.kind.clone(), reason.into()));
+                        }
                         break;
                     }
                     Err(e) => {
@@ -341,7 +479,7 @@ impl LiveSource for KubeLiveSource {
                 out.extend(
                     page.items
                         .into_iter()
-                        .filter_map(|o| self.to_resource(o, scope.info)),
+                        .filter_map(|o| self.to_resource(o, &scope.info)),
                 );
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
                     Some(c) => params = params.continue_token(&c),
@@ -349,23 +487,104 @@ impl LiveSource for KubeLiveSource {
                 }
             }
         }
+        Ok((out, skipped))
+    }
+}
+
+#[async_trait]
+impl LiveSource for KubeLiveSource {
+    async fn list(&self) -> Result<Vec<Resource>, PortError> {
+        let (out, unserved) = self.list_served().await?;
+        for (g, k, reason) in unserved {
+            tracing::warn!(group = %g, kind = %k, "skipping a kind: {reason}");
+        }
         Ok(out)
     }
-
     fn watch(&self) -> BoxStream<'static, Result<LiveEvent, PortError>> {
-        let scopes = self.scopes();
         let (tx, rx) = mpsc::channel::<Result<LiveEvent, PortError>>(4096);
-        let pending = Arc::new(AtomicUsize::new(scopes.len()));
-        if scopes.is_empty() {
+        self.runtime().tx = Some(tx.clone());
+        let (known, unknown) = self.known_and_unknown();
+        let known_scopes = self.scopes_of(&known);
+        // Each scope, and each kind still to discover, holds Ready back until it has listed (or
+        // turned out not to be served).
+        let pending = Arc::new(AtomicUsize::new(known_scopes.len() + unknown.len()));
+        if known_scopes.is_empty() && unknown.is_empty() {
             let _ = tx.try_send(Ok(LiveEvent::Ready));
         }
-        for scope in scopes {
+        for scope in known_scopes {
             let tx = tx.clone();
             let pending = pending.clone();
             let this = self.clone();
             tokio::spawn(async move { this.run_watch(scope, tx, pending).await });
         }
+        for (group, kind) in unknown {
+            self.spawn_discovered(group, kind, tx.clone(), pending.clone());
+        }
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed()
+    }
+
+    fn ensure_watched(&self, kinds: &[(String, String)]) {
+        let mut rt = self.runtime();
+        let added: Vec<(String, String)> = kinds
+            .iter()
+            .filter(|k| rt.kinds.insert((*k).clone()))
+            .cloned()
+            .collect();
+        let Some(tx) = rt.tx.clone() else {
+            return; // picked up when watching starts
+        };
+        drop(rt);
+        for (group, kind) in added {
+            tracing::info!(group = %group, kind = %kind, "watching a kind the desired state names");
+            // Ready has been announced already: a late kind holds nothing back.
+            let pending = Arc::new(AtomicUsize::new(usize::MAX / 2));
+            match kinds::lookup(&group, &kind) {
+                Some(info) => {
+                    for scope in self.scopes_of(&[Arc::new(WatchKind::from(info))]) {
+                        let (tx, pending, this) = (tx.clone(), pending.clone(), self.clone());
+                        tokio::spawn(async move { this.run_watch(scope, tx, pending).await });
+                    }
+                }
+                None => self.spawn_discovered(group, kind, tx.clone(), pending),
+            }
+        }
+    }
+}
+
+impl KubeLiveSource {
+    /// Discovers a kind, then watches each of its scopes; a kind the cluster does not serve is an
+    /// error on the stream and releases its hold on Ready.
+    fn spawn_discovered(
+        &self,
+        group: String,
+        kind: String,
+        tx: mpsc::Sender<Result<LiveEvent, PortError>>,
+        pending: Arc<AtomicUsize>,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.discover(&group, &kind).await {
+                Ok(info) => {
+                    let scopes = this.scopes_of(&[info]);
+                    // This kind's one slot becomes one per scope.
+                    pending.fetch_add(scopes.len(), Ordering::SeqCst);
+                    if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        let _ = tx.send(Ok(LiveEvent::Ready)).await;
+                    }
+                    for scope in scopes {
+                        let (tx, pending, this) = (tx.clone(), pending.clone(), this.clone());
+                        tokio::spawn(async move { this.run_watch(scope, tx, pending).await });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a kind the cluster does not serve");
+                    let _ = tx.send(Err(e)).await;
+                    if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        let _ = tx.send(Ok(LiveEvent::Ready)).await;
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -378,11 +597,11 @@ impl KubeLiveSource {
     ) {
         let span = tracing::info_span!(
             "watch",
-            kind = scope.info.kind,
+            kind = scope.info.kind.as_str(),
             namespace = scope.namespace.as_deref().unwrap_or("*")
         );
         let _enter = span.enter();
-        let mut stream = watcher::watcher(api_for(&self.client, &scope), self.watcher_config(scope.info))
+        let mut stream = watcher::watcher(api_for(&self.client, &scope), self.watcher_config(&scope.info))
             .default_backoff()
             .boxed();
         let mut buffer: Vec<Resource> = Vec::new();
@@ -404,7 +623,7 @@ impl KubeLiveSource {
             let mut out: Vec<Result<LiveEvent, PortError>> = Vec::new();
             match item {
                 Ok(Event::Init) => buffer.clear(),
-                Ok(Event::InitApply(o)) => buffer.extend(self.to_resource(o, scope.info)),
+                Ok(Event::InitApply(o)) => buffer.extend(self.to_resource(o, &scope.info)),
                 Ok(Event::InitDone) => {
                     if listed {
                         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
@@ -419,13 +638,13 @@ impl KubeLiveSource {
                     }
                 }
                 Ok(Event::Apply(o)) => {
-                    if let Some(r) = self.to_resource(o, scope.info) {
+                    if let Some(r) = self.to_resource(o, &scope.info) {
                         self.stats.events.fetch_add(1, Ordering::Relaxed);
                         out.push(Ok(LiveEvent::Applied(r)));
                     }
                 }
                 Ok(Event::Delete(o)) => {
-                    if let Some(r) = self.to_resource(o, scope.info) {
+                    if let Some(r) = self.to_resource(o, &scope.info) {
                         self.stats.events.fetch_add(1, Ordering::Relaxed);
                         out.push(Ok(LiveEvent::Deleted(r.key)));
                     }

@@ -719,3 +719,135 @@ async fn set_env_and_scale_are_two_drifts_with_their_actors() {
         ""
     );
 }
+
+/// A CRD and a custom resource applied with kubectl: the kind is found through discovery and
+/// watched once the desired state names it, its CRD's schema defaults are known defaults (in sync
+/// as applied), and a `kubectl patch` of one field is exactly that drift, with its actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_resource_is_watched_and_its_schema_defaults_are_known() {
+    let mut h = Harness::start("crd").await;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let crd = fixtures.join("backup-crd.yaml");
+    let cr = fixtures.join("backup-nightly.yaml");
+    h.kubectl(&["apply", "-f", &crd.display().to_string()]).await;
+    h.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/backups.ops.example.com",
+        "--timeout=10s",
+    ])
+    .await;
+    h.kubectl(&["apply", "-f", &cr.display().to_string()]).await;
+    // The server filled in the schema's defaults.
+    assert_eq!(
+        h.kubectl(&[
+            "get",
+            "backup",
+            "nightly",
+            "-o",
+            "jsonpath={.spec.retainDays} {.spec.target.region}"
+        ])
+        .await,
+        "7 eu-west-1"
+    );
+    let mut desired = desired_from(&crd, "default");
+    desired.extend(desired_from(&cr, "default"));
+    h.detector.set_desired(desired);
+
+    // The default kinds only; the desired state's kinds are added as the daemon adds them.
+    let source = KubeLiveSource::new(h.sandbox.client().expect("client"), LiveSourceConfig::default())
+        .expect("source");
+    h.events = Some(source.watch());
+    source.ensure_watched(&[
+        ("ops.example.com".into(), "Backup".into()),
+        ("apiextensions.k8s.io".into(), "CustomResourceDefinition".into()),
+    ]);
+    let backup = ResourceKey::new("ops.example.com/v1", "Backup", Some("default"), "nightly");
+    h.pump_until("the custom resource judged", |h| {
+        h.detector.is_ready()
+            && h.detector.queue_len() == 0
+            && h.outcomes
+                .iter()
+                .filter_map(|o| o.report.as_ref())
+                .any(|r| r.key == backup && r.status == DriftStatus::InSync)
+    })
+    .await;
+    h.settle().await;
+    assert!(
+        h.detector.open_drifts().is_empty(),
+        "applied as is, the custom resource is in sync: {:?}",
+        h.event_kinds()
+    );
+    assert!(
+        h.detector.not_watched().is_empty(),
+        "{:?}",
+        h.detector.not_watched()
+    );
+
+    // As on a cluster: a custom resource takes no strategic merge patch (kubectl's default type).
+    let smp = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&h.kubeconfig)
+        .args(["patch", "backup", "nightly", "-p", r#"{"spec":{"retainDays":2}}"#])
+        .output()
+        .await
+        .expect("kubectl");
+    assert!(!smp.status.success());
+    assert!(
+        String::from_utf8_lossy(&smp.stderr).contains("unknown format"),
+        "{}",
+        String::from_utf8_lossy(&smp.stderr)
+    );
+    h.kubectl(&[
+        "patch",
+        "backup",
+        "nightly",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"retainDays":1}}"#,
+    ])
+    .await;
+    h.pump_until("the drift", |h| h.count(DriftEventKind::Opened) >= 1)
+        .await;
+    h.settle().await;
+    let open = h.detector.open_drifts();
+    let seen: Vec<String> = open
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} by {}",
+                o.drift.key.name,
+                o.drift.describe(),
+                o.drift.actor.as_ref().map_or("?", |a| a.manager.as_str())
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        ["nightly spec.retainDays expected=7, actual=1 by kubectl-patch"]
+    );
+}
+
+/// A kind the cluster does not serve is reported, never fatal, and its objects are "not watched",
+/// never "missing".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unserved_custom_kind_is_not_watched_not_missing() {
+    let mut h = Harness::start("nocrd").await;
+    let cr = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-nightly.yaml");
+    h.detector.set_desired(desired_from(&cr, "default"));
+    let source = KubeLiveSource::new(
+        h.sandbox.client().expect("client"),
+        LiveSourceConfig::default().kinds([("ops.example.com", "Backup"), ("apps", "Deployment")]),
+    )
+    .expect("source");
+    h.events = Some(source.watch());
+    h.pump_until("ready", |h| h.detector.is_ready() && h.detector.queue_len() == 0)
+        .await;
+    h.settle().await;
+    assert!(h.detector.open_drifts().is_empty(), "{:?}", h.event_kinds());
+    let not_watched = h.detector.not_watched();
+    assert_eq!(not_watched.len(), 1, "{not_watched:?}");
+    assert!(not_watched[0].1.contains("not watched"), "{not_watched:?}");
+}

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod crd;
 mod fields;
 mod openapi;
 mod server;
@@ -136,6 +137,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Every kind served now: the built-in ones and those the stored CRDs define.
+    pub(crate) fn kinds(&self) -> Vec<&'static drift_core::kinds::KindInfo> {
+        let g = self.store.lock();
+        drift_core::kinds::KNOWN_KINDS
+            .iter()
+            .chain(g.custom.kinds.iter().copied())
+            .collect()
+    }
+
     pub(crate) fn log(&self, line: String) {
         if self.config.log_requests {
             let mut l = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -8,7 +8,7 @@
 //! such a kubectl takes as "no schema for this kind": it skips client-side validation and uses its
 //! built-in types for strategic merge patches, as it does for custom resources.
 
-use drift_core::kinds::KNOWN_KINDS;
+use drift_core::kinds::KindInfo;
 use serde_json::{Map, Value, json};
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -20,9 +20,9 @@ fn gv_path(group: &str, version: &str) -> String {
 }
 
 /// `GET /openapi/v3`.
-pub(crate) fn root() -> Value {
+pub(crate) fn root(kinds: &[&'static KindInfo]) -> Value {
     let mut paths = Map::new();
-    for k in KNOWN_KINDS {
+    for k in kinds {
         let p = gv_path(k.group, k.version);
         paths
             .entry(p.clone())
@@ -32,8 +32,8 @@ pub(crate) fn root() -> Value {
 }
 
 /// `GET /openapi/v3/<group-version path>`, or `None` for an unknown group version.
-pub(crate) fn group_version(path: &str) -> Option<Value> {
-    let kinds: Vec<_> = KNOWN_KINDS
+pub(crate) fn group_version(kinds: &[&'static KindInfo], path: &str) -> Option<Value> {
+    let kinds: Vec<_> = kinds
         .iter()
         .filter(|k| gv_path(k.group, k.version) == path)
         .collect();

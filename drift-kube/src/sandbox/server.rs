@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use drift_core::ignore::LabelSelector;
-use drift_core::kinds::{KNOWN_KINDS, KindInfo};
+use drift_core::kinds::KindInfo;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
@@ -140,7 +140,7 @@ enum Target {
     },
 }
 
-fn route(path: &str) -> Result<Target, ApiError> {
+fn route(kinds: &[&'static KindInfo], path: &str) -> Result<Target, ApiError> {
     let segs: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -164,16 +164,17 @@ fn route(path: &str) -> Result<Target, ApiError> {
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApiDoc(rest.join("/"))),
         ["openapi", "v2"] => Ok(Target::OpenApiV2),
         ["openapi", ..] => Ok(Target::OpenApi),
-        ["api", "v1", rest @ ..] => resource_target("", "v1", rest).ok_or_else(not_found),
-        ["apis", g, v, rest @ ..] => resource_target(g, v, rest).ok_or_else(not_found),
+        ["api", "v1", rest @ ..] => resource_target(kinds, "", "v1", rest).ok_or_else(not_found),
+        ["apis", g, v, rest @ ..] => resource_target(kinds, g, v, rest).ok_or_else(not_found),
         _ => Err(not_found()),
     }
 }
 
-fn resource_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+fn resource_target(kinds: &[&'static KindInfo], group: &str, version: &str, rest: &[&str]) -> Option<Target> {
     let find = |plural: &str| {
-        KNOWN_KINDS
+        kinds
             .iter()
+            .copied()
             .find(|k| k.group == group && k.plural == plural && k.version == version)
     };
     let t = |info, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| Target::Resource {
@@ -222,7 +223,8 @@ pub(crate) async fn handle(
         "{method} {}",
         uri.path_and_query().map(|p| p.as_str()).unwrap_or(&path)
     ));
-    let target = match route(&path) {
+    let kinds = sh.kinds();
+    let target = match route(&kinds, &path) {
         Ok(Target::Resource { info, .. }) if sh.config.unserved_groups.iter().any(|g| g == info.group) => {
             return ApiError::new(
                 404,
@@ -242,11 +244,11 @@ pub(crate) async fn handle(
         )),
         (Target::Api, _) => Ok(ok(&json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": sh.addr.to_string()}]}))),
-        (Target::Apis, _) => Ok(ok(&api_group_list())),
-        (Target::CoreResources, _) => Ok(ok(&resource_list("", "v1"))),
+        (Target::Apis, _) => Ok(ok(&api_group_list(&kinds))),
+        (Target::CoreResources, _) => Ok(ok(&resource_list(&kinds, "", "v1"))),
         (Target::GroupResources(g, v), _) => {
-            if KNOWN_KINDS.iter().any(|k| k.group == g && k.version == v) {
-                Ok(ok(&resource_list(&g, &v)))
+            if kinds.iter().any(|k| k.group == g && k.version == v) {
+                Ok(ok(&resource_list(&kinds, &g, &v)))
             } else {
                 Err(ApiError::new(
                     404,
@@ -255,7 +257,7 @@ pub(crate) async fn handle(
                 ))
             }
         }
-        (Target::Group(g), _) => match api_group(&g) {
+        (Target::Group(g), _) => match api_group(&kinds, &g) {
             Some(v) => Ok(ok(&v)),
             None => Err(ApiError::new(
                 404,
@@ -263,8 +265,8 @@ pub(crate) async fn handle(
                 "the server could not find the requested resource",
             )),
         },
-        (Target::OpenApiRoot, _) => Ok(ok(&super::openapi::root())),
-        (Target::OpenApiDoc(p), _) => match super::openapi::group_version(&p) {
+        (Target::OpenApiRoot, _) => Ok(ok(&super::openapi::root(&kinds))),
+        (Target::OpenApiDoc(p), _) => match super::openapi::group_version(&kinds, &p) {
             Some(doc) => Ok(ok(&doc)),
             None => Err(ApiError::new(
                 404,
@@ -363,6 +365,16 @@ async fn resource(
                     "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
                 ));
             }
+            // Custom resources have no strategic-merge schema: the API server refuses such patches.
+            if ct.starts_with("application/strategic-merge-patch")
+                && drift_core::kinds::lookup(info.group, info.kind).is_none()
+            {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
             let force = query.flag("force");
             patch(
                 sh,
@@ -428,8 +440,8 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
 // ------------------------------------------------------------------------------------------------
 // discovery
 
-fn groups() -> Vec<(&'static str, &'static str)> {
-    let mut g: Vec<(&str, &str)> = KNOWN_KINDS
+fn groups(kinds: &[&'static KindInfo]) -> Vec<(&'static str, &'static str)> {
+    let mut g: Vec<(&'static str, &'static str)> = kinds
         .iter()
         .filter(|k| !k.group.is_empty())
         .map(|k| (k.group, k.version))
@@ -439,14 +451,14 @@ fn groups() -> Vec<(&'static str, &'static str)> {
     g
 }
 
-fn api_group(name: &str) -> Option<Value> {
-    let (g, v) = groups().into_iter().find(|(g, _)| *g == name)?;
+fn api_group(kinds: &[&'static KindInfo], name: &str) -> Option<Value> {
+    let (g, v) = groups(kinds).into_iter().find(|(g, _)| *g == name)?;
     let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
     Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [gv], "preferredVersion": gv}))
 }
 
-fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups()
+fn api_group_list(kinds: &[&'static KindInfo]) -> Value {
+    let groups: Vec<Value> = groups(kinds)
         .into_iter()
         .map(|(g, v)| {
             let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
@@ -456,12 +468,9 @@ fn api_group_list() -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-fn resource_list(group: &str, version: &str) -> Value {
+fn resource_list(kinds: &[&'static KindInfo], group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for k in KNOWN_KINDS
-        .iter()
-        .filter(|k| k.group == group && k.version == version)
-    {
+    for k in kinds.iter().filter(|k| k.group == group && k.version == version) {
         let mut entry = json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced, "kind": k.kind,
             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": k.short_names,
             "storageVersionHash": format!("{:x}", k.kind.len() * 7919)});
@@ -760,6 +769,16 @@ fn normalize(info: &KindInfo, obj: &mut Value, current: Option<&Value>, g: &mut 
         }
     }
     drift_core::fill_server_defaults(obj);
+    if let Some(schema) = g.custom.schema(info.group, info.version, info.kind) {
+        super::crd::apply_defaults(schema, obj);
+    }
+    if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
+        let keep = current.and_then(|c| c.pointer("/status/conditions/0/lastTransitionTime").cloned());
+        let now = keep
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(now_rfc3339);
+        super::crd::crd_status(obj, &now);
+    }
     if info.kind == "Service" {
         allocate_service(obj, current, g);
     }
@@ -1645,6 +1664,8 @@ mod tests {
 
     #[test]
     fn routes() {
+        let kinds: Vec<&'static KindInfo> = drift_core::kinds::KNOWN_KINDS.iter().collect();
+        let route = |p: &str| route(&kinds, p);
         assert!(matches!(
             route("/api/v1/namespaces/default/configmaps"),
             Ok(Target::Resource { name: None, .. })

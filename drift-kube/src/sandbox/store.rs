@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     next_ip: u32,
     next_node_port: u16,
     next_uid: u64,
+    /// The kinds the stored CRDs define.
+    pub custom: super::crd::Custom,
 }
 
 /// The store; cheap to share.
@@ -78,6 +80,7 @@ impl Store {
                 next_ip: 10,
                 next_node_port: 30000,
                 next_uid: 1,
+                custom: super::crd::Custom::default(),
             }),
             tx,
             epoch,
@@ -135,6 +138,10 @@ impl Store {
             _ => {
                 g.objects.insert(key.clone(), object.clone());
             }
+        }
+        if key.group == "apiextensions.k8s.io" && key.plural == "customresourcedefinitions" {
+            let Inner { objects, custom, .. } = g;
+            custom.sync(objects);
         }
         let event = Arc::new(Event {
             rv,

@@ -173,6 +173,8 @@ pub(crate) fn compare(
         r.default_namespace(&default_ns);
     }
     let autoscalers = Autoscalers::from_live(&live);
+    // Custom resources get their CRD's schema defaults when the CRD is among the live objects.
+    let custom = drift_core::custom::CustomSchemas::from_live(&live);
     let mut live_by_key: HashMap<ResourceKey, LiveObject> = HashMap::with_capacity(live.len());
     for mut r in live {
         r.default_namespace(&default_ns);
@@ -188,6 +190,7 @@ pub(crate) fn compare(
     let mut reports = Vec::new();
     let ctx = DiffContext {
         autoscalers: Some(&autoscalers),
+        custom: Some(&custom),
     };
     let mut desired_by_key: Vec<(ResourceKey, DesiredObject)> = Vec::new();
     for r in desired {

@@ -522,6 +522,7 @@ impl Loop {
                     broken = set.errors.len(),
                     "desired state loaded"
                 );
+                self.watch_kinds_of(&set.resources);
                 self.det.set_desired(set.resources);
                 self.desired_loaded = true;
                 self.drain();
@@ -536,6 +537,7 @@ impl Loop {
                 tracing::info!(%source, resources = resources.len(), "desired state changed");
                 self.desired_errors
                     .retain(|e| !e.starts_with(&format!("{source}:")));
+                self.watch_kinds_of(&resources);
                 self.det.replace_source(&source, resources);
             }
             DesiredChange::Failed(e) => {
@@ -546,10 +548,28 @@ impl Loop {
             }
             DesiredChange::Reloaded(set) => {
                 self.desired_errors = set.errors.iter().map(ToString::to_string).collect();
+                self.watch_kinds_of(&set.resources);
                 self.det.set_desired(set.resources);
             }
             _ => {}
         }
+    }
+
+    /// Every kind the desired state names is watched (custom ones found through discovery), and the
+    /// CRDs too when a custom kind is among them, for their schema defaults.
+    fn watch_kinds_of(&self, resources: &[drift_core::ports::DesiredResource]) {
+        let mut kinds: std::collections::BTreeSet<(String, String)> = resources
+            .iter()
+            .map(|r| (r.resource.key.group.clone(), r.resource.key.kind.clone()))
+            .collect();
+        if kinds
+            .iter()
+            .any(|(g, k)| drift_core::kinds::lookup(g, k).is_none())
+        {
+            kinds.insert(("apiextensions.k8s.io".into(), "CustomResourceDefinition".into()));
+        }
+        let kinds: Vec<(String, String)> = kinds.into_iter().collect();
+        self.parts.live.ensure_watched(&kinds);
     }
 
     /// Processes every queued key; returns how many reports came out.

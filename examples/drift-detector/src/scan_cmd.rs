@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use drift_core::ports::{DesiredStore, LiveSource};
+use drift_core::ports::DesiredStore;
 use drift_core::{DiffEngine, Resource};
 use drift_kube::{KubeLiveSource, LiveSourceConfig};
 
@@ -68,12 +68,18 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
     } else {
         anyhow::bail!("no desired state: pass --desired PATH, or --cub-space (with CUB_TOKEN) for ConfigHub");
     };
-    // Watch only what the desired state has (plus autoscalers, which own replicas).
+    // List only what the desired state has (custom kinds found through discovery, with their CRDs
+    // for the schema defaults), plus autoscalers, which own replicas.
     let mut kinds: BTreeSet<(String, String)> = desired
         .iter()
-        .filter(|r| drift_core::kinds::lookup(&r.key.group, &r.key.kind).is_some())
         .map(|r| (r.key.group.clone(), r.key.kind.clone()))
         .collect();
+    if kinds
+        .iter()
+        .any(|(g, k)| drift_core::kinds::lookup(g, k).is_none())
+    {
+        kinds.insert(("apiextensions.k8s.io".into(), "CustomResourceDefinition".into()));
+    }
     kinds.insert(("autoscaling".into(), "HorizontalPodAutoscaler".into()));
     let client = args.cluster.client().await?;
     let mut cfg = LiveSourceConfig::default().kinds(kinds);
@@ -81,7 +87,28 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
         cfg = cfg.namespaces([ns.clone()]);
     }
     let source = KubeLiveSource::new(client, cfg)?;
-    let live = source.list().await.context("listing the cluster")?;
+    let (live, skipped) = source.list_served().await.context("listing the cluster")?;
+    // Objects of a kind the cluster does not serve (or RBAC hides) cannot be judged: an error that
+    // names them, never "missing from live".
+    let mut desired = desired;
+    for (g, k, reason) in &skipped {
+        let n = desired
+            .iter()
+            .filter(|r| r.key.group == *g && r.key.kind == *k)
+            .count();
+        if n > 0 {
+            let kind = if g.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}.{g}")
+            };
+            errors.push(format!(
+                "{kind}: {reason}; {n} desired object{} not compared",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        desired.retain(|r| !(r.key.group == *g && r.key.kind == *k));
+    }
     let (reports, mut notes) = crate::diff_cmd::compare(
         &DiffEngine::default(),
         desired,

@@ -1241,3 +1241,152 @@ async fn an_unattended_fix_never_touches_a_critical_drift_awaiting_approval() {
     );
     let _ = c;
 }
+
+const BACKUP_CRD: &str = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+  "metadata": {"name": "backups.ops.example.com"},
+  "spec": {"group": "ops.example.com", "names": {"kind": "Backup", "plural": "backups"}, "scope": "Namespaced",
+    "versions": [{"name": "v1", "served": true, "storage": true,
+      "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "schedule": {"type": "string"}, "retainDays": {"type": "integer", "default": 7}}}}}}}]}}"#;
+const BACKUP: &str = r#"{"apiVersion": "ops.example.com/v1", "kind": "Backup",
+  "metadata": {"name": "nightly", "namespace": "shop"}, "spec": {"schedule": "0 3 * * *"}}"#;
+
+fn backup_api(client: &kube::Client) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("ops.example.com", "v1", "Backup"),
+        "backups",
+    );
+    Api::namespaced_with(client.clone(), "shop", &ar)
+}
+
+/// A custom resource in the manifests: the daemon watches its kind (found through discovery) without
+/// being told, knows its CRD's schema defaults, and reports a patch of one field as that drift; a
+/// custom kind the cluster does not serve is "not watched", never missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_watches_the_custom_kinds_its_desired_state_names() {
+    let e = env("crd", &[("web", 2)]).await;
+    let crd_ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    );
+    Api::<DynamicObject>::all_with(e.client.clone(), &crd_ar)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_str(BACKUP_CRD).expect("crd"),
+        )
+        .await
+        .expect("crd");
+    backup_api(&e.client)
+        .create(&PostParams::default(), &serde_json::from_str(BACKUP).expect("cr"))
+        .await
+        .expect("cr");
+    std::fs::write(e.manifests.join("backup.json"), BACKUP).expect("write");
+    // A kind no CRD defines.
+    std::fs::write(
+        e.manifests.join("cert.json"),
+        r#"{"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web-tls", "namespace": "shop"}, "spec": {"secretName": "web-tls"}}"#,
+    )
+    .expect("write");
+    let state = e.dir.join("state");
+    let a = args(&e, &state, &[]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let d = Daemon::start(&a, &[]);
+    let v = d
+        .until("the Certificate is not watched and nothing is open", |v| {
+            v["ready"] == true
+                && v["notWatched"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().any(|x| x.to_string().contains("web-tls")))
+        })
+        .await;
+    assert!(open(&v).is_empty(), "in sync as applied: {v}");
+    backup_api(&e.client)
+        .patch(
+            "nightly",
+            &PatchParams {
+                field_manager: Some("kubectl-patch".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"spec": {"retainDays": 1}})),
+        )
+        .await
+        .expect("patch");
+    let v = d
+        .until("the custom resource's drift", |v| !open(v).is_empty())
+        .await;
+    let drifts: Vec<String> = open(&v)
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} {} {} {}",
+                o["drift"]["resource"]["kind"].as_str().unwrap_or("?"),
+                o["drift"]["field"].as_str().unwrap_or("?"),
+                o["drift"]["expected"],
+                o["drift"]["actual"],
+                o["drift"]["actor"]["manager"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(drifts, ["Backup spec.retainDays 7 1 kubectl-patch"], "{v}");
+}
+
+/// `scan` compares custom resources with their CRD's defaults, and says which objects it could not
+/// judge because the cluster does not serve their kind (exit 2), instead of calling them missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_judges_custom_resources_and_names_unserved_kinds() {
+    let e = env("scan-crd", &[("web", 2)]).await;
+    let crd_ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    );
+    Api::<DynamicObject>::all_with(e.client.clone(), &crd_ar)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_str(BACKUP_CRD).expect("crd"),
+        )
+        .await
+        .expect("crd");
+    backup_api(&e.client)
+        .create(&PostParams::default(), &serde_json::from_str(BACKUP).expect("cr"))
+        .await
+        .expect("cr");
+    std::fs::write(e.manifests.join("backup.json"), BACKUP).expect("write");
+    let scan = |dir: PathBuf, kubeconfig: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["scan", "--kubeconfig"])
+                .arg(&kubeconfig)
+                .arg("--desired")
+                .arg(&dir)
+                .args(["-n", "shop", "-o", "json"])
+                .env_remove("KUBECONFIG")
+                .output()
+                .expect("scan")
+        })
+    };
+    let out = scan(e.manifests.clone(), e.kubeconfig.clone())
+        .await
+        .expect("join");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["summary"]["inSync"], 2, "{v}");
+
+    std::fs::write(
+        e.manifests.join("cert.json"),
+        r#"{"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web-tls", "namespace": "shop"}, "spec": {"secretName": "web-tls"}}"#,
+    )
+    .expect("write");
+    let out = scan(e.manifests.clone(), e.kubeconfig.clone())
+        .await
+        .expect("join");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    assert_eq!(v["summary"]["missingLive"], 0, "{v}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains(
+            "Certificate.cert-manager.io: not served by this cluster; 1 desired object not compared"
+        ),
+        "{errors}"
+    );
+}

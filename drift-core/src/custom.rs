@@ -1,0 +1,124 @@
+//! What the engine knows about custom resources, read from the live CustomResourceDefinitions: the
+//! `default:` values of each version's `openAPIV3Schema`, which the API server fills in on every
+//! write (structural defaulting), so a custom resource gets the same treatment as a built-in kind:
+//! a defaulted field left alone is not drift, an edited one is (ARCHITECTURE §3.2a).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::model::{Resource, ResourceKey};
+
+/// A kind's schemas: (version, `openAPIV3Schema`) per version.
+type VersionSchemas = Vec<(String, Arc<Value>)>;
+
+/// Schemas of custom kinds, by (group, kind), one per served version.
+#[derive(Debug, Clone, Default)]
+pub struct CustomSchemas {
+    by_kind: HashMap<(String, String), VersionSchemas>,
+    /// CRD name → (group, kind), to forget a deleted CRD.
+    names: HashMap<String, (String, String)>,
+}
+
+/// Whether a live object is a CustomResourceDefinition.
+pub fn is_crd(key: &ResourceKey) -> bool {
+    key.group == "apiextensions.k8s.io" && key.kind == "CustomResourceDefinition"
+}
+
+impl CustomSchemas {
+    /// Builds the index from live objects (CRDs; others are ignored).
+    pub fn from_live<'a>(live: impl IntoIterator<Item = &'a Resource>) -> Self {
+        let mut s = CustomSchemas::default();
+        for r in live {
+            s.observe(r);
+        }
+        s
+    }
+
+    /// Records (or replaces) a CRD's schemas; objects of other kinds are ignored.
+    pub fn observe(&mut self, r: &Resource) {
+        if !is_crd(&r.key) {
+            return;
+        }
+        self.forget(&r.key);
+        let spec = &r.object["spec"];
+        let (Some(group), Some(kind)) = (spec["group"].as_str(), spec["names"]["kind"].as_str()) else {
+            return;
+        };
+        let versions: VersionSchemas = spec["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                let name = v["name"].as_str()?;
+                let schema = v.pointer("/schema/openAPIV3Schema")?;
+                Some((name.to_string(), Arc::new(schema.clone())))
+            })
+            .collect();
+        let gk = (group.to_string(), kind.to_string());
+        self.names.insert(r.key.name.clone(), gk.clone());
+        self.by_kind.insert(gk, versions);
+    }
+
+    /// Forgets a deleted CRD.
+    pub fn forget(&mut self, crd: &ResourceKey) {
+        if let Some(gk) = self.names.remove(&crd.name) {
+            self.by_kind.remove(&gk);
+        }
+    }
+
+    /// The schema of a custom kind's version, if its CRD is known.
+    pub fn schema(&self, group: &str, version: &str, kind: &str) -> Option<&Value> {
+        self.by_kind
+            .get(&(group.to_string(), kind.to_string()))?
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, s)| s.as_ref())
+    }
+
+    /// How many custom kinds are known.
+    pub fn len(&self) -> usize {
+        self.by_kind.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.by_kind.is_empty()
+    }
+}
+
+/// One step down a structural schema: a property, an `additionalProperties` value, or an array item.
+pub(crate) fn child<'s>(schema: &'s Value, field: Option<&str>) -> Option<&'s Value> {
+    match field {
+        Some(f) => schema
+            .get("properties")
+            .and_then(|p| p.get(f))
+            .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object())),
+        None => schema.get("items"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn schemas_come_and_go_with_their_crd() {
+        let crd = Resource::from_value(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "backups.ops.example.com"},
+            "spec": {"group": "ops.example.com", "names": {"kind": "Backup", "plural": "backups"}, "scope": "Namespaced",
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
+                        "properties": {"retainDays": {"type": "integer", "default": 7}}}}}}}]}}))
+        .unwrap();
+        let mut s = CustomSchemas::from_live([&crd]);
+        let schema = s.schema("ops.example.com", "v1", "Backup").unwrap();
+        let spec = child(schema, Some("spec")).unwrap();
+        assert_eq!(child(spec, Some("retainDays")).unwrap()["default"], 7);
+        assert!(s.schema("ops.example.com", "v2", "Backup").is_none());
+        s.forget(&crd.key);
+        assert!(s.is_empty());
+    }
+}
