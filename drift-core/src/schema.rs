@@ -1120,7 +1120,6 @@ static HPA_SPEC: Node = map(&[
         },
     ),
     ("minReplicas", &dflt(Dflt::Int(1))),
-    ("selectionStrategy", &dflt(Dflt::Str("LabelSelector"))),
 ]);
 
 // ---------------------------------------------------------------------------------------------
@@ -1823,7 +1822,8 @@ pub fn fill_server_defaults(object: &mut Value) {
         if inserts.is_empty() {
             return;
         }
-        for (path, key, value) in inserts {
+        // A default of "" is Go's zero value: the server's JSON omits it (`omitempty`).
+        for (path, key, value) in inserts.into_iter().filter(|(_, _, v)| v.as_str() != Some("")) {
             let mut target: Option<&mut Value> = Some(&mut *object);
             for t in &path {
                 target = match (t, target) {

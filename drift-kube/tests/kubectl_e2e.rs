@@ -851,3 +851,228 @@ async fn an_unserved_custom_kind_is_not_watched_not_missing() {
     assert_eq!(not_watched.len(), 1, "{not_watched:?}");
     assert!(not_watched[0].1.contains("not watched"), "{not_watched:?}");
 }
+
+/// kubectl's imperative commands against the sandbox as against a cluster: `create` (whose bodies are
+/// protobuf), `autoscale`, `get all`, `scale`, `set image`, `rollout status`, `label`, `delete`. What
+/// each `create` would send (`--dry-run=client -o yaml`) is then the desired state, and the objects
+/// the server stored from it scan in sync: no default the server filled in is taken for drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
+    let mut h = Harness::start("imperative").await;
+    h.kubectl(&["create", "namespace", "demo"]).await;
+    let creates: &[&[&str]] = &[
+        &[
+            "create",
+            "configmap",
+            "cfg",
+            "--from-literal=a=1",
+            "--from-literal=empty=",
+        ],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=password=hunter2",
+        ],
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=80",
+        ],
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        &[
+            "create",
+            "job",
+            "once",
+            "--image=busybox:1.37",
+            "--",
+            "echo",
+            "hi",
+        ],
+        &[
+            "create",
+            "cronjob",
+            "nightly",
+            "--image=busybox:1.37",
+            "--schedule=0 3 * * *",
+            "--",
+            "echo",
+            "hi",
+        ],
+        &["create", "serviceaccount", "builder"],
+        &["create", "role", "reader", "--verb=get,list", "--resource=pods"],
+        &[
+            "create",
+            "rolebinding",
+            "readers",
+            "--role=reader",
+            "--serviceaccount=demo:builder",
+        ],
+    ];
+    let mut manifests = String::new();
+    for args in creates {
+        let mut dry: Vec<&str> = vec!["-n", "demo"];
+        dry.extend_from_slice(args);
+        let at = dry.iter().position(|a| *a == "--").unwrap_or(dry.len());
+        dry.splice(at..at, ["--dry-run=client", "-o", "yaml"]);
+        manifests.push_str(&h.kubectl(&dry).await);
+        manifests.push_str("\n---\n");
+        let mut real: Vec<&str> = vec!["-n", "demo"];
+        real.extend_from_slice(args);
+        let out = h.kubectl(&real).await;
+        assert!(out.trim_end().ends_with("created"), "{args:?}: {out}");
+    }
+    let out = h
+        .kubectl(&[
+            "-n",
+            "demo",
+            "autoscale",
+            "deployment",
+            "web",
+            "--min=2",
+            "--max=5",
+            "--cpu-percent=80",
+        ])
+        .await;
+    assert!(out.contains("autoscaled"), "{out}");
+    // What the server stored, as a cluster would.
+    assert_eq!(
+        h.kubectl(&[
+            "-n",
+            "demo",
+            "get",
+            "secret",
+            "creds",
+            "-o",
+            "jsonpath={.data.password} {.type}"
+        ])
+        .await,
+        "aHVudGVyMg== Opaque"
+    );
+    assert_eq!(
+        h.kubectl(&["-n", "demo", "get", "configmap", "cfg", "-o", "jsonpath={.data}"])
+            .await,
+        r#"{"a":"1","empty":""}"#
+    );
+    assert_eq!(
+        h.kubectl(&[
+            "-n",
+            "demo",
+            "get",
+            "hpa",
+            "web",
+            "-o",
+            "jsonpath={.spec.metrics[0].resource.target.averageUtilization}"
+        ])
+        .await,
+        "80"
+    );
+    let all = h.kubectl(&["-n", "demo", "get", "all", "-o", "name"]).await;
+    for name in [
+        "deployment.apps/web",
+        "service/web",
+        "job.batch/once",
+        "cronjob.batch/nightly",
+        "horizontalpodautoscaler.autoscaling/web",
+    ] {
+        assert!(all.lines().any(|l| l == name), "{name} in {all}");
+    }
+
+    // The manifests kubectl would have sent are the desired state: in sync.
+    let file = std::env::temp_dir().join(format!("drift-kube-imperative-{}.yaml", std::process::id()));
+    std::fs::write(&file, &manifests).expect("write");
+    let desired = desired_from(&file, "demo");
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(desired.len(), creates.len());
+    h.detector.set_desired(desired);
+    let source = KubeLiveSource::new(
+        h.sandbox.client().expect("client"),
+        LiveSourceConfig::default().namespaces(["demo"]).kinds([
+            ("", "ConfigMap"),
+            ("", "Secret"),
+            ("apps", "Deployment"),
+            ("", "Service"),
+            ("batch", "Job"),
+            ("batch", "CronJob"),
+            ("", "ServiceAccount"),
+            ("rbac.authorization.k8s.io", "Role"),
+            ("rbac.authorization.k8s.io", "RoleBinding"),
+            ("autoscaling", "HorizontalPodAutoscaler"),
+        ]),
+    )
+    .expect("source");
+    h.events = Some(source.watch());
+    h.pump_until("ready", |h| h.detector.is_ready() && h.detector.queue_len() == 0)
+        .await;
+    h.settle().await;
+    let open: Vec<String> = h
+        .detector
+        .open_drifts()
+        .iter()
+        .map(|o| format!("{} {}", o.drift.key, o.drift.describe()))
+        .collect();
+    assert!(
+        open.is_empty(),
+        "what kubectl created is what it would have sent: {open:?}"
+    );
+
+    // And the everyday commands.
+    h.kubectl(&[
+        "-n",
+        "demo",
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=10s",
+    ])
+    .await;
+    h.kubectl(&["-n", "demo", "label", "deployment", "web", "tier=frontend"])
+        .await;
+    h.kubectl(&["-n", "demo", "scale", "deployment", "web", "--replicas=3"])
+        .await;
+    h.kubectl(&["-n", "demo", "set", "image", "deployment/web", "nginx=nginx:1.28"])
+        .await;
+    h.kubectl(&[
+        "-n",
+        "demo",
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=10s",
+    ])
+    .await;
+    h.pump_until("the label and the image", |h| {
+        h.count(DriftEventKind::Opened) >= 2
+    })
+    .await;
+    h.settle().await;
+    let mut seen: Vec<String> = h
+        .detector
+        .open_drifts()
+        .iter()
+        .map(|o| o.drift.path.readable())
+        .collect();
+    seen.sort();
+    // The HPA `kubectl autoscale` made owns web's replicas: the scale is not drift. The label
+    // kubectl-label added to a managed object is.
+    assert_eq!(
+        seen,
+        [
+            "metadata.labels.tier",
+            "spec.template.spec.containers[name=nginx].image"
+        ]
+    );
+    let out = h.kubectl(&["-n", "demo", "delete", "configmap", "cfg"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    h.pump_until("the deleted ConfigMap is missing", |h| {
+        h.detector
+            .open_drifts()
+            .iter()
+            .any(|o| o.drift.key.name == "cfg" && o.drift.rule == "missing-live")
+    })
+    .await;
+}

@@ -29,6 +29,7 @@
 mod crd;
 mod fields;
 mod openapi;
+mod protobuf;
 mod server;
 mod smp;
 mod store;

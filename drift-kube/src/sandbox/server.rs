@@ -428,6 +428,10 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if super::protobuf::is_protobuf(ct) {
+        return super::protobuf::decode(body)
+            .map_err(|e| ApiError::new(400, "BadRequest", format!("invalid protobuf body: {e}")));
+    }
     if ct.contains("yaml") {
         let text = std::str::from_utf8(body).map_err(|e| ApiError::new(400, "BadRequest", e.to_string()))?;
         serde_saphyr::from_str(text).map_err(|e| ApiError::new(400, "BadRequest", e.to_string()))
