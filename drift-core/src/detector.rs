@@ -1266,6 +1266,7 @@ fn status_word(s: RemediationStatus) -> &'static str {
         RemediationStatus::Applied => "applied",
         RemediationStatus::DryRunOk => "dry run passed",
         RemediationStatus::Conflict => "conflict",
+        RemediationStatus::Rejected => "rejected by the server (a patch cannot fix it)",
         RemediationStatus::Failed => "failed",
         RemediationStatus::Skipped => "skipped",
     }

@@ -353,6 +353,9 @@ pub enum RemediationStatus {
     DryRunOk,
     /// A `test` guard or a version check failed: live moved on. Re-read and re-plan.
     Conflict,
+    /// The server refused the change itself (an immutable field such as a selector, a Job's
+    /// template, a Service's clusterIP): no patch can fix this drift; retrying would not help.
+    Rejected,
     /// Failed.
     Failed,
     /// Not attempted (the remediator cannot do this action).

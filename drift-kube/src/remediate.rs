@@ -58,10 +58,20 @@ impl KubeRemediator {
 
 fn classify(e: &kube::Error) -> RemediationStatus {
     match e {
-        // 409: a conflicting write; 422: a `test` guard failed (live changed); 404: the object is gone.
+        // 422 naming invalid field values (`FieldValueInvalid`, `FieldValueForbidden`...): the server
+        // refuses the change itself, an immutable field. No patch fixes that; never retried.
+        kube::Error::Api(s) if s.code == 422 && is_invalid_value(s) => RemediationStatus::Rejected,
+        // 409: a conflicting write; 422 otherwise: a `test` guard failed (live changed, the
+        // server's handlers/patch.go answers a failed JSON Patch so); 404: the object is gone.
         kube::Error::Api(s) if matches!(s.code, 404 | 409 | 422) => RemediationStatus::Conflict,
         _ => RemediationStatus::Failed,
     }
+}
+
+fn is_invalid_value(s: &kube::core::Status) -> bool {
+    s.details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason.starts_with("FieldValue")))
 }
 
 #[async_trait]

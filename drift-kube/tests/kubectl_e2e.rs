@@ -1076,3 +1076,60 @@ async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
     })
     .await;
 }
+
+/// An immutable field (a Deployment's selector) cannot be fixed by a patch: the server answers 422
+/// `Invalid` with `details.causes`, as a cluster does, and the remediator reports it as rejected —
+/// not as a conflict to re-plan and retry forever. kubectl sees the same refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immutable_field_is_rejected_never_retried() {
+    let mut h = Harness::start("immutable").await;
+    let api = deploy_api(&h.sandbox.client().expect("client"));
+    let live: DynamicObject = serde_json::from_value(deployment("web", 2)).expect("obj");
+    api.create(&PostParams::default(), &live).await.expect("create");
+    // The desired state moved to another selector: a drift no patch can revert.
+    let mut wanted = deployment("web", 2);
+    wanted["spec"]["selector"]["matchLabels"]["app"] = json!("web-v2");
+    wanted["spec"]["template"]["metadata"]["labels"]["app"] = json!("web-v2");
+    h.detector.set_desired(vec![DesiredResource {
+        resource: drift_core::Resource::from_value(wanted).expect("resource"),
+        provenance: Provenance::file("test"),
+    }]);
+    h.watch();
+    h.pump_until("the selector drift", |h| {
+        h.detector
+            .open_drifts()
+            .iter()
+            .any(|o| o.drift.path.readable().starts_with("spec.selector"))
+    })
+    .await;
+    let id = h
+        .detector
+        .open_drifts()
+        .iter()
+        .find(|o| o.drift.path.readable().starts_with("spec.selector"))
+        .map(|o| o.drift.id.clone())
+        .expect("selector drift");
+    assert_eq!(h.fix(&id).await, RemediationStatus::Rejected);
+    let last = h.outcomes.last().expect("outcome");
+    assert!(
+        last.events.iter().any(|e| e.kind == DriftEventKind::FixFailed),
+        "{:?}",
+        last.events
+    );
+    assert_eq!(h.detector.queue_len(), 0, "nothing re-planned");
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&h.kubeconfig)
+        .args(["patch", "deployment", "web", "--type", "merge", "-p"])
+        .arg(r#"{"spec":{"selector":{"matchLabels":{"app":"other"}}}}"#)
+        .output()
+        .await
+        .expect("kubectl");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("field is immutable"), "{err}");
+    assert!(
+        err.contains("Deployment \"web\" is invalid: spec.selector"),
+        "{err}"
+    );
+}

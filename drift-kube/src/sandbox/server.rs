@@ -1051,6 +1051,74 @@ fn simulate_status(sh: &Shared, g: &mut Inner, info: &KindInfo, key: &ObjKey, ob
     sh.store.commit(g, key.clone(), EventType::Modified, next);
 }
 
+/// Fields the API server refuses to change after creation (the `ValidateUpdate` functions of
+/// `pkg/apis/*/validation`): a 422 `Invalid` naming the field, with `details.causes`, as a cluster
+/// answers — a patch can never fix such a drift.
+fn immutable_violation(info: &KindInfo, current: &Value, next: &Value) -> Option<ApiError> {
+    let paths: &[&str] = match (info.group, info.kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => &["/spec/selector"],
+        ("apps", "StatefulSet") => &[
+            "/spec/selector",
+            "/spec/serviceName",
+            "/spec/volumeClaimTemplates",
+            "/spec/podManagementPolicy",
+        ],
+        ("batch", "Job") => &["/spec/selector", "/spec/template", "/spec/completionMode"],
+        ("", "Service") => &["/spec/clusterIP"],
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => &["/roleRef"],
+        ("", "ConfigMap" | "Secret") if current.get("immutable") == Some(&Value::Bool(true)) => {
+            &["/data", "/binaryData", "/immutable"]
+        }
+        _ => &[],
+    };
+    let changed: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| {
+            let (a, b) = (current.pointer(p), next.pointer(p));
+            // clusterIP: "" or absent in an update keeps the allocated address.
+            !(*p == "/spec/clusterIP" && b.is_none_or(|v| v.as_str() == Some(""))) && a != b
+        })
+        .collect();
+    if changed.is_empty() {
+        return None;
+    }
+    let name = current
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let causes: Vec<Value> = changed
+        .iter()
+        .map(|p| {
+            let field = p.trim_start_matches('/').replace('/', ".");
+            json!({"reason": "FieldValueInvalid", "message": format!("Invalid value: {}: field is immutable", next.pointer(p).map_or("null".to_string(), Value::to_string)), "field": field})
+        })
+        .collect();
+    let fields: Vec<String> = changed
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: Invalid value: field is immutable",
+                p.trim_start_matches('/').replace('/', ".")
+            )
+        })
+        .collect();
+    Some(
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!(
+                "{}.{} \"{name}\" is invalid: {}",
+                info.kind,
+                group_or_core(info.group),
+                fields.join(", ")
+            ),
+            details: Some(json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes})),
+        }
+        .trim_core(),
+    )
+}
+
 /// Finishes an update of `current` into `next` (already patched or replaced), and stores it.
 #[allow(clippy::too_many_arguments)] // one write's parts
 fn finish_update(
@@ -1113,6 +1181,9 @@ fn finish_update(
         }
     }
     normalize(info, &mut next, Some(current), g);
+    if let Some(e) = immutable_violation(info, current, &next) {
+        return Err(e);
+    }
     if info.has_generation && !same_content(&next, current) {
         let generation = current
             .pointer("/metadata/generation")
@@ -1329,12 +1400,14 @@ fn patch(
         "application/json-patch+json" => {
             let ops: json_patch::Patch = serde_json::from_value(patch)
                 .map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut patched, &ops.0).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
+            // As handlers/patch.go: NewGenericServerResponse(422, ...), the patch error as the cause.
+            json_patch::patch(&mut patched, &ops.0).map_err(|e| ApiError {
+                code: 422,
+                reason: "Invalid",
+                message: "the server rejected our request due to an error in our request".into(),
+                details: Some(
+                    json!({"causes": [{"reason": "UnexpectedServerResponse", "message": e.to_string()}]}),
+                ),
             })?;
         }
         "application/merge-patch+json" => json_patch::merge(&mut patched, &patch),

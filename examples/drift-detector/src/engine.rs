@@ -723,6 +723,7 @@ impl Loop {
             let result = match outcome.status {
                 RemediationStatus::Applied => "applied",
                 RemediationStatus::Conflict => "conflict",
+                RemediationStatus::Rejected => "rejected",
                 RemediationStatus::Skipped => "skipped",
                 _ => "failed",
             };
