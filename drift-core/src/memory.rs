@@ -177,7 +177,7 @@ impl Remediator for MemoryCluster {
                     return outcome(RemediationStatus::Conflict, "the object no longer exists".into());
                 };
                 let mut obj = current.object.clone();
-                match json_patch::patch(&mut obj, &patch.0) {
+                match crate::patch::patch_in_place(&mut obj, patch) {
                     Ok(()) if mode == RemediationMode::DryRun => {
                         outcome(RemediationStatus::DryRunOk, "patch applies".into())
                     }

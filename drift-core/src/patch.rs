@@ -1,9 +1,11 @@
 //! Revert patches (ARCHITECTURE §7): RFC 6902 JSON Patches that bring live back to desired, built from
 //! the drift list so that ignored fields keep their live values.
 //!
-//! Every `replace` and `remove` is preceded by a `test` of the live value it overwrites: if live moved
-//! on between planning and patching, the API server rejects the whole patch, and the caller re-reads
-//! and re-plans instead of clobbering a newer change. Values come from the desired and live objects,
+//! Every `replace` and `remove` is preceded by a `test` of the live value it overwrites, and every
+//! `add` of a field by a `test` that it is still absent (`null`, which the API server's JSON Patch
+//! passes only for an absent field, [`patch_in_place`]): if live moved on between planning and
+//! patching, the API server rejects the whole patch, and the caller re-reads and re-plans instead of
+//! clobbering a newer change. Values come from the desired and live objects,
 //! never from drift records, and a Secret's data is never patched (its values are redacted in the
 //! engine): those drifts are fixed by re-applying the source of truth.
 //!
@@ -325,7 +327,14 @@ fn guarded_ops(live: &Value, target: &Value, ptr: &mut String, node: &'static No
                         guarded_ops(lv, tv, ptr, node.child(k), ops);
                         ptr.truncate(len);
                     }
-                    None => ops.push(json!({"op": "add", "path": child_ptr(ptr, k), "value": tv})),
+                    None => {
+                        // Guarded too: the field must still be absent (a `test` of null passes only
+                        // then, on the API server), so a value someone added meanwhile is never
+                        // overwritten.
+                        let p = child_ptr(ptr, k);
+                        ops.push(json!({"op": "test", "path": p, "value": null}));
+                        ops.push(json!({"op": "add", "path": p, "value": tv}));
+                    }
                 }
             }
         }
@@ -371,14 +380,44 @@ fn same_identities(la: &[Value], ta: &[Value], node: &Node) -> bool {
     }
 }
 
-/// Applies a patch to a copy of `object` (for checks and dry runs).
+/// Applies a patch to a copy of `object` (for checks and dry runs), with the API server's semantics.
 ///
 /// # Errors
 /// The patch error, e.g. a failed `test`.
 pub fn apply_patch(object: &Value, patch: &json_patch::Patch) -> Result<Value, json_patch::PatchError> {
     let mut v = object.clone();
-    json_patch::patch(&mut v, &patch.0)?;
+    patch_in_place(&mut v, patch)?;
     Ok(v)
+}
+
+/// Applies a patch as the Kubernetes API server does (evanphx/json-patch): like RFC 6902, except that
+/// a `test` of `null` passes on a key that is absent from an existing object. That is the guard an
+/// `add` carries: it succeeds only while nobody has created the field meanwhile. The patch is all or
+/// nothing: on an error `target` is left as it was.
+///
+/// # Errors
+/// The failing operation, e.g. a `test` whose value no longer matches.
+pub fn patch_in_place(target: &mut Value, patch: &json_patch::Patch) -> Result<(), json_patch::PatchError> {
+    let mut work = target.clone();
+    for (i, op) in patch.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Test(t) = op
+            && t.value.is_null()
+        {
+            let path = t.path.as_str();
+            let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+            let absent_or_null = work.pointer(path).is_none_or(Value::is_null);
+            if absent_or_null && work.pointer(parent).is_some() {
+                continue;
+            }
+            // Otherwise RFC 6902's test decides: a value that is there now fails it.
+        }
+        json_patch::patch(&mut work, std::slice::from_ref(op)).map_err(|mut e| {
+            e.operation = i;
+            e
+        })?;
+    }
+    *target = work;
+    Ok(())
 }
 
 /// A map from a desired pointer to the live value to adopt into the desired state ("cluster wins").

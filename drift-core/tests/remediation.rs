@@ -256,3 +256,50 @@ fn a_hashed_env_value_is_never_written_by_a_patch() {
     let e = revert_patch(&desired, &live, &report.drifts).expect_err("no hashed value in a patch");
     assert!(e.to_string().to_lowercase().contains("secret"), "{e}");
 }
+
+/// An `add` is guarded like a `replace`: by a `test` that the field is still absent (`null`, which the
+/// API server's JSON Patch passes only for an absent field). A value someone added meanwhile makes
+/// the patch fail as a whole, instead of being overwritten.
+#[test]
+fn an_add_is_guarded_by_the_absence_it_planned_on() {
+    use serde_json::json;
+    let desired = DesiredObject::new(
+        Resource::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": "x", "annotations": {"owner": "team-a"}},
+            "data": {"mode": "fast"}}))
+        .expect("desired"),
+    );
+    let live = LiveObject::new(
+        Resource::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": "x", "annotations": {"note": "keep me"}},
+            "data": {}}))
+        .expect("live"),
+    );
+    let report = DiffEngine::default().diff(&desired, Some(&live));
+    let patch = revert_patch(&desired, &live, &report.drifts).expect("patch");
+    let ops = serde_json::to_value(&patch).expect("json");
+    assert_eq!(
+        ops,
+        json!([
+            {"op": "test", "path": "/data/mode", "value": null},
+            {"op": "add", "path": "/data/mode", "value": "fast"},
+            {"op": "test", "path": "/metadata/annotations/owner", "value": null},
+            {"op": "add", "path": "/metadata/annotations/owner", "value": "team-a"},
+        ])
+    );
+    // On the live it was planned for, it applies and keeps the other annotation.
+    let fixed = apply_patch(live.object(), &patch).expect("applies");
+    assert_eq!(
+        fixed["metadata"]["annotations"],
+        json!({"note": "keep me", "owner": "team-a"})
+    );
+    // Someone set the annotation meanwhile: the whole patch fails, their value stays.
+    let mut moved = live.object().clone();
+    moved["metadata"]["annotations"]["owner"] = json!("team-b");
+    let err = apply_patch(&moved, &patch).expect_err("the guard fails");
+    assert!(
+        matches!(err.kind, json_patch::PatchErrorKind::TestFailed),
+        "{err}"
+    );
+    assert_eq!(err.operation, 2);
+}

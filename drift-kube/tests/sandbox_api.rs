@@ -322,3 +322,47 @@ async fn openapi_v2_for_older_kubectl() {
             .is_some_and(serde_json::Map::is_empty)
     );
 }
+
+/// JSON Patch as the API server applies it (evanphx/json-patch): a `test` of `null` passes for an
+/// absent key — the guard of an `add` — and fails once someone has set the key; a failed test is a
+/// 422 whose cause is the patch error, not an invalid field value.
+#[tokio::test]
+async fn a_null_test_guards_an_add() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let api = cm_api(&sb.client().expect("client"));
+    api.create(&PostParams::default(), &cm("g", json!({"a": "1"})))
+        .await
+        .expect("create");
+    let guarded = json!([
+        {"op": "test", "path": "/data/b", "value": null},
+        {"op": "add", "path": "/data/b", "value": "2"}
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(guarded.clone()).expect("patch");
+    let out = api
+        .patch("g", &PatchParams::default(), &Patch::<()>::Json(patch.clone()))
+        .await
+        .expect("absent: the guard passes");
+    assert_eq!(out.data["data"]["b"], "2");
+    // Now b exists: the same guarded add is refused, and b keeps its value.
+    api.patch(
+        "g",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"b": "theirs"}})),
+    )
+    .await
+    .expect("their write");
+    let err = api
+        .patch("g", &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .expect_err("the guard fails");
+    let kube::Error::Api(status) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code, 422);
+    let causes = &status.details.as_ref().expect("details").causes;
+    assert!(
+        causes.iter().all(|c| c.reason == "UnexpectedServerResponse"),
+        "{causes:?}"
+    );
+    assert_eq!(api.get("g").await.expect("get").data["data"]["b"], "theirs");
+}

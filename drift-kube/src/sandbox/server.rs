@@ -1401,7 +1401,7 @@ fn patch(
             let ops: json_patch::Patch = serde_json::from_value(patch)
                 .map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON patch: {e}")))?;
             // As handlers/patch.go: NewGenericServerResponse(422, ...), the patch error as the cause.
-            json_patch::patch(&mut patched, &ops.0).map_err(|e| ApiError {
+            drift_core::patch::patch_in_place(&mut patched, &ops).map_err(|e| ApiError {
                 code: 422,
                 reason: "Invalid",
                 message: "the server rejected our request due to an error in our request".into(),

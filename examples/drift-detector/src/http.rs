@@ -41,7 +41,45 @@ pub(crate) struct App {
     /// Cancelled at shutdown: ends the event streams.
     pub closing: tokio_util::sync::CancellationToken,
     streams: AtomicUsize,
+    /// `/api/history` answers by query, kept for [`HISTORY_TTL`]: however many clients poll, the
+    /// history is read at most once per query per TTL, one read at a time.
+    history_cache: TtlCache,
 }
+
+/// Answers by key, each computed at most once per TTL, one computation at a time.
+#[derive(Default)]
+pub(crate) struct TtlCache {
+    inner: tokio::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Value)>>,
+}
+
+impl TtlCache {
+    /// The cached answer for `key` if younger than `ttl`, else `compute`'s (cached when it is `Ok`).
+    /// Callers arriving during a computation wait for it and get its answer.
+    pub(crate) async fn get_or_compute<E, F, Fut>(
+        &self,
+        key: String,
+        ttl: std::time::Duration,
+        compute: F,
+    ) -> Result<Value, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Value, E>>,
+    {
+        let mut cache = self.inner.lock().await;
+        if let Some((at, v)) = cache.get(&key)
+            && at.elapsed() < ttl
+        {
+            return Ok(v.clone());
+        }
+        cache.retain(|_, (at, _)| at.elapsed() < ttl);
+        let v = compute().await?;
+        cache.insert(key, (std::time::Instant::now(), v.clone()));
+        Ok(v)
+    }
+}
+
+/// How long an `/api/history` answer is reused.
+const HISTORY_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl App {
     pub(crate) fn new(engine: Arc<Handle>, log: Arc<dyn DriftLog>, token: String, mode: String) -> App {
@@ -54,6 +92,7 @@ impl App {
             limits: Limits::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             streams: AtomicUsize::new(0),
+            history_cache: TtlCache::default(),
         }
     }
 
@@ -293,8 +332,20 @@ struct HistoryParams {
 
 /// The history with its patterns: drifts per environment per day, and what drifts again and again.
 async fn history(State(app): S, Query(p): Query<HistoryParams>) -> Response {
+    let key = format!("{:?}|{}|{:?}", p.environment, p.open_only, p.limit);
+    match app
+        .history_cache
+        .get_or_compute(key, HISTORY_TTL, || history_answer(&app, &p))
+        .await
+    {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn history_answer(app: &App, p: &HistoryParams) -> Result<Value, Response> {
     let q = HistoryQuery {
-        environment: p.environment,
+        environment: p.environment.clone(),
         open_only: p.open_only,
         limit: None,
         ..HistoryQuery::default()
@@ -302,11 +353,11 @@ async fn history(State(app): S, Query(p): Query<HistoryParams>) -> Response {
     let records = match app.log.records(&q).await {
         Ok(r) => r,
         Err(e) => {
-            return (
+            return Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(json!({"error": e.to_string()})),
             )
-                .into_response();
+                .into_response());
         }
     };
     let mut per_day: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
@@ -345,8 +396,7 @@ async fn history(State(app): S, Query(p): Query<HistoryParams>) -> Response {
         .take(limit)
         .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
         .collect();
-    axum::Json(json!({"records": rows, "total": records.len(), "perDay": per_day, "recurring": recurring}))
-        .into_response()
+    Ok(json!({"records": rows, "total": records.len(), "perDay": per_day, "recurring": recurring}))
 }
 
 /// Counts an open event stream; the count drops with the stream.
@@ -454,4 +504,54 @@ pub(crate) fn random_token() -> String {
         b.copy_from_slice(&t.to_le_bytes()[..16]);
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// However many clients poll the history at once, it is read once per TTL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_history_reads_share_one_computation() {
+        let cache = Arc::new(TtlCache::default());
+        let reads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (cache, reads) = (cache.clone(), reads.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_compute("all".into(), std::time::Duration::from_secs(60), || async {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        Ok::<_, ()>(json!({"records": []}))
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), Ok(json!({"records": []})));
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // A failed read is not cached.
+        let failed = cache
+            .get_or_compute("other".into(), std::time::Duration::from_secs(60), || async {
+                Err::<Value, _>("down")
+            })
+            .await;
+        assert_eq!(failed, Err("down"));
+        let again = cache
+            .get_or_compute("other".into(), std::time::Duration::from_secs(60), || async {
+                Ok::<_, &str>(json!(1))
+            })
+            .await;
+        assert_eq!(again, Ok(json!(1)));
+        // Expired answers are computed again.
+        let fresh = cache
+            .get_or_compute("all".into(), std::time::Duration::ZERO, || async {
+                Ok::<_, ()>(json!(2))
+            })
+            .await;
+        assert_eq!(fresh, Ok(json!(2)));
+    }
 }

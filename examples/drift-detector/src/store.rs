@@ -169,19 +169,24 @@ impl DriftLog for Store {
     }
 
     async fn records(&self, query: &HistoryQuery) -> Result<Vec<DriftRecord>, PortError> {
-        let conn = self.conn();
         let sql = if query.open_only {
             "SELECT record FROM records WHERE open = 1"
         } else {
             "SELECT record FROM records"
         };
-        let mut stmt = conn.prepare(sql).map_err(|e| db_err("reading records", e))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| db_err("reading records", e))?;
+        // Under the lock only the rows are copied out; decoding happens after it is released, so
+        // the writer is held up for the read alone.
+        let texts: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(sql).map_err(|e| db_err("reading records", e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| db_err("reading records", e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| db_err("reading records", e))?
+        };
         let mut all = Vec::new();
-        for r in rows {
-            let text = r.map_err(|e| db_err("reading records", e))?;
+        for text in texts {
             match serde_json::from_str(&text) {
                 Ok(rec) => all.push(rec),
                 Err(e) => tracing::warn!(error = %e, "skipping a stored record that does not decode"),
