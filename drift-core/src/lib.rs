@@ -113,7 +113,7 @@ pub use drift::{Actor, Change, Drift, DriftId, DriftReport, DriftStatus, Unmanag
 pub use load::{
     LoadError, Loaded, MAX_DEPTH, check_shape, depth, load_path, load_reader, manifest_files, parse_documents,
 };
-pub use model::{ObjectError, Resource, ResourceKey, json_type, split_api_version};
+pub use model::{ObjectError, Resource, ResourceKey, check_api_version, json_type, split_api_version};
 pub use object::{Autoscalers, DesiredObject, LiveObject};
 pub use ownership::shrink_last_applied;
 pub use patch::{PatchError, revert_patch};

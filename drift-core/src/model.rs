@@ -142,6 +142,62 @@ pub enum ObjectError {
         /// Dotted path of the field.
         field: &'static str,
     },
+    /// `apiVersion` is not one an API server could serve (`V1`, `" v1"`, `/v1`, `v1beta1` for the
+    /// core group): an error, never guessed at (a misspelt Secret must not slip past redaction or be
+    /// compared as some other kind).
+    #[error("apiVersion `{api_version}` is not valid: {reason}")]
+    InvalidApiVersion {
+        /// As written.
+        api_version: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Checks an `apiVersion`'s spelling: `v1` for the core group, else `group/version` with a lower-case
+/// DNS group and a version such as `v1`, `v2beta1`.
+pub fn check_api_version(api_version: &str) -> Result<(), ObjectError> {
+    let bad = |reason| {
+        Err(ObjectError::InvalidApiVersion {
+            api_version: api_version.to_string(),
+            reason,
+        })
+    };
+    let version_ok = |v: &str| {
+        let Some(rest) = v.strip_prefix('v') else {
+            return false;
+        };
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 || rest.starts_with('0') {
+            return false;
+        }
+        let tail = &rest[digits..];
+        tail.is_empty()
+            || ["alpha", "beta"].iter().any(|s| {
+                tail.strip_prefix(s)
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            })
+    };
+    match api_version.split_once('/') {
+        None if api_version == "v1" => Ok(()),
+        None if version_ok(api_version) => bad("the core group serves only v1"),
+        None => bad("expected `v1` or `group/version`"),
+        Some((group, version)) => {
+            let group_ok = !group.is_empty()
+                && group.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                });
+            if !group_ok {
+                bad("the group must be a lower-case DNS name")
+            } else if !version_ok(version) {
+                bad("the version must look like v1, v2beta1 or v1alpha2")
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Resource {
@@ -161,6 +217,7 @@ impl Resource {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or(ObjectError::MissingField { field: "apiVersion" })?;
+        check_api_version(api_version)?;
         let kind = map
             .get("kind")
             .and_then(Value::as_str)
@@ -224,6 +281,42 @@ pub fn json_type(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn api_versions_are_spelt_as_a_server_serves_them() {
+        for ok in [
+            "v1",
+            "apps/v1",
+            "autoscaling/v2",
+            "batch/v1beta1",
+            "cert-manager.io/v1",
+            "x.k8s.io/v1alpha2",
+        ] {
+            assert!(super::check_api_version(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "V1",
+            "v1 ",
+            " v1",
+            "/v1",
+            "v1beta1",
+            "Apps/v1",
+            "apps/V1",
+            "apps/",
+            "apps/1",
+            "apps/v0",
+            "apps/v1beta",
+        ] {
+            assert!(super::check_api_version(bad).is_err(), "{bad}");
+        }
+        let e = super::Resource::from_value(serde_json::json!({"apiVersion": "V1", "kind": "Secret",
+            "metadata": {"name": "s"}, "data": {"password": "aHVudGVyMg=="}}))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "apiVersion `V1` is not valid: expected `v1` or `group/version`"
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -395,9 +395,10 @@ fn tempdir(name: &str) -> PathBuf {
     d
 }
 
-/// Secret values never reach the output, however the Secret's apiVersion is spelt, and values named
-/// like secrets (env, ConfigMap keys) are hashed too; with the install's key the hashes are stable
-/// across runs.
+/// Secret values never reach the output, however the Secret's apiVersion is spelt (a spelling no API
+/// server serves is an error naming the document, exit 2 — never a leak), and values named like
+/// secrets (env, ConfigMap keys) are hashed too; with the install's key the hashes are stable across
+/// runs.
 #[test]
 fn no_secret_value_in_any_output_format() {
     let dir = tempdir("secrets");
@@ -437,7 +438,7 @@ fn no_secret_value_in_any_output_format() {
             .expect("run");
         assert_eq!(
             out.status.code(),
-            Some(1),
+            Some(2),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
@@ -449,6 +450,12 @@ fn no_secret_value_in_any_output_format() {
     };
     for format in ["table", "json", "yaml"] {
         let text = run(format);
+        for bad in ["`V1`", "`v1 `", "`/v1`", "`v1beta1`"] {
+            assert!(
+                text.contains(&format!("apiVersion {bad} is not valid")),
+                "{bad} named as an error in {format}: {text}"
+            );
+        }
         for leak in [
             "hunter2",
             "bGl2ZS1odW50ZXIy",
