@@ -111,7 +111,8 @@ pub use detector::{Detector, DetectorConfig};
 pub use diff::{DiffContext, DiffEngine, DiffOptions, HAND_MANAGERS};
 pub use drift::{Actor, Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
 pub use load::{
-    LoadError, Loaded, MAX_DEPTH, check_shape, depth, load_path, load_reader, manifest_files, parse_documents,
+    LoadError, LoadOptions, Loaded, MAX_DEPTH, check_shape, compact_object, depth, load_path, load_path_with,
+    load_reader, load_reader_with, manifest_files, parse_documents, parse_documents_with,
 };
 pub use model::{ObjectError, Resource, ResourceKey, check_api_version, json_type, split_api_version};
 pub use object::{Autoscalers, DesiredObject, LiveObject};

@@ -98,6 +98,143 @@ fn yaml_options(len: usize) -> serde_saphyr::Options {
     options
 }
 
+/// How documents are loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Drop what the engine never reads as each object is parsed ([`compact_object`]): lists of
+    /// live objects then take a fraction of the memory, item by item for JSON lists.
+    pub compact: bool,
+}
+
+impl LoadOptions {
+    /// Loads compactly.
+    pub fn compact() -> Self {
+        LoadOptions { compact: true }
+    }
+}
+
+/// Drops from an object what the diff engine never reads, without changing any verdict: `status`,
+/// the `managedFields` entries of the status subresource and the `f:status` part of the others, and
+/// the content of the last-applied annotation beyond which fields it names
+/// ([`crate::shrink_last_applied`]).
+pub fn compact_object(obj: &mut Value) {
+    let Some(map) = obj.as_object_mut() else { return };
+    map.remove("status");
+    if let Some(Value::Array(entries)) = map.get_mut("metadata").and_then(|m| m.get_mut("managedFields")) {
+        entries.retain_mut(|e| {
+            if e.get("subresource").and_then(Value::as_str) == Some("status") {
+                return false;
+            }
+            if let Some(f) = e.get_mut("fieldsV1").and_then(Value::as_object_mut) {
+                f.remove("f:status");
+                return !f.is_empty();
+            }
+            true
+        });
+    }
+    crate::shrink_last_applied(obj);
+}
+
+/// A top-level document parsed with its `items` (a list) compacted one by one as they are read, so
+/// a large list never stands in memory at full size.
+struct CompactValue(Value);
+
+impl<'de> serde::Deserialize<'de> for CompactValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Top;
+        impl<'de> serde::de::Visitor<'de> for Top {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Kubernetes object or list")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let v = if key == "items" {
+                        map.next_value::<CompactItems>()?.0
+                    } else {
+                        map.next_value::<Value>()?
+                    };
+                    out.insert(key, v);
+                }
+                Ok(Value::Object(out))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Value>()? {
+                    out.push(v);
+                }
+                Ok(Value::Array(out))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::String(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Bool(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+        }
+        d.deserialize_any(Top).map(CompactValue)
+    }
+}
+
+/// The `items` of a list, each compacted right after it is parsed.
+struct CompactItems(Value);
+
+impl<'de> serde::Deserialize<'de> for CompactItems {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list's items")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(mut v) = seq.next_element::<Value>()? {
+                    compact_object(&mut v);
+                    out.push(v);
+                }
+                Ok(Value::Array(out))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+                serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::String(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Bool(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+                Ok(Value::from(v))
+            }
+        }
+        d.deserialize_any(Items).map(CompactItems)
+    }
+}
+
 /// Parses YAML or JSON text holding one or more documents.
 ///
 /// ```
@@ -109,15 +246,29 @@ fn yaml_options(len: usize) -> serde_saphyr::Options {
 /// assert!(loaded.errors[0].to_string().starts_with("example.yaml: document 1 (line 5)"));
 /// ```
 pub fn parse_documents(source_name: &str, text: &str) -> Loaded {
+    parse_documents_with(source_name, text, LoadOptions::default())
+}
+
+/// [`parse_documents`] with options.
+pub fn parse_documents_with(source_name: &str, text: &str, options: LoadOptions) -> Loaded {
     let mut out = Loaded::default();
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        parse_json_stream(source_name, trimmed, &mut out);
+        if options.compact {
+            parse_json_stream_compact(source_name, trimmed, &mut out);
+        } else {
+            parse_json_stream(source_name, trimmed, &mut out);
+        }
         return out;
     }
     for (index, (line, doc)) in split_yaml_documents(text).into_iter().enumerate() {
         match serde_saphyr::from_str_with_options::<Value>(doc, yaml_options(doc.len())) {
-            Ok(value) => push_value(source_name, index, value, &mut out),
+            Ok(mut value) => {
+                if options.compact {
+                    compact_document(&mut value);
+                }
+                push_value(source_name, index, value, &mut out);
+            }
             Err(e) => {
                 let rel = e.location().map(|l| l.line()).filter(|l| *l > 0).unwrap_or(1);
                 out.errors.push(LoadError::Syntax {
@@ -130,6 +281,44 @@ pub fn parse_documents(source_name: &str, text: &str) -> Loaded {
         }
     }
     out
+}
+
+/// Compacts a document: the object, or each item of a list.
+fn compact_document(value: &mut Value) {
+    if is_list(value) {
+        if let Some(Value::Array(items)) = value.get_mut("items") {
+            items.iter_mut().for_each(compact_object);
+        }
+    } else {
+        compact_object(value);
+    }
+}
+
+fn parse_json_stream_compact(source_name: &str, text: &str, out: &mut Loaded) {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<CompactValue>();
+    let mut index = 0;
+    loop {
+        match stream.next() {
+            None => break,
+            Some(Ok(CompactValue(mut value))) => {
+                // List items were compacted as they were read; a single object is compacted now.
+                if !is_list(&value) {
+                    compact_object(&mut value);
+                }
+                push_value(source_name, index, value, out);
+            }
+            Some(Err(e)) => {
+                out.errors.push(LoadError::Syntax {
+                    source_name: source_name.to_string(),
+                    index,
+                    line: e.line() as u64,
+                    reason: e.to_string(),
+                });
+                break;
+            }
+        }
+        index += 1;
+    }
 }
 
 fn parse_json_stream(source_name: &str, text: &str, out: &mut Loaded) {
@@ -258,8 +447,13 @@ fn is_list(v: &Value) -> bool {
 /// Loads a file, or every `.yaml`, `.yml` and `.json` file under a directory (recursively, in path
 /// order, skipping hidden entries). `-` reads standard input.
 pub fn load_path(path: &Path) -> Loaded {
+    load_path_with(path, LoadOptions::default())
+}
+
+/// [`load_path`] with options.
+pub fn load_path_with(path: &Path, options: LoadOptions) -> Loaded {
     if path == Path::new("-") {
-        return load_reader("<stdin>", std::io::stdin().lock());
+        return load_reader_with("<stdin>", std::io::stdin().lock(), options);
     }
     let mut out = Loaded::default();
     let display = path.display().to_string();
@@ -283,18 +477,18 @@ pub fn load_path(path: &Path) -> Loaded {
         }
         files.sort();
         for f in files {
-            out.extend(load_file(&f));
+            out.extend(load_file(&f, options));
         }
     } else {
-        out.extend(load_file(path));
+        out.extend(load_file(path, options));
     }
     out
 }
 
-fn load_file(path: &Path) -> Loaded {
+fn load_file(path: &Path, options: LoadOptions) -> Loaded {
     let name = path.display().to_string();
     match std::fs::read(path) {
-        Ok(bytes) => parse_bytes(&name, &bytes),
+        Ok(bytes) => parse_bytes(&name, &bytes, options),
         Err(error) => Loaded {
             resources: Vec::new(),
             errors: vec![LoadError::Io {
@@ -306,10 +500,15 @@ fn load_file(path: &Path) -> Loaded {
 }
 
 /// Reads a whole stream (for example standard input) and parses it.
-pub fn load_reader(source_name: &str, mut reader: impl Read) -> Loaded {
+pub fn load_reader(source_name: &str, reader: impl Read) -> Loaded {
+    load_reader_with(source_name, reader, LoadOptions::default())
+}
+
+/// [`load_reader`] with options.
+pub fn load_reader_with(source_name: &str, mut reader: impl Read, options: LoadOptions) -> Loaded {
     let mut bytes = Vec::new();
     match reader.read_to_end(&mut bytes) {
-        Ok(_) => parse_bytes(source_name, &bytes),
+        Ok(_) => parse_bytes(source_name, &bytes, options),
         Err(error) => Loaded {
             resources: Vec::new(),
             errors: vec![LoadError::Io {
@@ -320,9 +519,9 @@ pub fn load_reader(source_name: &str, mut reader: impl Read) -> Loaded {
     }
 }
 
-fn parse_bytes(source_name: &str, bytes: &[u8]) -> Loaded {
+fn parse_bytes(source_name: &str, bytes: &[u8], options: LoadOptions) -> Loaded {
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_documents(source_name, text),
+        Ok(text) => parse_documents_with(source_name, text, options),
         Err(e) => Loaded {
             resources: Vec::new(),
             errors: vec![LoadError::Syntax {

@@ -101,3 +101,39 @@ fn every_realistic_case_gives_its_verdict() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(cases.len() >= 20, "{} cases", cases.len());
 }
+
+/// Loading compactly (what `diff` and `scan` do) drops only what no verdict reads: every realistic
+/// case gives the same drifts, actors and sets from compacted objects.
+#[test]
+fn compact_loading_changes_no_verdict() {
+    let text = std::fs::read_to_string(common::testdata_dir().join("k8s-realistic/cases.yaml"))
+        .expect("cases.yaml");
+    let cases: Vec<Case> = serde_saphyr::from_str(&text).expect("cases parse");
+    for c in &cases {
+        let options = c
+            .appliers
+            .iter()
+            .fold(DiffOptions::default(), |o, m| o.applier(m));
+        let engine = DiffEngine::new(options, Default::default());
+        let run = |compact: bool| {
+            let load = |what: &str, text: &str| {
+                let opts = if compact {
+                    drift_core::LoadOptions::compact()
+                } else {
+                    drift_core::LoadOptions::default()
+                };
+                let l = drift_core::parse_documents_with(&format!("{} ({what})", c.name), text, opts);
+                l.resources.into_iter().next().expect("one object")
+            };
+            let r = engine.diff(
+                &DesiredObject::new(load("desired", &c.desired)),
+                Some(&LiveObject::new(load("live", &c.live))),
+            );
+            r.drifts
+                .iter()
+                .map(|d| format!("{} {} {} {:?}", d.path.readable(), d.change, d.set, d.actor))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(true), run(false), "{}", c.name);
+    }
+}

@@ -22,6 +22,9 @@ mod secrets;
 mod store;
 mod watch_cmd;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write as _;
 
 use clap::{Parser, Subcommand};
