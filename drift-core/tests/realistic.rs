@@ -106,8 +106,8 @@ fn every_realistic_case_gives_its_verdict() {
 /// case gives the same drifts, actors and sets from compacted objects.
 #[test]
 fn compact_loading_changes_no_verdict() {
-    let text = std::fs::read_to_string(common::testdata_dir().join("k8s-realistic/cases.yaml"))
-        .expect("cases.yaml");
+    let text =
+        std::fs::read_to_string(common::testdata_dir().join("k8s-realistic/cases.yaml")).expect("cases.yaml");
     let cases: Vec<Case> = serde_saphyr::from_str(&text).expect("cases parse");
     for c in &cases {
         let options = c

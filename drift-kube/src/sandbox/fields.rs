@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::smp::list_keys;
+use super::smp::map_keys as list_keys;
 
 /// A FieldsV1 path: keys such as `f:spec`, `k:{"name":"web"}`, `.`.
 pub(crate) type FieldPath = Vec<String>;

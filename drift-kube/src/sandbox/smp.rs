@@ -6,23 +6,50 @@
 
 use serde_json::{Map, Value};
 
-/// The keys that identify elements of a list field, by the field's name and what its elements hold
-/// (`k8s-defaults.md` §3). `None` for atomic lists.
+/// The merge key of a list field, as the built-in types declare it (`patchMergeKey` in
+/// `k8s.io/api/*/types.go`), by the field's name and what its elements hold. `None` for atomic lists.
+///
+/// Strategic merge uses that one key even where the list's identity has two (`listMapKey`): container
+/// ports merge by `containerPort` alone and Service ports by `port` alone, so a patch for 53/TCP lands
+/// on a 53/UDP entry — the API server's long-standing behaviour (kubernetes#39188), reproduced here.
 pub(crate) fn list_keys(field: &str, items: &[Value]) -> Option<&'static [&'static str]> {
     let has = |k: &str| items.iter().any(|i| i.get(k).is_some());
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => {
-            &["name"]
-        }
-        "ports" if has("containerPort") => &["containerPort", "protocol"],
-        "ports" if has("port") => &["port", "protocol"],
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "webhooks" => &["name"],
+        "ports" if has("containerPort") => &["containerPort"],
+        "ports" if has("port") => &["port"],
         "volumeMounts" => &["mountPath"],
         "volumeDevices" => &["devicePath"],
         "hostAliases" => &["ip"],
-        "topologySpreadConstraints" => &["topologyKey", "whenUnsatisfiable"],
+        "topologySpreadConstraints" => &["topologyKey"],
+        "ownerReferences" => &["uid"],
         "conditions" => &["type"],
         _ => return None,
     })
+}
+
+/// The keys that identify a list's elements in field ownership (`+listMapKey` in the types; the
+/// `k:{...}` entries of managedFields): container and Service ports by number and protocol, spread
+/// constraints by topology key and `whenUnsatisfiable`, otherwise the merge key.
+pub(crate) fn map_keys(field: &str, items: &[Value]) -> Option<&'static [&'static str]> {
+    let has = |k: &str| items.iter().any(|i| i.get(k).is_some());
+    Some(match field {
+        "ports" if has("containerPort") => &["containerPort", "protocol"],
+        "ports" if has("port") => &["port", "protocol"],
+        "topologySpreadConstraints" => &["topologyKey", "whenUnsatisfiable"],
+        _ => return list_keys(field, items),
+    })
+}
+
+/// Lists of strings that merge as sets (`patchStrategy:"merge"` without a key): `finalizers`.
+fn merges_as_set(field: &str) -> bool {
+    field == "finalizers"
 }
 
 /// A key field's value, with the API's default for `protocol`.
@@ -111,6 +138,13 @@ fn merge_map(target: &mut Value, pm: &Map<String, Value>) -> Result<(), String> 
         }
         match (tm.get_mut(k), pv) {
             (Some(tv @ Value::Object(_)), Value::Object(pvm)) => merge_map(tv, pvm)?,
+            (Some(Value::Array(tl)), Value::Array(pl)) if merges_as_set(k) => {
+                for v in pl {
+                    if !tl.contains(v) {
+                        tl.push(v.clone());
+                    }
+                }
+            }
             (Some(Value::Array(tl)), Value::Array(pl)) => {
                 let keys = list_keys(k, pl).or_else(|| list_keys(k, tl));
                 match keys {
@@ -223,14 +257,37 @@ mod tests {
     }
 
     #[test]
-    fn ports_merge_by_port_and_protocol() {
+    fn ports_merge_by_port_alone_as_the_api_server_does() {
+        // kubernetes#39188: the patch for 53/TCP merges into the first element with port 53.
         let mut d = json!({"ports": [{"port": 53, "protocol": "UDP", "name": "dns-udp"}, {"port": 53, "name": "dns"}]});
         apply(
             &mut d,
             &json!({"ports": [{"port": 53, "protocol": "TCP", "targetPort": 5353}]}),
         )
         .unwrap();
-        assert_eq!(d["ports"][1]["targetPort"], 5353);
-        assert!(d["ports"][0].get("targetPort").is_none());
+        assert_eq!(d["ports"][0]["targetPort"], 5353);
+        assert_eq!(d["ports"][0]["protocol"], "TCP");
+        assert!(d["ports"][1].get("targetPort").is_none());
+    }
+
+    #[test]
+    fn finalizers_union_and_owner_references_merge_by_uid() {
+        let mut d = json!({"metadata": {"finalizers": ["a"], "ownerReferences": [{"uid": "u1", "name": "x"}]},
+            "webhooks": [{"name": "w", "failurePolicy": "Fail", "timeoutSeconds": 10}]});
+        apply(
+            &mut d,
+            &json!({"metadata": {"finalizers": ["b", "a"], "ownerReferences": [{"uid": "u1", "controller": true}]},
+                "webhooks": [{"name": "w", "failurePolicy": "Ignore"}]}),
+        )
+        .unwrap();
+        assert_eq!(d["metadata"]["finalizers"], json!(["a", "b"]));
+        assert_eq!(
+            d["metadata"]["ownerReferences"],
+            json!([{"uid": "u1", "name": "x", "controller": true}])
+        );
+        assert_eq!(
+            d["webhooks"],
+            json!([{"name": "w", "failurePolicy": "Ignore", "timeoutSeconds": 10}])
+        );
     }
 }
