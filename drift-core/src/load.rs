@@ -103,7 +103,10 @@ fn yaml_options(len: usize) -> serde_saphyr::Options {
 #[non_exhaustive]
 pub struct LoadOptions {
     /// Drop what the engine never reads as each object is parsed ([`compact_object`]): lists of
-    /// live objects then take a fraction of the memory, item by item for JSON lists.
+    /// live objects then take a fraction of the memory, item by item for JSON lists. (Whether a
+    /// JSON document is a list is known only at its end, and `kubectl -o json` writes `items` before
+    /// `kind`: the elements of a top-level `items` array are compacted as they are read in any
+    /// object — no built-in kind has such a field.)
     pub compact: bool,
 }
 
@@ -134,6 +137,30 @@ pub fn compact_object(obj: &mut Value) {
         });
     }
     crate::shrink_last_applied(obj);
+}
+
+/// The scalar `visit_*` methods of a visitor producing a [`Value`].
+macro_rules! scalar_visits {
+    () => {
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+    };
 }
 
 /// A top-level document parsed with its `items` (a list) compacted one by one as they are read, so
@@ -167,24 +194,7 @@ impl<'de> serde::Deserialize<'de> for CompactValue {
                 }
                 Ok(Value::Array(out))
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
-                Ok(Value::String(v.to_string()))
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
-                Ok(Value::Bool(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
-                Ok(Value::from(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
-                Ok(Value::from(v))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-                Ok(Value::from(v))
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
+            scalar_visits!();
         }
         d.deserialize_any(Top).map(CompactValue)
     }
@@ -209,27 +219,10 @@ impl<'de> serde::Deserialize<'de> for CompactItems {
                 }
                 Ok(Value::Array(out))
             }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
                 serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
-                Ok(Value::String(v.to_string()))
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
-                Ok(Value::Bool(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
-                Ok(Value::from(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
-                Ok(Value::from(v))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-                Ok(Value::from(v))
-            }
+            scalar_visits!();
         }
         d.deserialize_any(Items).map(CompactItems)
     }
@@ -598,6 +591,42 @@ pub fn check_shape(value: &Value) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn compact_loading_drops_what_is_never_compared() {
+        let item = |n: u32| {
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": format!("d{n}"), "namespace": "x", "managedFields": [
+                    {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}, "f:status": {}}},
+                    {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {}}}]},
+                "spec": {"replicas": n}, "status": {"replicas": n}})
+        };
+        let list =
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [item(1), item(2)]}).to_string();
+        let single = item(3).to_string();
+        let odd = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "items": [1, "a", null, {"status": 1}]}"#;
+        let text = format!("{list}\n{single}\n{odd}");
+        let compact = parse_documents_with("t.json", &text, LoadOptions::compact());
+        let full = parse_documents("t.json", &text);
+        assert!(compact.errors.is_empty(), "{:?}", compact.errors);
+        assert_eq!(compact.resources.len(), 4);
+        assert_eq!(full.resources.len(), 4);
+        for r in &compact.resources[..3] {
+            assert!(r.object.get("status").is_none());
+            let mf = r.object["metadata"]["managedFields"]
+                .as_array()
+                .expect("managedFields");
+            assert_eq!(mf.len(), 1, "the status entry is gone");
+            assert!(mf[0]["fieldsV1"].get("f:status").is_none());
+            assert_eq!(mf[0]["fieldsV1"]["f:spec"], serde_json::json!({"f:replicas": {}}));
+        }
+        assert!(full.resources[0].object.get("status").is_some());
+        // A field named `items` in an object that is not a list keeps its values.
+        assert_eq!(
+            compact.resources[3].object["items"],
+            serde_json::json!([1, "a", null, {}])
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1045,30 +1045,23 @@ async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
     );
 
     // And the everyday commands.
-    h.kubectl(&[
+    let rollout: &[&str] = &[
         "-n",
         "demo",
         "rollout",
         "status",
         "deployment/web",
         "--timeout=10s",
-    ])
-    .await;
-    h.kubectl(&["-n", "demo", "label", "deployment", "web", "tier=frontend"])
-        .await;
-    h.kubectl(&["-n", "demo", "scale", "deployment", "web", "--replicas=3"])
-        .await;
-    h.kubectl(&["-n", "demo", "set", "image", "deployment/web", "nginx=nginx:1.28"])
-        .await;
-    h.kubectl(&[
-        "-n",
-        "demo",
-        "rollout",
-        "status",
-        "deployment/web",
-        "--timeout=10s",
-    ])
-    .await;
+    ];
+    for cmd in [
+        rollout,
+        &["-n", "demo", "label", "deployment", "web", "tier=frontend"],
+        &["-n", "demo", "scale", "deployment", "web", "--replicas=3"],
+        &["-n", "demo", "set", "image", "deployment/web", "nginx=nginx:1.28"],
+        rollout,
+    ] {
+        h.kubectl(cmd).await;
+    }
     let want = if modern { 2 } else { 3 };
     h.pump_until("the label and the image", |h| {
         h.count(DriftEventKind::Opened) >= want

@@ -1259,12 +1259,8 @@ fn backup_api(client: &kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), "shop", &ar)
 }
 
-/// A custom resource in the manifests: the daemon watches its kind (found through discovery) without
-/// being told, knows its CRD's schema defaults, and reports a patch of one field as that drift; a
-/// custom kind the cluster does not serve is "not watched", never missing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_watches_the_custom_kinds_its_desired_state_names() {
-    let e = env("crd", &[("web", 2)]).await;
+/// The Backup CRD and one Backup in the cluster, the Backup in the manifests too.
+async fn with_backup(e: &Env) {
     let crd_ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
         "customresourcedefinitions",
@@ -1281,6 +1277,15 @@ async fn the_daemon_watches_the_custom_kinds_its_desired_state_names() {
         .await
         .expect("cr");
     std::fs::write(e.manifests.join("backup.json"), BACKUP).expect("write");
+}
+
+/// A custom resource in the manifests: the daemon watches its kind (found through discovery) without
+/// being told, knows its CRD's schema defaults, and reports a patch of one field as that drift; a
+/// custom kind the cluster does not serve is "not watched", never missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_watches_the_custom_kinds_its_desired_state_names() {
+    let e = env("crd", &[("web", 2)]).await;
+    with_backup(&e).await;
     // A kind no CRD defines.
     std::fs::write(
         e.manifests.join("cert.json"),
@@ -1335,22 +1340,7 @@ async fn the_daemon_watches_the_custom_kinds_its_desired_state_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_judges_custom_resources_and_names_unserved_kinds() {
     let e = env("scan-crd", &[("web", 2)]).await;
-    let crd_ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
-        "customresourcedefinitions",
-    );
-    Api::<DynamicObject>::all_with(e.client.clone(), &crd_ar)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_str(BACKUP_CRD).expect("crd"),
-        )
-        .await
-        .expect("crd");
-    backup_api(&e.client)
-        .create(&PostParams::default(), &serde_json::from_str(BACKUP).expect("cr"))
-        .await
-        .expect("cr");
-    std::fs::write(e.manifests.join("backup.json"), BACKUP).expect("write");
+    with_backup(&e).await;
     let scan = |dir: PathBuf, kubeconfig: PathBuf| {
         tokio::task::spawn_blocking(move || {
             Command::new(BIN)
