@@ -891,7 +891,7 @@ pub(crate) static TARGET: Schema = &[
     ("UpstreamTargetID", Ty::Uuid),
 ];
 
-/// Filter attributes. [I] Not listed in the reference; the fields of `Filter` that a `where` could name.
+/// Filter attributes. \[I\] Not listed in the reference; the fields of `Filter` that a `where` could name.
 pub(crate) static FILTER: Schema = &[
     ("DisplayName", Ty::Str),
     ("FilterID", Ty::Uuid),
@@ -901,7 +901,7 @@ pub(crate) static FILTER: Schema = &[
     ("SpaceID", Ty::Uuid),
 ];
 
-/// Revision attributes. [I] The fields of `Revision` a `where` could name.
+/// Revision attributes. \[I\] The fields of `Revision` a `where` could name.
 pub(crate) static REVISION: Schema = &[
     ("CreatedAt", Ty::Time),
     ("DataHash", Ty::Str),
@@ -949,7 +949,7 @@ fn schema_of(root: Schema, prefix: &str) -> Option<Schema> {
 }
 
 /// The `include` value a unit clause needs for its joins (`UpstreamUnit.HeadRevisionNum` needs
-/// `UpstreamUnitID`, as `cub unit push-upgrade` sends). [I] reference §2.2 / §5 item 7: the server may
+/// `UpstreamUnitID`, as `cub unit push-upgrade` sends). \[I\] reference §2.2 / §5 item 7: the server may
 /// join some without it; the client always sends it and the simulator insists on it.
 pub fn needed_includes(clause: &WhereClause) -> Vec<&'static str> {
     let mut out = Vec::new();

@@ -22,7 +22,7 @@
 //! grammar and checked against each entity's attributes: removed attributes (`LiveRevisionNum`,
 //! `LastAppliedRevisionNum`, `SetID`, ...), `OR` or a wrong operator are a 400, and joins such as
 //! `UpstreamUnit.HeadRevisionNum` need their `include`. A body carrying a removed field (`Data`) is a
-//! 400 too ([I]: the real decoder may ignore it; refusing it keeps our client honest). Every request but
+//! 400 too (\[I\]: the real decoder may ignore it; refusing it keeps our client honest). Every request but
 //! `/info` needs the bearer token.
 //!
 //! Fault injection ([`Faults`]): latency, 429 with `Retry-After`, 500 before anything happens, and

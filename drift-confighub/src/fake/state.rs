@@ -133,7 +133,7 @@ fn valid_slug(s: &str) -> bool {
 }
 
 /// Fields the API no longer has: a body carrying them is refused (400) so a client built for the
-/// older API fails loudly here. [I] The real server's decoder may ignore unknown fields instead.
+/// older API fails loudly here. \[I\] The real server's decoder may ignore unknown fields instead.
 const REMOVED_UNIT_FIELDS: &[&str] = &[
     "Data",
     "LiveState",
