@@ -366,3 +366,85 @@ async fn a_null_test_guards_an_add() {
     );
     assert_eq!(api.get("g").await.expect("get").data["data"]["b"], "theirs");
 }
+
+/// Deletes as the API server answers them: a `Status` naming what was deleted; an object with
+/// finalizers is only marked (`deletionTimestamp`) and goes when its last finalizer is removed.
+#[tokio::test]
+async fn deletes_answer_a_status_and_honour_finalizers() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let api = cm_api(&sb.client().expect("client"));
+    api.create(&PostParams::default(), &cm("plain", json!({"a": "1"})))
+        .await
+        .expect("create");
+    let gone = api
+        .delete("plain", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let status = gone.right().expect("a Status, not the object");
+    assert_eq!(status.status, Some(kube::core::response::StatusSummary::Success));
+    assert_eq!(status.details.expect("details").name, "plain");
+
+    let mut held = cm("held", json!({"a": "1"}));
+    held.metadata.finalizers = Some(vec!["example.com/cleanup".into()]);
+    api.create(&PostParams::default(), &held).await.expect("create");
+    let marked = api
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .left()
+        .expect("the object, marked for deletion");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert!(api.get("held").await.is_ok(), "held by its finalizer");
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("remove the finalizer");
+    let err = api.get("held").await.expect_err("gone once the finalizer is");
+    assert_eq!(api_code(&err), 404);
+}
+
+/// A label-selector watch, as the API server's watch cache serves it: an object that stops matching
+/// arrives as DELETED, one that starts matching as ADDED, a change within the selection as MODIFIED.
+#[tokio::test]
+async fn a_selector_watch_sees_objects_leave_and_enter() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let api = cm_api(&sb.client().expect("client"));
+    let start = api
+        .create(&PostParams::default(), &cm("sel", json!({"a": "1"})))
+        .await
+        .expect("create");
+    let rv = start.metadata.resource_version.clone().expect("rv");
+    let mut stream = api
+        .watch(&WatchParams::default().labels("app=x").timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let label = |v: &str| Patch::Merge(json!({"metadata": {"labels": {"app": v}}}));
+    let data = Patch::Merge(json!({"data": {"a": "2"}}));
+    api.patch("sel", &PatchParams::default(), &data)
+        .await
+        .expect("edit");
+    api.patch("sel", &PatchParams::default(), &label("y"))
+        .await
+        .expect("leave");
+    api.patch("sel", &PatchParams::default(), &data)
+        .await
+        .expect("edit outside");
+    api.patch("sel", &PatchParams::default(), &label("x"))
+        .await
+        .expect("enter");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match stream.try_next().await.expect("event") {
+            Some(WatchEvent::Modified(_)) => seen.push("MODIFIED"),
+            Some(WatchEvent::Deleted(_)) => seen.push("DELETED"),
+            Some(WatchEvent::Added(_)) => seen.push("ADDED"),
+            Some(WatchEvent::Bookmark(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["MODIFIED", "DELETED", "ADDED"]);
+}

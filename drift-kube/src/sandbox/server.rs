@@ -1213,6 +1213,16 @@ fn finish_update(
     if next == *current {
         return Ok(next); // nothing changed: no new resourceVersion, no event (as the API server does)
     }
+    // Being deleted, and the last finalizer is gone: the object goes now.
+    if next.pointer("/metadata/deletionTimestamp").is_some()
+        && next
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+    {
+        let gone = sh.store.commit(g, key.clone(), EventType::Deleted, next);
+        return Ok((*gone).clone());
+    }
     let stored = sh.store.commit(g, key.clone(), EventType::Modified, next);
     if sh.config.simulate_controllers && !same_content(&stored, current) {
         simulate_status(sh, g, info, &key, &stored);
@@ -1594,8 +1604,29 @@ fn delete(
         .get(&key)
         .cloned()
         .ok_or_else(|| ApiError::not_found(info, name))?;
+    // Finalizers hold the object: it is marked (deletionTimestamp) and stays until the last one is
+    // removed; the answer is the object, as the API server gives it.
+    let has_finalizers = current
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if has_finalizers {
+        if dry_run || current.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok((*current).clone());
+        }
+        let mut marked = (*current).clone();
+        marked["metadata"]["deletionTimestamp"] = Value::String(now_rfc3339());
+        marked["metadata"]["deletionGracePeriodSeconds"] = Value::from(0);
+        let out = sh.store.commit(&mut g, key, EventType::Modified, marked);
+        return Ok((*out).clone());
+    }
+    // Otherwise the answer is a Status naming what was deleted (the registry's
+    // ReturnDeletedObject is off for these kinds).
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": name, "group": info.group, "kind": info.plural,
+                    "uid": current.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)}});
     if dry_run {
-        return Ok((*current).clone());
+        return Ok(status);
     }
     if info.kind == "Namespace" {
         // Cascade: everything in the namespace goes with it.
@@ -1611,10 +1642,9 @@ fn delete(
             }
         }
     }
-    let out = sh
-        .store
+    sh.store
         .commit(&mut g, key, EventType::Deleted, (*current).clone());
-    Ok((*out).clone())
+    Ok(status)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1634,6 +1664,27 @@ fn gone(message: &str) -> Bytes {
     )
 }
 
+/// The watch event a change becomes for a client whose view is `visible`: entering the selection is
+/// ADDED, leaving it DELETED, a change within it MODIFIED, anything outside it nothing.
+fn selector_transition(
+    filter: &Filter,
+    visible: &mut std::collections::HashSet<ObjKey>,
+    e: &Event,
+) -> Option<&'static str> {
+    let matches = filter.matches(&e.key, &e.object);
+    match e.kind {
+        EventType::Deleted => (visible.remove(&e.key) || matches).then_some("DELETED"),
+        EventType::Added | EventType::Modified if matches => {
+            if visible.insert(e.key.clone()) {
+                Some("ADDED")
+            } else {
+                Some("MODIFIED")
+            }
+        }
+        _ => visible.remove(&e.key).then_some("DELETED"),
+    }
+}
+
 fn watch(sh: &Arc<Shared>, info: &'static KindInfo, namespace: Option<String>, q: &Query) -> Response {
     let filter = match Filter::new(info, namespace, q) {
         Ok(f) => f,
@@ -1650,6 +1701,10 @@ fn watch(sh: &Arc<Shared>, info: &'static KindInfo, namespace: Option<String>, q
         .and_then(|r| r.parse().ok());
     let (tx, rx) = mpsc::channel::<Bytes>(4096);
     // Under the store lock: take the starting events and subscribe, so nothing falls between them.
+    // What this watch has shown and not yet taken back: with a selector, an object that stops
+    // matching is a DELETED event and one that starts matching an ADDED one, as the API server's
+    // watch cache sends them.
+    let mut visible: std::collections::HashSet<ObjKey> = std::collections::HashSet::new();
     let (initial, mut live, start_rv) = {
         let g = sh.store.lock();
         let live = sh.store.subscribe();
@@ -1658,18 +1713,40 @@ fn watch(sh: &Arc<Shared>, info: &'static KindInfo, namespace: Option<String>, q
                 .objects
                 .iter()
                 .filter(|(k, o)| filter.matches(k, o))
-                .map(|(_, o)| event_line("ADDED", o))
+                .map(|(k, o)| {
+                    visible.insert(k.clone());
+                    event_line("ADDED", o)
+                })
                 .collect()),
             Some(rv) => match Store::events_since(&g, rv) {
                 None => Err(gone(&format!(
                     "too old resource version: {rv} ({})",
                     g.compacted_rv + 1
                 ))),
-                Some(evs) => Ok(evs
-                    .iter()
-                    .filter(|e| filter.matches(&e.key, &e.object))
-                    .map(|e| event_line(e.kind.as_str(), &e.object))
-                    .collect()),
+                Some(evs) => {
+                    // Resuming: what matched before the replayed events is taken to be what the
+                    // client holds (the objects matching now that the replay does not touch).
+                    // Objects the replay first modifies or deletes existed then, and are taken to
+                    // have been shown (a DELETED for one the client never had is harmless).
+                    let mut touched: std::collections::HashSet<&ObjKey> = std::collections::HashSet::new();
+                    for e in &evs {
+                        if touched.insert(&e.key) && e.kind != EventType::Added {
+                            visible.insert(e.key.clone());
+                        }
+                    }
+                    visible.extend(
+                        g.objects
+                            .iter()
+                            .filter(|(k, o)| !touched.contains(k) && filter.matches(k, o))
+                            .map(|(k, _)| k.clone()),
+                    );
+                    Ok(evs
+                        .iter()
+                        .filter_map(|e| {
+                            selector_transition(&filter, &mut visible, e).map(|t| event_line(t, &e.object))
+                        })
+                        .collect())
+                }
             },
         };
         (initial, live, g.rv)
@@ -1704,7 +1781,9 @@ fn watch(sh: &Arc<Shared>, info: &'static KindInfo, namespace: Option<String>, q
                         let e: Arc<Event> = e;
                         if e.rv <= last_rv { continue; }
                         last_rv = e.rv;
-                        if filter.matches(&e.key, &e.object) && tx.send(event_line(e.kind.as_str(), &e.object)).await.is_err() {
+                        if let Some(t) = selector_transition(&filter, &mut visible, &e)
+                            && tx.send(event_line(t, &e.object)).await.is_err()
+                        {
                             return;
                         }
                     }
