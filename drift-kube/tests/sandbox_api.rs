@@ -448,3 +448,64 @@ async fn a_selector_watch_sees_objects_leave_and_enter() {
     }
     assert_eq!(seen, ["MODIFIED", "DELETED", "ADDED"]);
 }
+
+/// Server-side apply as the API server does it: applying a value equal to another manager's makes
+/// the field shared; changing a field another manager owns is a 409 whose `details.causes` name the
+/// field and the manager, until forced.
+#[tokio::test]
+async fn apply_shares_equal_values_and_names_conflicts() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let api = deploy_api(&sb.client().expect("client"), "default");
+    let body = |replicas: i64| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "shared"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "s"}},
+                "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}})
+    };
+    let apply = |manager: &str, force: bool| {
+        let mut p = PatchParams::apply(manager);
+        p.force = force;
+        p
+    };
+    api.patch("shared", &apply("team-a", false), &Patch::Apply(body(3)))
+        .await
+        .expect("first apply");
+    api.patch("shared", &apply("team-b", false), &Patch::Apply(body(3)))
+        .await
+        .expect("an equal value is no conflict");
+    let owners = |o: &DynamicObject| -> Vec<String> {
+        o.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|e| {
+                e.fields_v1
+                    .as_ref()
+                    .is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+            })
+            .filter_map(|e| e.manager.clone())
+            .collect()
+    };
+    let now = api.get("shared").await.expect("get");
+    assert_eq!(owners(&now), ["team-a", "team-b"], "shared ownership");
+    let err = api
+        .patch("shared", &apply("team-b", false), &Patch::Apply(body(5)))
+        .await
+        .expect_err("team-a owns replicas too");
+    let kube::Error::Api(status) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code, 409);
+    let causes = &status.details.as_ref().expect("details").causes;
+    assert!(
+        causes.iter().any(|c| c.reason == "FieldManagerConflict"
+            && c.field == ".spec.replicas"
+            && c.message.contains("team-a")),
+        "{causes:?}"
+    );
+    let forced = api
+        .patch("shared", &apply("team-b", true), &Patch::Apply(body(5)))
+        .await
+        .expect("forced");
+    assert_eq!(forced.data["spec"]["replicas"], 5);
+    assert_eq!(owners(&forced), ["team-b"], "forcing takes the field over");
+}

@@ -345,6 +345,20 @@ pub(crate) fn record(
         (None, Some(n)) => n.contains(p),
         (None, None) => true,
     };
+    // What other managers lose: an update takes what it changed; an apply takes only the fields whose
+    // value it changed — an equal value becomes shared ownership, as server-side apply does.
+    let taken: BTreeSet<FieldPath> = match (op, old) {
+        (Operation::Apply(_), Some(old)) => {
+            let before = flatten(old);
+            let after = flatten(new);
+            owned_now
+                .iter()
+                .filter(|p| before.get(*p) != after.get(*p))
+                .cloned()
+                .collect()
+        }
+        _ => owned_now.clone(),
+    };
     let entries: Vec<Value> = old
         .and_then(|o| o.pointer("/metadata/managedFields"))
         .and_then(Value::as_array)
@@ -358,7 +372,7 @@ pub(crate) fn record(
             && e.get("subresource").and_then(Value::as_str) == subresource;
         if !is_mine
             && removed.as_ref().is_some_and(BTreeSet::is_empty)
-            && !owned_now
+            && !taken
                 .iter()
                 .any(|p| e.get("fieldsV1").is_some_and(|f| contains_path(f, p)))
         {
@@ -375,7 +389,7 @@ pub(crate) fn record(
         // Others lose what this write took over, and whatever no longer exists.
         let remaining: BTreeSet<FieldPath> = set
             .into_iter()
-            .filter(|p| !owned_now.contains(p) && exists(p))
+            .filter(|p| !taken.contains(p) && exists(p))
             .collect();
         if !remaining.is_empty() {
             let mut e = e;

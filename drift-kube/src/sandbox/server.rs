@@ -1523,16 +1523,28 @@ fn server_side_apply(
                 .iter()
                 .map(|(m, p)| format!("conflict with \"{m}\": {}", fields::render(p)))
                 .collect();
-            return Err(ApiError::new(
-                409,
-                "Conflict",
-                format!(
+            // As the API server: one cause per conflicting field, naming its manager.
+            let causes: Vec<Value> = conflicts
+                .iter()
+                .map(|(m, p)| {
+                    json!({"reason": "FieldManagerConflict",
+                        "message": format!("conflict with \"{m}\" using {}", api_version(info)),
+                        "field": fields::render(p)})
+                })
+                .collect();
+            return Err(ApiError {
+                code: 409,
+                reason: "Conflict",
+                message: format!(
                     "Apply failed with {} conflict{}: {}",
                     lines.len(),
                     if lines.len() == 1 { "" } else { "s" },
                     lines.join("; ")
                 ),
-            ));
+                details: Some(
+                    json!({"name": name, "group": info.group, "kind": info.plural, "causes": causes}),
+                ),
+            });
         }
     }
     // Merge the applied configuration in; fields this manager applied before and dropped now go away.
