@@ -859,8 +859,9 @@ async fn an_unserved_custom_kind_is_not_watched_not_missing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
     let mut h = Harness::start("imperative").await;
-    // Debian's kubectl 1.20 (the CI fallback) creates CronJobs as batch/v1beta1 and autoscales with
-    // autoscaling/v1, versions this sandbox (v1.33) does not serve, as a v1.25+ cluster does not.
+    // Debian's kubectl 1.20 (the CI fallback) creates CronJobs as batch/v1beta1, which this sandbox
+    // (v1.33) does not serve, as a v1.25+ cluster does not. (Its `autoscale` uses autoscaling/v1,
+    // which is served beside v2.)
     let version = h.kubectl(&["version", "--client", "-o", "json"]).await;
     let minor: u32 = serde_json::from_str::<serde_json::Value>(&version)
         .ok()
@@ -870,11 +871,9 @@ async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
                 .map(|m| m.trim_end_matches('+').parse().unwrap_or(0))
         })
         .unwrap_or(0);
-    let modern = minor >= 23;
+    let modern = minor >= 21;
     if !modern {
-        eprintln!(
-            "kubectl 1.{minor}: skipping `create cronjob` and `autoscale` (they use API versions removed in 1.25)"
-        );
+        eprintln!("kubectl 1.{minor}: skipping `create cronjob` (batch/v1beta1, removed in 1.25)");
     }
     h.kubectl(&["create", "namespace", "demo"]).await;
     let all_creates: &[&[&str]] = &[
@@ -948,7 +947,7 @@ async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
         let out = h.kubectl(&real).await;
         assert!(out.trim_end().ends_with("created"), "{args:?}: {out}");
     }
-    if modern {
+    {
         let out = h
             .kubectl(&[
                 "-n",
@@ -982,7 +981,7 @@ async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
             .await,
         r#"{"a":"1","empty":""}"#
     );
-    if modern {
+    {
         assert_eq!(
             h.kubectl(&[
                 "-n",
@@ -998,9 +997,14 @@ async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
         );
     }
     let all = h.kubectl(&["-n", "demo", "get", "all", "-o", "name"]).await;
-    let mut expected_all = vec!["deployment.apps/web", "service/web", "job.batch/once"];
+    let mut expected_all = vec![
+        "deployment.apps/web",
+        "service/web",
+        "job.batch/once",
+        "horizontalpodautoscaler.autoscaling/web",
+    ];
     if modern {
-        expected_all.extend(["cronjob.batch/nightly", "horizontalpodautoscaler.autoscaling/web"]);
+        expected_all.push("cronjob.batch/nightly");
     }
     for name in expected_all {
         assert!(all.lines().any(|l| l == name), "{name} in {all}");
@@ -1062,7 +1066,7 @@ async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
     ] {
         h.kubectl(cmd).await;
     }
-    let want = if modern { 2 } else { 3 };
+    let want = 2;
     h.pump_until("the label and the image", |h| {
         h.count(DriftEventKind::Opened) >= want
     })
@@ -1075,16 +1079,15 @@ async fn kubectl_imperative_commands_work_and_what_they_create_scans_in_sync() {
         .map(|o| o.drift.path.readable())
         .collect();
     seen.sort();
-    // The HPA `kubectl autoscale` made owns web's replicas: the scale is not drift (without an HPA
-    // it is). The label kubectl-label added to a managed object is.
-    let mut expected = vec![
-        "metadata.labels.tier",
-        "spec.template.spec.containers[name=nginx].image",
-    ];
-    if !modern {
-        expected.insert(1, "spec.replicas");
-    }
-    assert_eq!(seen, expected);
+    // The HPA `kubectl autoscale` made owns web's replicas: the scale is not drift. The label
+    // kubectl-label added to a managed object is.
+    assert_eq!(
+        seen,
+        [
+            "metadata.labels.tier",
+            "spec.template.spec.containers[name=nginx].image"
+        ]
+    );
     let out = h.kubectl(&["-n", "demo", "delete", "configmap", "cfg"]).await;
     assert!(out.contains("deleted"), "{out}");
     h.pump_until("the deleted ConfigMap is missing", |h| {

@@ -509,3 +509,65 @@ async fn apply_shares_equal_values_and_names_conflicts() {
     assert_eq!(forced.data["spec"]["replicas"], 5);
     assert_eq!(owners(&forced), ["team-b"], "forcing takes the field over");
 }
+
+/// `autoscaling/v1` served beside `v2`, over the same objects: a v1 write is stored as v2 (the CPU
+/// target a Resource metric), a v1 read sees the target again, and a v1 update keeps what only v2 can
+/// say (behavior); discovery prefers v2.
+#[tokio::test]
+async fn autoscaling_v1_is_served_beside_v2() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let client = sb.client().expect("client");
+    let api = |v: &str| -> Api<DynamicObject> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("autoscaling", v, "HorizontalPodAutoscaler"),
+            "horizontalpodautoscalers",
+        );
+        Api::namespaced_with(client.clone(), "default", &ar)
+    };
+    let v1: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 75}}),
+    )
+    .expect("hpa");
+    let created = api("v1")
+        .create(&PostParams::default(), &v1)
+        .await
+        .expect("create v1");
+    assert_eq!(created.data["spec"]["targetCPUUtilizationPercentage"], 75);
+    let as_v2 = api("v2").get("web").await.expect("get v2");
+    assert_eq!(
+        as_v2.data["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        75
+    );
+    // Someone sets a v2-only behavior; a v1 client's update keeps it.
+    api("v2")
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}})),
+        )
+        .await
+        .expect("v2 patch");
+    let mut again = api("v1").get("web").await.expect("get v1");
+    assert!(again.data["spec"].get("behavior").is_none());
+    again.data["spec"]["targetCPUUtilizationPercentage"] = json!(60);
+    api("v1")
+        .replace("web", &PostParams::default(), &again)
+        .await
+        .expect("replace v1");
+    let after = api("v2").get("web").await.expect("get v2");
+    assert_eq!(
+        after.data["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        60
+    );
+    assert_eq!(
+        after.data["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+        60
+    );
+    let group = kube::discovery::group(&client, "autoscaling")
+        .await
+        .expect("discovery");
+    assert_eq!(group.preferred_version_or_latest(), "v2");
+}

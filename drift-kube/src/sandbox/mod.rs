@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod convert;
 mod crd;
 mod fields;
 mod openapi;
@@ -144,6 +145,7 @@ impl Shared {
         drift_core::kinds::KNOWN_KINDS
             .iter()
             .chain(g.custom.kinds.iter().copied())
+            .chain(std::iter::once(&convert::HPA_V1))
             .collect()
     }
 

@@ -320,8 +320,20 @@ async fn resource(
         .get("fieldManager")
         .map(str::to_string)
         .unwrap_or_else(|| default_manager(headers));
+    // An older version served beside the stored one: converted in and out.
+    let conv = super::convert::converted(info);
+    let info = super::convert::storage(info);
+    let out = |v: Value| {
+        if conv {
+            super::convert::response_to_version(&v)
+        } else {
+            v
+        }
+    };
+    let ok = |v: &Value| ok(&out(v.clone()));
+    let json_response = |code: StatusCode, v: &Value| json_response(code, &out(v.clone()));
     match (method.clone(), name) {
-        (Method::GET, None) if query.flag("watch") => Ok(watch(sh, info, namespace, query)),
+        (Method::GET, None) if query.flag("watch") => Ok(watch(sh, info, namespace, query, conv)),
         (Method::GET, None) => list(sh, info, namespace.as_deref(), query).map(|v| ok(&v)),
         (Method::GET, Some(name)) => {
             let obj = get(&sh.store, info, namespace.as_deref(), &name)?;
@@ -332,12 +344,19 @@ async fn resource(
             }
         }
         (Method::POST, None) => {
-            let body = parse_body(headers, body)?;
+            let mut body = parse_body(headers, body)?;
+            if conv {
+                body = super::convert::to_storage(body, None);
+            }
             let obj = create(sh, info, namespace.as_deref(), body, &manager, query.dry_run())?;
             Ok(json_response(StatusCode::CREATED, &obj))
         }
         (Method::PUT, Some(name)) => {
-            let body = parse_body(headers, body)?;
+            let mut body = parse_body(headers, body)?;
+            if conv {
+                let current = get(&sh.store, info, namespace.as_deref(), &name).ok();
+                body = super::convert::to_storage(body, current.as_ref());
+            }
             update(
                 sh,
                 info,
@@ -387,6 +406,7 @@ async fn resource(
                 &manager,
                 force,
                 query.dry_run(),
+                conv,
             )
             .map(|(v, created)| {
                 json_response(
@@ -455,20 +475,46 @@ fn groups(kinds: &[&'static KindInfo]) -> Vec<(&'static str, &'static str)> {
     g
 }
 
+/// A group's versions, the preferred (stored) one first: the version drift-core's table holds for
+/// the group, else the first served.
+fn versions_of(kinds: &[&'static KindInfo], name: &str) -> Vec<&'static str> {
+    let mut vs: Vec<&'static str> = groups(kinds)
+        .into_iter()
+        .filter(|(g, _)| *g == name)
+        .map(|(_, v)| v)
+        .collect();
+    if let Some(pref) = drift_core::kinds::KNOWN_KINDS
+        .iter()
+        .find(|k| k.group == name)
+        .map(|k| k.version)
+        && let Some(i) = vs.iter().position(|v| *v == pref)
+    {
+        let p = vs.remove(i);
+        vs.insert(0, p);
+    }
+    vs
+}
+
+fn group_json(kinds: &[&'static KindInfo], name: &str) -> Option<Value> {
+    let vs = versions_of(kinds, name);
+    let gv = |v: &str| json!({"groupVersion": format!("{name}/{v}"), "version": v});
+    let preferred = gv(vs.first()?);
+    Some(
+        json!({"name": name, "versions": vs.iter().map(|v| gv(v)).collect::<Vec<_>>(), "preferredVersion": preferred}),
+    )
+}
+
 fn api_group(kinds: &[&'static KindInfo], name: &str) -> Option<Value> {
-    let (g, v) = groups(kinds).into_iter().find(|(g, _)| *g == name)?;
-    let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [gv], "preferredVersion": gv}))
+    let mut g = group_json(kinds, name)?;
+    g["kind"] = json!("APIGroup");
+    g["apiVersion"] = json!("v1");
+    Some(g)
 }
 
 fn api_group_list(kinds: &[&'static KindInfo]) -> Value {
-    let groups: Vec<Value> = groups(kinds)
-        .into_iter()
-        .map(|(g, v)| {
-            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-            json!({"name": g, "versions": [gv], "preferredVersion": gv})
-        })
-        .collect();
+    let mut names: Vec<&str> = groups(kinds).into_iter().map(|(g, _)| g).collect();
+    names.dedup();
+    let groups: Vec<Value> = names.into_iter().filter_map(|n| group_json(kinds, n)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -1383,6 +1429,7 @@ fn patch(
     manager: &str,
     force: bool,
     dry_run: bool,
+    conv: bool,
 ) -> Result<(Value, bool), ApiError> {
     let ct = content_type.split(';').next().unwrap_or("").trim();
     if ct == "application/apply-patch+yaml" {
@@ -1402,6 +1449,9 @@ fn patch(
         .ok_or_else(|| ApiError::not_found(info, name))?;
     let base = if sub == Some("scale") {
         to_scale(&current)
+    } else if conv {
+        // A patch written against the older version applies to the object in that version.
+        super::convert::to_version(&current)
     } else {
         (*current).clone()
     };
@@ -1446,6 +1496,8 @@ fn patch(
         let mut n = (*current).clone();
         n["spec"]["replicas"] = patched.pointer("/spec/replicas").cloned().unwrap_or(Value::Null);
         n
+    } else if conv {
+        super::convert::to_storage(patched, Some(&current))
     } else {
         patched
     };
@@ -1697,7 +1749,20 @@ fn selector_transition(
     }
 }
 
-fn watch(sh: &Arc<Shared>, info: &'static KindInfo, namespace: Option<String>, q: &Query) -> Response {
+fn watch(
+    sh: &Arc<Shared>,
+    info: &'static KindInfo,
+    namespace: Option<String>,
+    q: &Query,
+    conv: bool,
+) -> Response {
+    let event_line = move |kind: &str, object: &Value| {
+        if conv {
+            event_line(kind, &super::convert::response_to_version(object))
+        } else {
+            event_line(kind, object)
+        }
+    };
     let filter = match Filter::new(info, namespace, q) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
