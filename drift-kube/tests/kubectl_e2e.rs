@@ -82,6 +82,8 @@ impl Harness {
         let out = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.kubeconfig.with_extension("cache"))
             .args(args)
             .output()
             .await
@@ -165,6 +167,7 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.kubeconfig);
+        let _ = std::fs::remove_dir_all(self.kubeconfig.with_extension("cache"));
     }
 }
 
@@ -789,6 +792,8 @@ async fn a_custom_resource_is_watched_and_its_schema_defaults_are_known() {
     let smp = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&h.kubeconfig)
+        .arg("--cache-dir")
+        .arg(h.kubeconfig.with_extension("cache"))
         .args(["patch", "backup", "nightly", "-p", r#"{"spec":{"retainDays":2}}"#])
         .output()
         .await
@@ -1142,6 +1147,8 @@ async fn an_immutable_field_is_rejected_never_retried() {
     let out = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&h.kubeconfig)
+        .arg("--cache-dir")
+        .arg(h.kubeconfig.with_extension("cache"))
         .args(["patch", "deployment", "web", "--type", "merge", "-p"])
         .arg(r#"{"spec":{"selector":{"matchLabels":{"app":"other"}}}}"#)
         .output()

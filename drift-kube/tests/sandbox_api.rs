@@ -571,3 +571,57 @@ async fn autoscaling_v1_is_served_beside_v2() {
         .expect("discovery");
     assert_eq!(group.preferred_version_or_latest(), "v2");
 }
+
+/// A resumed watch replays only its own resource's changes: another kind's updates since that
+/// resourceVersion never reach it (they once did, as DELETED events of the wrong kind).
+#[tokio::test]
+async fn a_resumed_watch_replays_only_its_own_resource() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+    let client = sb.client().expect("client");
+    let cms = cm_api(&client);
+    let start = cms
+        .create(&PostParams::default(), &cm("mine", json!({"a": "1"})))
+        .await
+        .expect("create");
+    let rv = start.metadata.resource_version.clone().expect("rv");
+    let deploys = deploy_api(&client, "default");
+    let d: DynamicObject = serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "other"}, "spec": {"selector": {"matchLabels": {"app": "o"}},
+        "template": {"metadata": {"labels": {"app": "o"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))
+    .expect("deployment");
+    deploys.create(&PostParams::default(), &d).await.expect("create");
+    deploys
+        .patch(
+            "other",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .expect("edit");
+    cms.patch(
+        "mine",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "2"}})),
+    )
+    .await
+    .expect("edit");
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let mut seen = Vec::new();
+    while let Some(ev) = stream.try_next().await.expect("event") {
+        match ev {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
+                seen.push(format!(
+                    "{}/{}",
+                    o.types.map(|t| t.kind).unwrap_or_default(),
+                    o.metadata.name.unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["ConfigMap/mine"]);
+}

@@ -649,13 +649,15 @@ impl Filter {
         })
     }
 
+    /// Whether a key is in this watch's resource and namespace, selectors aside.
+    fn covers(&self, key: &ObjKey) -> bool {
+        key.group == self.group
+            && key.plural == self.plural
+            && self.namespace.as_ref().is_none_or(|ns| &key.namespace == ns)
+    }
+
     fn matches(&self, key: &ObjKey, obj: &Value) -> bool {
-        if key.group != self.group || key.plural != self.plural {
-            return false;
-        }
-        if let Some(ns) = &self.namespace
-            && &key.namespace != ns
-        {
+        if !self.covers(key) {
             return false;
         }
         if let Some(sel) = &self.labels {
@@ -1735,6 +1737,10 @@ fn selector_transition(
     visible: &mut std::collections::HashSet<ObjKey>,
     e: &Event,
 ) -> Option<&'static str> {
+    // Other resources' changes pass through the same channel: never this watch's business.
+    if !filter.covers(&e.key) {
+        return None;
+    }
     let matches = filter.matches(&e.key, &e.object);
     match e.kind {
         EventType::Deleted => (visible.remove(&e.key) || matches).then_some("DELETED"),
@@ -1806,7 +1812,7 @@ fn watch(
                     // Objects the replay first modifies or deletes existed then, and are taken to
                     // have been shown (a DELETED for one the client never had is harmless).
                     let mut touched: std::collections::HashSet<&ObjKey> = std::collections::HashSet::new();
-                    for e in &evs {
+                    for e in evs.iter().filter(|e| filter.covers(&e.key)) {
                         if touched.insert(&e.key) && e.kind != EventType::Added {
                             visible.insert(e.key.clone());
                         }

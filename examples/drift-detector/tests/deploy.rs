@@ -22,8 +22,11 @@ async fn kubectl_apply_k_works_and_the_manifest_args_start_the_daemon() {
     // Also installs the process's TLS crypto provider, which the HTTP client below needs.
     let _ = sandbox.client().expect("client");
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    // A discovery cache of its own: another sandbox may have had this port before.
     let out = Command::new("kubectl")
         .args(["--kubeconfig", &kubeconfig.display().to_string(), "apply", "-k"])
+        .arg("--cache-dir")
+        .arg(dir.join("kube-cache"))
         .arg(&deploy)
         .output()
         .expect("kubectl");
@@ -92,7 +95,9 @@ async fn kubectl_apply_k_works_and_the_manifest_args_start_the_daemon() {
             cmd.env(e["name"].as_str().expect("name"), v);
         }
     }
-    let mut child = cmd.spawn().expect("spawn");
+    // Killed however the test ends: a daemon left behind would keep reconnecting to this port and
+    // act on whatever sandbox binds it next.
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn"));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -100,7 +105,7 @@ async fn kubectl_apply_k_works_and_the_manifest_args_start_the_daemon() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut healthy = false;
     while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.0.try_wait().expect("wait") {
             panic!("the daemon exited: {status}");
         }
         if let Ok(r) = http.get("http://127.0.0.1:8080/health").send().await
@@ -113,13 +118,22 @@ async fn kubectl_apply_k_works_and_the_manifest_args_start_the_daemon() {
     }
     assert!(healthy, "/health never answered 200");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(child.try_wait().expect("wait").is_none(), "it stays up");
+    assert!(child.0.try_wait().expect("wait").is_none(), "it stays up");
     let r = http
         .get("http://127.0.0.1:8080/ready")
         .send()
         .await
         .expect("ready");
     assert_eq!(r.status(), 503, "not ready while ConfigHub is unreachable");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
+}
+
+/// A child process killed and reaped when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
