@@ -579,17 +579,18 @@ async fn a_resumed_watch_replays_only_its_own_resource() {
     let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
     let client = sb.client().expect("client");
     let cms = cm_api(&client);
-    let start = cms
-        .create(&PostParams::default(), &cm("mine", json!({"a": "1"})))
-        .await
-        .expect("create");
-    let rv = start.metadata.resource_version.clone().expect("rv");
     let deploys = deploy_api(&client, "default");
     let d: DynamicObject = serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "other"}, "spec": {"selector": {"matchLabels": {"app": "o"}},
         "template": {"metadata": {"labels": {"app": "o"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))
     .expect("deployment");
+    // The other object exists before the resourceVersion the watch resumes from.
     deploys.create(&PostParams::default(), &d).await.expect("create");
+    let start = cms
+        .create(&PostParams::default(), &cm("mine", json!({"a": "1"})))
+        .await
+        .expect("create");
+    let rv = start.metadata.resource_version.clone().expect("rv");
     deploys
         .patch(
             "other",
