@@ -24,9 +24,10 @@ async fn kubectl_apply_k_works_and_the_manifest_args_start_the_daemon() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
     // A discovery cache of its own: another sandbox may have had this port before.
     let out = Command::new("kubectl")
-        .args(["--kubeconfig", &kubeconfig.display().to_string(), "apply", "-k"])
+        .args(["--kubeconfig", &kubeconfig.display().to_string()])
         .arg("--cache-dir")
         .arg(dir.join("kube-cache"))
+        .args(["apply", "-k"])
         .arg(&deploy)
         .output()
         .expect("kubectl");
