@@ -75,6 +75,13 @@ pub fn rfc3339(ms: Millis) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
 }
 
+/// Formats milliseconds since the epoch as Kubernetes writes `metav1.Time`: RFC 3339 UTC to the second
+/// (`2026-11-26T14:24:38Z`).
+pub fn rfc3339_seconds(ms: Millis) -> String {
+    let s = rfc3339(ms);
+    format!("{}Z", s.get(..19).unwrap_or(&s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

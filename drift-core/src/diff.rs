@@ -225,7 +225,6 @@ impl DiffEngine {
                 }
             })
             .collect::<Vec<_>>();
-        let drifts = drop_mirrored_service_account(drifts);
         let unmanaged = unmanaged
             .into_iter()
             .map(|(path, v)| UnmanagedField {
@@ -246,30 +245,6 @@ impl DiffEngine {
             unmanaged,
         }
     }
-}
-
-/// The deprecated `serviceAccount` mirrors `serviceAccountName` (pkg/apis/core/v1/conversion.go:
-/// the server reads the identity from `serviceAccountName` and writes it back into both). When
-/// both drifted, that is one edit, and reverting `serviceAccountName` restores both: only that
-/// drift is kept, so the fix touches the field that decides.
-fn drop_mirrored_service_account(mut drifts: Vec<Drift>) -> Vec<Drift> {
-    let mirrors: Vec<usize> = drifts
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.path.last_field() == Some("serviceAccount"))
-        .filter(|(_, d)| {
-            let parent = &d.path.segments()[..d.path.segments().len() - 1];
-            drifts.iter().any(|o| {
-                o.path.last_field() == Some("serviceAccountName")
-                    && &o.path.segments()[..o.path.segments().len() - 1] == parent
-            })
-        })
-        .map(|(i, _)| i)
-        .collect();
-    for i in mirrors.into_iter().rev() {
-        drifts.remove(i);
-    }
-    drifts
 }
 
 /// A step of the walk.
@@ -764,7 +739,11 @@ impl<'a, 'o> Walker<'a, 'o> {
             return false;
         }
         let own = self.live.ownership();
-        !own.managed.is_empty() && own.owned_by(&self.options.hand_managers, &self.steps())
+        // Most objects were never touched by hand: no path is built for them.
+        own.managed
+            .iter()
+            .any(|e| self.options.hand_managers.contains(&e.manager))
+            && own.owned_by(&self.options.hand_managers, &self.steps())
     }
 
     fn owned_by_ignored_manager(&self) -> bool {

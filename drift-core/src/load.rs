@@ -287,41 +287,32 @@ fn compact_document(value: &mut Value) {
     }
 }
 
-fn parse_json_stream_compact(source_name: &str, text: &str, out: &mut Loaded) {
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<CompactValue>();
-    let mut index = 0;
-    loop {
-        match stream.next() {
-            None => break,
-            Some(Ok(CompactValue(mut value))) => {
-                // List items were compacted as they were read; a single object is compacted now.
-                if !is_list(&value) {
-                    compact_object(&mut value);
-                }
-                push_value(source_name, index, value, out);
-            }
-            Some(Err(e)) => {
-                out.errors.push(LoadError::Syntax {
-                    source_name: source_name.to_string(),
-                    index,
-                    line: e.line() as u64,
-                    reason: e.to_string(),
-                });
-                break;
-            }
-        }
-        index += 1;
-    }
+fn parse_json_stream(source_name: &str, text: &str, out: &mut Loaded) {
+    json_stream::<Value>(source_name, text, out, |v| v);
 }
 
-fn parse_json_stream(source_name: &str, text: &str, out: &mut Loaded) {
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-    let mut index = 0;
-    loop {
-        match stream.next() {
-            None => break,
-            Some(Ok(value)) => push_value(source_name, index, value, out),
-            Some(Err(e)) => {
+fn parse_json_stream_compact(source_name: &str, text: &str, out: &mut Loaded) {
+    json_stream::<CompactValue>(source_name, text, out, |CompactValue(mut value)| {
+        // List items were compacted as they were read; a single object is compacted now.
+        if !is_list(&value) {
+            compact_object(&mut value);
+        }
+        value
+    });
+}
+
+/// Reads a stream of JSON documents, each turned into a value by `finish`.
+fn json_stream<T: serde::de::DeserializeOwned>(
+    source_name: &str,
+    text: &str,
+    out: &mut Loaded,
+    finish: impl Fn(T) -> Value,
+) {
+    let stream = serde_json::Deserializer::from_str(text).into_iter::<T>();
+    for (index, doc) in stream.enumerate() {
+        match doc {
+            Ok(doc) => push_value(source_name, index, finish(doc), out),
+            Err(e) => {
                 // A JSON stream cannot be resynchronised after a syntax error: report and stop.
                 out.errors.push(LoadError::Syntax {
                     source_name: source_name.to_string(),
@@ -332,7 +323,6 @@ fn parse_json_stream(source_name: &str, text: &str, out: &mut Loaded) {
                 break;
             }
         }
-        index += 1;
     }
 }
 

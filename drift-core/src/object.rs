@@ -53,23 +53,54 @@ impl DesiredObject {
 ///   (`pkg/apis/autoscaling/v1/conversion.go`): `targetCPUUtilizationPercentage: N` is the metric
 ///   `{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: N}}}`;
 ///   without it there is no metric, and the v2 default (80 % CPU) applies.
+/// - A pod spec's deprecated `serviceAccount` (`pkg/apis/core/v1/conversion.go`): the identity is
+///   `serviceAccountName`, taken from `serviceAccount` when it is not given, and the server writes it
+///   back into both. So the desired identity is compared once, at `serviceAccountName` (the field a
+///   revert must set); live's mirror is a default of it.
 fn convert_to_compared_version(r: &mut Resource) {
-    if r.key.group == "autoscaling" && r.key.kind == "HorizontalPodAutoscaler" && r.key.version == "v1" {
-        let Some(obj) = r.object.as_object_mut() else {
-            return;
-        };
-        obj.insert("apiVersion".into(), Value::String("autoscaling/v2".into()));
-        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
-            && let Some(target) = spec.remove("targetCPUUtilizationPercentage")
-            && !target.is_null()
-        {
-            spec.insert(
-                "metrics".into(),
-                serde_json::json!([{"type": "Resource", "resource": {"name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": target}}}]),
-            );
+    let pod_spec = match (r.key.group.as_str(), r.key.kind.as_str()) {
+        ("", "Pod") => Some("/spec"),
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job")
+        | ("", "ReplicationController" | "PodTemplate") => Some("/spec/template/spec"),
+        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
+    };
+    if let Some(spec) = pod_spec
+        .and_then(|p| r.object.pointer_mut(p))
+        .and_then(Value::as_object_mut)
+        && let Some(sa) = spec.remove("serviceAccount")
+    {
+        let named = spec
+            .get("serviceAccountName")
+            .is_some_and(|n| n.as_str().is_some_and(|n| !n.is_empty()));
+        if !named {
+            spec.insert("serviceAccountName".into(), sa);
         }
+    }
+    if r.key.group == "autoscaling" && r.key.kind == "HorizontalPodAutoscaler" && r.key.version == "v1" {
+        hpa_v1_to_v2(&mut r.object);
         r.key.version = "v2".into();
+    }
+}
+
+/// An `autoscaling/v1` HorizontalPodAutoscaler in `autoscaling/v2` form
+/// (`pkg/apis/autoscaling/v1/conversion.go`): `targetCPUUtilizationPercentage: N` becomes the metric
+/// `{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: N}}}`.
+pub fn hpa_v1_to_v2(obj: &mut Value) {
+    let Some(obj) = obj.as_object_mut() else {
+        return;
+    };
+    obj.insert("apiVersion".into(), Value::String("autoscaling/v2".into()));
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+        && let Some(target) = spec.remove("targetCPUUtilizationPercentage")
+        && !target.is_null()
+    {
+        spec.insert(
+            "metrics".into(),
+            serde_json::json!([{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": target}}}]),
+        );
     }
 }
 

@@ -41,7 +41,7 @@ pub(crate) enum Dflt {
     TargetPort,
     /// Allocated or set by the server (clusterIP, nodePort, generated selectors): any value is expected.
     ServerSet,
-    /// The value of a sibling field (e.g. the deprecated `serviceAccount` mirrors `serviceAccountName`).
+    /// The value of a live sibling field (the deprecated `serviceAccount` mirrors `serviceAccountName`).
     Sibling(&'static str),
     /// `metadata.labels[kubernetes.io/metadata.name]` of a Namespace: its name.
     NamespaceName,
@@ -1616,7 +1616,8 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
         }
         Dflt::TargetPort => parent?.get("port").cloned(),
         Dflt::ServerSet => None,
-        Dflt::Sibling(s) => parent?.get(s).cloned(),
+        // A mirror of another live field: it follows that field as the server wrote it.
+        Dflt::Sibling(s) => parent?.live.get(*s).cloned(),
         Dflt::SiblingSuffix(s, suffix) => {
             let base = parent?.get(s)?.as_str().filter(|b| !b.is_empty())?;
             Some(Value::String(format!("{base}{suffix}")))

@@ -111,8 +111,7 @@ impl KubeEventRecorder {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let stamp = drift_core::clock::rfc3339(u64::try_from(now.as_millis()).unwrap_or(0));
-        let now_text = format!("{}Z", stamp.get(..19).unwrap_or(&stamp));
+        let now_text = drift_core::clock::rfc3339_seconds(u64::try_from(now.as_millis()).unwrap_or(0));
         for attempt in 0..3u128 {
             let Some(body) = self.event_object(e, uid.as_deref(), &now_text, now.as_nanos() + attempt) else {
                 return Ok(());

@@ -356,18 +356,19 @@ impl KubeLiveSource {
         }))
     }
 
-    /// Every kind to watch, discovered where needed; kinds the cluster does not serve come back as
-    /// errors beside them.
-    async fn resolve(&self) -> (Vec<Arc<WatchKind>>, Vec<PortError>) {
+    /// Every kind to watch, discovered where needed; kinds the cluster does not serve come back
+    /// beside them as (group, kind, reason).
+    async fn resolve(&self) -> (Vec<Arc<WatchKind>>, Vec<(String, String, String)>) {
         let (mut kinds, unknown) = self.known_and_unknown();
-        let mut errors = Vec::new();
+        let mut unserved = Vec::new();
         for (g, k) in unknown {
             match self.discover(&g, &k).await {
                 Ok(w) => kinds.push(w),
-                Err(e) => errors.push(e),
+                Err(PortError::Unavailable { reason, .. }) => unserved.push((g, k, reason)),
+                Err(other) => unserved.push((g, k, other.to_string())),
             }
         }
-        (kinds, errors)
+        (kinds, unserved)
     }
 
     fn scopes_of(&self, kinds: &[Arc<WatchKind>]) -> Vec<Scope> {
@@ -429,20 +430,7 @@ impl KubeLiveSource {
     /// [`PortError::Unavailable`] when a list fails for another reason.
     pub async fn list_served(&self) -> Result<(Vec<Resource>, Vec<(String, String, String)>), PortError> {
         let mut out = Vec::new();
-        let (kinds, errors) = self.resolve().await;
-        let (_, unknown) = self.known_and_unknown();
-        let mut skipped: Vec<(String, String, String)> = Vec::new();
-        for ((g, k), e) in unknown
-            .into_iter()
-            .filter(|(g, k)| !kinds.iter().any(|w| &w.group == g && &w.kind == k))
-            .zip(errors)
-        {
-            let reason = match e {
-                PortError::Unavailable { reason, .. } => reason,
-                other => other.to_string(),
-            };
-            skipped.push((g, k, reason));
-        }
+        let (kinds, mut skipped) = self.resolve().await;
         for scope in self.scopes_of(&kinds) {
             let api = api_for(&self.client, &scope);
             let mut params = ListParams::default().limit(self.config.page_size);

@@ -42,49 +42,30 @@ impl Projection {
     /// Projects an object in place.
     pub fn apply(&self, obj: &mut Value) {
         Redactor::global().redact(obj);
-        drift_core::shrink_last_applied(obj);
+        // status, status-only ownership and the last-applied content: never compared.
+        drift_core::compact_object(obj);
         let Some(map) = obj.as_object_mut() else { return };
-        map.remove("status");
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
             for k in DROPPED_METADATA {
                 meta.remove(*k);
             }
-            let keep = &self.keep_managers;
-            let kept: Option<Vec<Value>> =
-                meta.get("managedFields")
-                    .and_then(Value::as_array)
-                    .map(|entries| {
-                        entries
-                            .iter()
-                            .filter(|e| {
-                                e.get("manager")
-                                    .and_then(Value::as_str)
-                                    .is_some_and(|m| self.actors || keep.iter().any(|k| k == m))
-                                    && e.get("subresource").and_then(Value::as_str) != Some("status")
-                            })
-                            .filter_map(|e| {
-                                let mut e = e.clone();
-                                let o = e.as_object_mut()?;
-                                o.remove("apiVersion");
-                                o.remove("fieldsType");
-                                if self.actors {
-                                    let fields = o.get_mut("fieldsV1")?.as_object_mut()?;
-                                    fields.remove("f:status");
-                                    if fields.is_empty() {
-                                        return None;
-                                    }
-                                } else {
-                                    o.remove("time");
-                                }
-                                Some(e)
-                            })
-                            .collect()
-                    });
-            match kept {
-                Some(k) if !k.is_empty() => {
-                    meta.insert("managedFields".into(), Value::Array(k));
-                }
-                _ => {
+            if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
+                // In place: this runs for every watch event.
+                entries.retain_mut(|e| {
+                    let kept = self.actors
+                        || e.get("manager")
+                            .and_then(Value::as_str)
+                            .is_some_and(|m| self.keep_managers.iter().any(|k| k == m));
+                    if let (true, Some(o)) = (kept, e.as_object_mut()) {
+                        o.remove("apiVersion");
+                        o.remove("fieldsType");
+                        if !self.actors {
+                            o.remove("time");
+                        }
+                    }
+                    kept
+                });
+                if entries.is_empty() {
                     meta.remove("managedFields");
                 }
             }

@@ -5,7 +5,7 @@
 //! server keeps it (there in annotations).
 
 use drift_core::kinds::KindInfo;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// `autoscaling/v1` HorizontalPodAutoscaler.
 pub(crate) static HPA_V1: KindInfo = KindInfo {
@@ -44,23 +44,23 @@ fn is_cpu_utilization(m: &Value) -> bool {
 /// A v1 object (as a client wrote it) into the stored v2 form; `current` is the stored object on an
 /// update, whose v2-only content v1 cannot express is kept.
 pub(crate) fn to_storage(mut v1: Value, current: Option<&Value>) -> Value {
-    let Some(obj) = v1.as_object_mut() else { return v1 };
-    obj.insert("apiVersion".into(), Value::String("autoscaling/v2".into()));
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+    drift_core::hpa_v1_to_v2(&mut v1);
+    let Some(spec) = v1.get_mut("spec").and_then(Value::as_object_mut) else {
         return v1;
     };
-    let target = spec.remove("targetCPUUtilizationPercentage");
-    let mut metrics: Vec<Value> = current
+    // What v1 cannot say stays as stored: the other metrics and the behavior.
+    let others = current
         .and_then(|c| c.pointer("/spec/metrics"))
         .and_then(Value::as_array)
-        .map(|m| m.iter().filter(|x| !is_cpu_utilization(x)).cloned().collect())
+        .into_iter()
+        .flatten()
+        .filter(|m| !is_cpu_utilization(m))
+        .cloned();
+    let mut metrics: Vec<Value> = spec
+        .remove("metrics")
+        .and_then(|m| m.as_array().cloned())
         .unwrap_or_default();
-    if let Some(t) = target.filter(|t| !t.is_null()) {
-        metrics.insert(
-            0,
-            json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}),
-        );
-    }
+    metrics.extend(others);
     if !metrics.is_empty() {
         spec.insert("metrics".into(), Value::Array(metrics));
     }
@@ -138,6 +138,7 @@ pub(crate) fn response_to_version(v: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn v1_round_trips_and_keeps_what_it_cannot_say() {

@@ -120,9 +120,9 @@ fn message_json(m: &DynamicMessage) -> Value {
             if secs == 0 {
                 return Value::Null;
             }
-            let ms = u64::try_from(secs).unwrap_or(0) * 1000;
-            let s = drift_core::clock::rfc3339(ms);
-            Value::String(format!("{}Z", s.get(..19).unwrap_or(&s)))
+            Value::String(drift_core::clock::rfc3339_seconds(
+                u64::try_from(secs).unwrap_or(0) * 1000,
+            ))
         }
         "k8s.io.apimachinery.pkg.api.resource.Quantity" => Value::String(
             field("string")

@@ -757,8 +757,7 @@ pub(crate) fn now_rfc3339() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
         .unwrap_or(0);
-    let s = drift_core::clock::rfc3339(ms);
-    format!("{}Z", &s[..19])
+    drift_core::clock::rfc3339_seconds(ms)
 }
 
 fn check_type(info: &KindInfo, obj: &mut Value) -> Result<(), ApiError> {

@@ -490,6 +490,37 @@ async fn the_flap_guard_stops_fighting_an_hpa_like_controller() {
     actor.abort();
 }
 
+/// A GitOps agent on the simulator: every published Release is applied to the sandbox (server-side,
+/// as `confighub-gitops`). Returns how many Releases it has applied.
+fn gitops_agent(
+    hub: &drift_confighub::fake::FakeHub,
+    client: &kube::Client,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let applies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (client, count) = (client.clone(), applies.clone());
+    hub.on_release(std::sync::Arc::new(move |d| {
+        let client = client.clone();
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            for u in d.units {
+                let text = String::from_utf8(u.data).map_err(|e| e.to_string())?;
+                for r in drift_core::parse_documents("u", &text).resources {
+                    deploy_api(&client)
+                        .patch(
+                            &r.key.name,
+                            &PatchParams::apply("confighub-gitops").force(),
+                            &Patch::Apply(&r.object),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        })
+    }));
+    applies
+}
+
 /// A sandbox whose desired state is a ConfigHub space (`ha-prod`, one unit `web`, applied), in the fake
 /// simulator, whose Releases land in the sandbox; and a counter of those syncs.
 async fn hub_env(
@@ -511,29 +542,7 @@ async fn hub_env(
     )
     .await
     .expect("hub");
-    let applies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (client, count) = (e.client.clone(), applies.clone());
-    hub.on_release(std::sync::Arc::new(move |d| {
-        let client = client.clone();
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Box::pin(async move {
-            for u in d.units {
-                let text = String::from_utf8(u.data).map_err(|e| e.to_string())?;
-                for r in drift_core::parse_documents("u", &text).resources {
-                    let name = r.key.name.clone();
-                    deploy_api(&client)
-                        .patch(
-                            &name,
-                            &PatchParams::apply("confighub-gitops").force(),
-                            &Patch::Apply(&r.object),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            Ok(())
-        })
-    }));
+    let applies = gitops_agent(&hub, &e.client);
     let c = drift_confighub::ConfigHubClient::new(hub.client_config()).expect("client");
     let yaml = serde_json::to_string(&deployment("web", 2)).expect("yaml");
     drift_confighub::setup::deploy_test_workloads(&c, "ha", "ha-prod", &yaml)
@@ -1112,27 +1121,7 @@ async fn confighub_down_at_start_means_alive_not_ready_then_recovers() {
     )
     .await
     .expect("hub");
-    let applies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (client, _) = (e.client.clone(), applies.clone());
-    hub.on_release(std::sync::Arc::new(move |d| {
-        let client = client.clone();
-        Box::pin(async move {
-            for u in d.units {
-                let text = String::from_utf8(u.data).map_err(|e| e.to_string())?;
-                for r in drift_core::parse_documents("u", &text).resources {
-                    deploy_api(&client)
-                        .patch(
-                            &r.key.name,
-                            &PatchParams::apply("confighub-gitops").force(),
-                            &Patch::Apply(&r.object),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            Ok(())
-        })
-    }));
+    gitops_agent(&hub, &e.client);
     let c = drift_confighub::ConfigHubClient::new(hub.client_config()).expect("client");
     let yaml = serde_json::to_string(&deployment("web", 2)).expect("yaml");
     drift_confighub::setup::deploy_test_workloads(&c, "ha", "ha-prod", &yaml)
