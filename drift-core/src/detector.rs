@@ -61,6 +61,7 @@ use crate::ports::{
 };
 use crate::rules::{DriftSet, Severity};
 use crate::safety::{FlapGuard, FlapGuardConfig, RateLimitConfig, RateLimiter};
+use crate::shard::Shard;
 
 /// Detector settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -275,6 +276,12 @@ pub struct Detector {
     unsettled: Vec<ResourceKey>,
     /// Desired objects outside every watched scope, with the reason: never judged, never "missing".
     not_watched: BTreeMap<ResourceKey, String>,
+    /// The part of the cluster this detector judges (sharding); `None`: all of it.
+    shard: Option<Shard>,
+    /// Namespaces acquired since the live set was ready whose watches have not all listed yet.
+    pending_namespaces: HashSet<String>,
+    /// Open drifts of objects outside the shard, kept aside: judged again if the shard comes back.
+    dormant: HashMap<ResourceKey, BTreeMap<DriftId, OpenDrift>>,
     stats: DetectorStats,
 }
 
@@ -329,6 +336,9 @@ impl Detector {
             planned: HashSet::new(),
             unsettled: Vec::new(),
             not_watched: BTreeMap::new(),
+            shard: None,
+            pending_namespaces: HashSet::new(),
+            dormant: HashMap::new(),
             stats: DetectorStats::default(),
         }
     }
@@ -535,10 +545,22 @@ impl Detector {
     pub fn observe(&mut self, event: LiveEvent) -> Observed {
         let mut obs = Observed::default();
         match event {
+            // Events of namespaces outside the shard (a watch being stopped) are not ours.
+            LiveEvent::Applied(r) if !self.keeps_live(&r.key) => {}
+            LiveEvent::Deleted(key) if !self.keeps_live(&key) => {}
+            LiveEvent::Restarted {
+                scope: RelistScope::Kind {
+                    namespace: Some(ns), ..
+                },
+                ..
+            } if self.shard.as_ref().is_some_and(|s| !s.namespaces.contains(&ns)) => {}
             LiveEvent::Applied(r) => self.apply_live(r, &mut obs),
             LiveEvent::Deleted(key) => self.delete_live(&key, &mut obs),
-            LiveEvent::Restarted { scope, resources } => {
+            LiveEvent::Restarted { scope, mut resources } => {
                 self.stats.relists += 1;
+                if self.shard.is_some() {
+                    resources.retain(|r| self.keeps_live(&r.key));
+                }
                 let incoming: HashSet<ResourceKey> = resources.iter().map(|r| r.key.clone()).collect();
                 let gone: Vec<ResourceKey> = self
                     .live
@@ -684,7 +706,110 @@ impl Detector {
     }
 
     fn is_listed(&self, key: &ResourceKey) -> bool {
-        self.ready || self.listed.iter().any(|s| s.covers(key))
+        if self.listed.iter().any(|s| s.covers(key)) {
+            return true;
+        }
+        // A namespace acquired after the start waits for its own lists.
+        self.ready
+            && !key
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| self.pending_namespaces.contains(ns))
+    }
+
+    /// Whether a key is in this detector's shard (always, without sharding).
+    fn in_shard(&self, key: &ResourceKey) -> bool {
+        self.shard.as_ref().is_none_or(|s| s.covers(key))
+    }
+
+    /// Whether a live object is kept: cluster-scoped ones always (every replica watches them, for
+    /// CRD schemas), namespaced ones in the shard.
+    fn keeps_live(&self, key: &ResourceKey) -> bool {
+        key.namespace.is_none() || self.in_shard(key)
+    }
+
+    /// The shard this detector judges, if sharded.
+    pub fn shard(&self) -> Option<&Shard> {
+        self.shard.as_ref()
+    }
+
+    /// Limits the detector to one shard of the cluster (`None`: all of it). Objects leaving the
+    /// shard are forgotten without a word — another replica judges them now: no event, their open
+    /// drifts kept aside in case the shard comes back, their live objects dropped. Objects entering
+    /// it are judged once their namespace's watches have listed (a [`LiveEvent::Restarted`] each),
+    /// never reported missing before. Returns the keys queued.
+    pub fn set_shard(&mut self, shard: Option<Shard>) -> usize {
+        let old = std::mem::replace(&mut self.shard, shard);
+        if old == self.shard {
+            return 0;
+        }
+        let covers = |s: &Option<Shard>, k: &ResourceKey| s.as_ref().is_none_or(|s| s.covers(k));
+        let owns_ns = |s: &Option<Shard>, ns: &str| s.as_ref().is_none_or(|s| s.namespaces.contains(ns));
+        // Leaving.
+        let leaving: Vec<ResourceKey> = self
+            .open
+            .keys()
+            .filter(|k| !covers(&self.shard, k))
+            .cloned()
+            .collect();
+        for k in leaving {
+            if let Some(table) = self.open.remove(&k) {
+                for id in table.keys() {
+                    self.approved.remove(id);
+                    self.planned.remove(id);
+                }
+                self.dormant.insert(k, table);
+            }
+        }
+        let gone: Vec<ResourceKey> = self
+            .live
+            .keys()
+            .filter(|k| k.namespace.is_some() && !covers(&self.shard, k))
+            .cloned()
+            .collect();
+        for k in &gone {
+            self.live.remove(k);
+            if is_autoscaler(k) {
+                self.autoscalers.forget(k);
+            }
+        }
+        let shard = self.shard.clone();
+        self.not_watched.retain(|k, _| covers(&shard, k));
+        self.listed.retain(|s| match s {
+            RelistScope::Kind {
+                namespace: Some(ns), ..
+            } => owns_ns(&shard, ns),
+            _ => true,
+        });
+        self.pending_namespaces.retain(|ns| owns_ns(&shard, ns));
+        // Entering.
+        if let Some(new) = &self.shard {
+            for ns in &new.namespaces {
+                if !owns_ns(&old, ns) {
+                    self.pending_namespaces.insert(ns.clone());
+                }
+            }
+        } else {
+            self.pending_namespaces.clear();
+        }
+        let back: Vec<ResourceKey> = self
+            .dormant
+            .keys()
+            .filter(|k| covers(&shard, k))
+            .cloned()
+            .collect();
+        for k in back {
+            if let Some(table) = self.dormant.remove(&k) {
+                self.open.insert(k, table);
+            }
+        }
+        let entering: Vec<ResourceKey> = self
+            .desired
+            .keys()
+            .filter(|k| covers(&shard, k) && !covers(&old, k))
+            .cloned()
+            .collect();
+        entering.iter().filter(|k| self.enqueue(k)).count()
     }
 
     /// The live object for a key.
@@ -704,6 +829,11 @@ impl Detector {
         k
     }
 
+    /// The namespaces the desired state names.
+    pub fn desired_namespaces(&self) -> std::collections::BTreeSet<String> {
+        self.desired.keys().filter_map(|k| k.namespace.clone()).collect()
+    }
+
     /// Queues every desired key (a full scan).
     pub fn queue_all(&mut self) -> usize {
         let keys: Vec<ResourceKey> = self.desired.keys().cloned().collect();
@@ -717,6 +847,9 @@ impl Detector {
     pub fn process(&mut self, key: &ResourceKey) -> Outcome {
         let now = self.clock.now();
         let mut out = Outcome::default();
+        if !self.in_shard(key) {
+            return out; // another replica's
+        }
         let Some(entry) = self.desired.get(key) else {
             // No longer desired: whatever was open is resolved.
             let closed = self.open.remove(key).unwrap_or_default();
@@ -1190,6 +1323,7 @@ impl Detector {
     pub fn restore(&mut self, records: Vec<DriftRecord>) {
         for r in records.into_iter().filter(|r| r.state.is_open()) {
             let key = r.drift.key.clone();
+            let in_shard = self.in_shard(&key);
             let o = OpenDrift {
                 state: r.state,
                 opened_at: r.opened_at,
@@ -1203,11 +1337,18 @@ impl Detector {
                 provenance: r.provenance,
                 drift: r.drift,
             };
-            self.open
+            let table = if in_shard {
+                &mut self.open
+            } else {
+                &mut self.dormant
+            };
+            table
                 .entry(key.clone())
                 .or_default()
                 .insert(o.drift.id.clone(), o);
-            self.enqueue(&key);
+            if in_shard {
+                self.enqueue(&key);
+            }
         }
     }
 

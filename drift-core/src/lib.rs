@@ -105,6 +105,7 @@ pub mod redact;
 pub mod rules;
 pub mod safety;
 mod schema;
+pub mod shard;
 mod value;
 
 pub use detector::{Detector, DetectorConfig};

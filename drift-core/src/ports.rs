@@ -145,6 +145,12 @@ pub trait LiveSource: Send + Sync {
     fn ensure_watched(&self, kinds: &[(String, String)]) {
         let _ = kinds;
     }
+    /// Sharding: watches namespaced kinds in exactly these namespaces from now on. Watches of
+    /// namespaces no longer named stop; each new one starts with a [`LiveEvent::Restarted`] of its
+    /// own. Sources with a fixed scope ignore it.
+    fn set_namespaces(&self, namespaces: &[String]) {
+        let _ = namespaces;
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

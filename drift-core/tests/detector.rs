@@ -691,3 +691,85 @@ fn an_approval_does_not_carry_over_to_a_later_value() {
     );
     assert!(h.detector.open_drift(&id).expect("open").needs_approval);
 }
+
+fn deploy_in(ns: &str, name: &str, replicas: i64) -> Resource {
+    Resource::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "generation": 1},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}))
+    .expect("deployment")
+}
+
+fn listed(ns: &str, resources: Vec<Resource>) -> LiveEvent {
+    LiveEvent::Restarted {
+        scope: RelistScope::Kind {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            namespace: Some(ns.into()),
+        },
+        resources,
+    }
+}
+
+fn drain(d: &mut Detector) -> Vec<drift_core::ports::DriftEvent> {
+    let mut events = Vec::new();
+    while let Some(k) = d.next_key() {
+        events.extend(d.process(&k).events);
+    }
+    events
+}
+
+/// A sharded detector judges its namespaces only; a namespace it acquires is judged once listed (never
+/// "missing" before), one it gives away is forgotten without an event, and its open drifts come back
+/// if the namespace does.
+#[test]
+fn a_shard_judges_its_namespaces_and_hands_over_silently() {
+    use drift_core::shard::Shard;
+    let clock = Arc::new(ManualClock::new(1_000));
+    let mut d = Detector::new(DiffEngine::default(), DetectorConfig::default(), clock);
+    let shard = |ns: &[&str]| {
+        Some(Shard {
+            namespaces: ns.iter().map(|s| (*s).to_string()).collect(),
+            cluster_scoped: false,
+        })
+    };
+    d.set_shard(shard(&["a"]));
+    d.set_desired(vec![
+        desired(deploy_in("a", "web", 2)),
+        desired(deploy_in("b", "web", 2)),
+    ]);
+    d.observe(listed("a", vec![deploy_in("a", "web", 5)]));
+    d.observe(LiveEvent::Ready);
+    let events = drain(&mut d);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].drift.key.namespace.as_deref(), Some("a"));
+    // Namespace b's objects are not ours: neither drift nor "missing", nor "not watched".
+    d.observe(LiveEvent::Applied(deploy_in("b", "web", 9)));
+    assert!(drain(&mut d).is_empty());
+    assert!(d.not_watched().is_empty(), "{:?}", d.not_watched());
+
+    // Take b as well: nothing is said about b until its Deployments have listed.
+    d.set_shard(shard(&["a", "b"]));
+    assert!(drain(&mut d).is_empty(), "b judged before it was listed");
+    d.observe(listed("b", vec![deploy_in("b", "web", 7)]));
+    let events = drain(&mut d);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].drift.key.namespace.as_deref(), Some("b"));
+    assert_eq!(d.open_drifts().len(), 2);
+
+    // Give a away: forgotten without an event (its new owner reports), its live object dropped.
+    d.set_shard(shard(&["b"]));
+    assert!(drain(&mut d).is_empty());
+    assert_eq!(d.open_drifts().len(), 1);
+    assert!(d.live_object(&deploy_in("a", "web", 1).key).is_none());
+    // A late event of the stopped watch in a is ignored.
+    d.observe(LiveEvent::Applied(deploy_in("a", "web", 2)));
+    d.observe(listed("a", vec![deploy_in("a", "web", 2)]));
+    assert!(drain(&mut d).is_empty());
+
+    // a comes back, still drifted: the kept drift is still open — not opened a second time.
+    d.set_shard(shard(&["a", "b"]));
+    d.observe(listed("a", vec![deploy_in("a", "web", 5)]));
+    let events = drain(&mut d);
+    assert!(events.is_empty(), "reported twice: {events:?}");
+    assert_eq!(d.open_drifts().len(), 2);
+}

@@ -48,6 +48,9 @@ pub struct LiveSourceConfig {
     pub projection: Projection,
     /// List page size (default 500, as kube's watcher).
     pub page_size: u32,
+    /// Sharded: namespaced kinds are watched only in the namespaces given to
+    /// [`LiveSource::set_namespaces`] (none until then); `namespaces` is ignored.
+    pub sharded: bool,
 }
 
 impl Default for LiveSourceConfig {
@@ -61,6 +64,7 @@ impl Default for LiveSourceConfig {
             label_selector: None,
             projection: Projection::default(),
             page_size: 500,
+            sharded: false,
         }
     }
 }
@@ -76,6 +80,12 @@ impl LiveSourceConfig {
     #[must_use]
     pub fn kinds(mut self, kinds: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>) -> Self {
         self.kinds = kinds.into_iter().map(|(g, k)| (g.into(), k.into())).collect();
+        self
+    }
+    /// Sharded watching: see [`LiveSourceConfig::sharded`].
+    #[must_use]
+    pub fn sharded(mut self, on: bool) -> Self {
+        self.sharded = on;
         self
     }
     /// Adds a label selector.
@@ -127,6 +137,12 @@ struct Runtime {
     kinds: std::collections::BTreeSet<(String, String)>,
     /// The stream's sender once watching.
     tx: Option<mpsc::Sender<Result<LiveEvent, PortError>>>,
+    /// Sharded: the namespaces watched now.
+    namespaces: std::collections::BTreeSet<String>,
+    /// Sharded: every kind resolved for watching (to start its watch in a namespace acquired later).
+    resolved: Vec<Arc<WatchKind>>,
+    /// Sharded: the watch tasks of each namespace, to stop when it is given away.
+    tasks: std::collections::HashMap<String, Vec<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for KubeLiveSource {
@@ -284,7 +300,7 @@ impl KubeLiveSource {
         }
         let runtime = Runtime {
             kinds: config.kinds.iter().cloned().collect(),
-            tx: None,
+            ..Runtime::default()
         };
         Ok(KubeLiveSource {
             client,
@@ -373,9 +389,20 @@ impl KubeLiveSource {
 
     fn scopes_of(&self, kinds: &[Arc<WatchKind>]) -> Vec<Scope> {
         let mut out = Vec::new();
+        let namespaces: Vec<String> = if self.config.sharded {
+            let mut rt = self.runtime();
+            for k in kinds {
+                if !rt.resolved.contains(k) {
+                    rt.resolved.push(k.clone());
+                }
+            }
+            rt.namespaces.iter().cloned().collect()
+        } else {
+            self.config.namespaces.clone()
+        };
         for info in kinds {
-            if info.namespaced && !self.config.namespaces.is_empty() {
-                for ns in &self.config.namespaces {
+            if info.namespaced && (self.config.sharded || !namespaces.is_empty()) {
+                for ns in &namespaces {
                     out.push(Scope {
                         info: info.clone(),
                         namespace: Some(ns.clone()),
@@ -492,7 +519,10 @@ impl LiveSource for KubeLiveSource {
         let (tx, rx) = mpsc::channel::<Result<LiveEvent, PortError>>(4096);
         self.runtime().tx = Some(tx.clone());
         let (known, unknown) = self.known_and_unknown();
-        let known_scopes = self.scopes_of(&known);
+        let (known_scopes, sharded_scopes): (Vec<Scope>, Vec<Scope>) = self
+            .scopes_of(&known)
+            .into_iter()
+            .partition(|s| self.holds_ready(s));
         // Each scope, and each kind still to discover, holds Ready back until it has listed (or
         // turned out not to be served).
         let pending = Arc::new(AtomicUsize::new(known_scopes.len() + unknown.len()));
@@ -500,15 +530,51 @@ impl LiveSource for KubeLiveSource {
             let _ = tx.try_send(Ok(LiveEvent::Ready));
         }
         for scope in known_scopes {
-            let tx = tx.clone();
-            let pending = pending.clone();
-            let this = self.clone();
-            tokio::spawn(async move { this.run_watch(scope, tx, pending).await });
+            self.spawn_scope(scope, tx.clone(), pending.clone());
+        }
+        let no_hold = Arc::new(AtomicUsize::new(usize::MAX / 2));
+        for scope in sharded_scopes {
+            self.spawn_scope(scope, tx.clone(), no_hold.clone());
         }
         for (group, kind) in unknown {
             self.spawn_discovered(group, kind, tx.clone(), pending.clone());
         }
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed()
+    }
+
+    fn set_namespaces(&self, namespaces: &[String]) {
+        if !self.config.sharded {
+            return;
+        }
+        let wanted: std::collections::BTreeSet<String> = namespaces.iter().cloned().collect();
+        let mut rt = self.runtime();
+        let added: Vec<String> = wanted.difference(&rt.namespaces).cloned().collect();
+        let removed: Vec<String> = rt.namespaces.difference(&wanted).cloned().collect();
+        for ns in &removed {
+            for task in rt.tasks.remove(ns).unwrap_or_default() {
+                task.abort();
+            }
+        }
+        rt.namespaces = wanted;
+        let Some(tx) = rt.tx.clone() else {
+            return; // watching has not started: it starts with these
+        };
+        let kinds: Vec<Arc<WatchKind>> = rt.resolved.iter().filter(|k| k.namespaced).cloned().collect();
+        drop(rt);
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(?added, ?removed, "watched namespaces changed");
+        }
+        // Ready was announced (or is held back by the first scopes): new namespaces hold nothing.
+        let pending = Arc::new(AtomicUsize::new(usize::MAX / 2));
+        for ns in added {
+            for info in &kinds {
+                let scope = Scope {
+                    info: info.clone(),
+                    namespace: Some(ns.clone()),
+                };
+                self.spawn_scope(scope, tx.clone(), pending.clone());
+            }
+        }
     }
 
     fn ensure_watched(&self, kinds: &[(String, String)]) {
@@ -529,8 +595,7 @@ impl LiveSource for KubeLiveSource {
             match kinds::lookup(&group, &kind) {
                 Some(info) => {
                     for scope in self.scopes_of(&[Arc::new(WatchKind::from(info))]) {
-                        let (tx, pending, this) = (tx.clone(), pending.clone(), self.clone());
-                        tokio::spawn(async move { this.run_watch(scope, tx, pending).await });
+                        self.spawn_scope(scope, tx.clone(), pending.clone());
                     }
                 }
                 None => self.spawn_discovered(group, kind, tx.clone(), pending),
@@ -540,6 +605,31 @@ impl LiveSource for KubeLiveSource {
 }
 
 impl KubeLiveSource {
+    /// Whether a scope holds Ready back until it lists: not a sharded namespace's (it may be given
+    /// away before it lists; the detector waits for each of those by itself).
+    fn holds_ready(&self, scope: &Scope) -> bool {
+        !(self.config.sharded && scope.namespace.is_some())
+    }
+
+    /// Starts one scope's watch; a sharded namespace's watches are kept to stop with it.
+    fn spawn_scope(
+        &self,
+        scope: Scope,
+        tx: mpsc::Sender<Result<LiveEvent, PortError>>,
+        pending: Arc<AtomicUsize>,
+    ) {
+        let ns = scope.namespace.clone();
+        let this = self.clone();
+        let task = tokio::spawn(async move { this.run_watch(scope, tx, pending).await });
+        if let (true, Some(ns)) = (self.config.sharded, ns) {
+            self.runtime()
+                .tasks
+                .entry(ns)
+                .or_default()
+                .push(task.abort_handle());
+        }
+    }
+
     /// Discovers a kind, then watches each of its scopes; a kind the cluster does not serve is an
     /// error on the stream and releases its hold on Ready.
     fn spawn_discovered(
@@ -553,15 +643,21 @@ impl KubeLiveSource {
         tokio::spawn(async move {
             match this.discover(&group, &kind).await {
                 Ok(info) => {
-                    let scopes = this.scopes_of(&[info]);
+                    let (scopes, sharded): (Vec<Scope>, Vec<Scope>) = this
+                        .scopes_of(&[info])
+                        .into_iter()
+                        .partition(|s| this.holds_ready(s));
                     // This kind's one slot becomes one per scope.
                     pending.fetch_add(scopes.len(), Ordering::SeqCst);
                     if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
                         let _ = tx.send(Ok(LiveEvent::Ready)).await;
                     }
                     for scope in scopes {
-                        let (tx, pending, this) = (tx.clone(), pending.clone(), this.clone());
-                        tokio::spawn(async move { this.run_watch(scope, tx, pending).await });
+                        this.spawn_scope(scope, tx.clone(), pending.clone());
+                    }
+                    let no_hold = Arc::new(AtomicUsize::new(usize::MAX / 2));
+                    for scope in sharded {
+                        this.spawn_scope(scope, tx.clone(), no_hold.clone());
                     }
                 }
                 Err(e) => {

@@ -377,6 +377,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         engine: drift_core::DiffEngine::default(),
         confighub_stats: Some(c.stats()),
         kube_events: Some(drift_kube::KubeEventRecorder::new(kube.clone(), "demo")),
+        shard: None,
     };
     let handle = Arc::new(engine::start(parts, Arc::new(crate::metrics::Metrics::new())));
     let ready = wait_ready(&handle, Duration::from_secs(20)).await;

@@ -45,6 +45,27 @@ pub(crate) struct Parts {
     pub confighub_stats: Option<Arc<drift_confighub::ClientStats>>,
     /// Writes each drift transition as a Kubernetes Event on the object (leader only).
     pub kube_events: Option<drift_kube::KubeEventRecorder>,
+    /// Sharding: this replica judges only the namespaces rendezvous hashing gives it.
+    pub shard: Option<ShardParts>,
+}
+
+/// What sharding needs: who this replica is, the live members, and the namespaces to split.
+pub(crate) struct ShardParts {
+    pub identity: String,
+    /// The live members (sorted); empty while this replica must own nothing.
+    pub members: watch::Receiver<Vec<String>>,
+    /// The namespaces to split (empty: those the desired state names).
+    pub namespaces: Vec<String>,
+}
+
+/// This replica's shard, as `/api/drifts` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ShardView {
+    pub identity: String,
+    pub members: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub cluster_scoped: bool,
 }
 
 /// A message to the pipeline.
@@ -92,6 +113,9 @@ pub(crate) struct Snapshot {
     pub recent: Vec<DriftEvent>,
     pub desired_errors: Vec<String>,
     pub spooled: usize,
+    /// This replica's shard (`watch --sharding`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardView>,
 }
 
 /// A live update for the dashboard (server-sent events).
@@ -423,6 +447,10 @@ impl Loop {
             }
         }
         let open: Vec<DriftRecord> = records.into_values().filter(|r| r.state.is_open()).collect();
+        if self.parts.shard.is_some() {
+            // Sharded: nothing is ours until the membership says so.
+            self.det.set_shard(Some(drift_core::shard::Shard::default()));
+        }
         if !open.is_empty() {
             tracing::info!(drifts = open.len(), "restored open drifts from the history");
             self.det.restore(open);
@@ -432,6 +460,7 @@ impl Loop {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut leader_rx = self.parts.leader.clone();
         let mut leader_alive = true;
+        let mut members_rx = self.parts.shard.as_ref().map(|s| s.members.clone());
         let mut load_retry = tokio::time::Instant::now();
         let mut load_backoff = Duration::from_millis(500);
         let mut loading = false;
@@ -503,6 +532,10 @@ impl Loop {
                     // The election stopped (shutting down): keep the last state.
                     Err(_) => leader_alive = false,
                 },
+                r = async { members_rx.as_mut()?.changed().await.ok() }, if members_rx.is_some() => match r {
+                    Some(()) => self.reshard(),
+                    None => members_rx = None,
+                },
                 _ = tick.tick() => self.tick(),
             }
         }
@@ -525,6 +558,7 @@ impl Loop {
                 self.watch_kinds_of(&set.resources);
                 self.det.set_desired(set.resources);
                 self.desired_loaded = true;
+                self.reshard();
                 self.drain();
             }
             Err(e) => tracing::warn!(error = %e, "loading the desired state failed; retrying"),
@@ -539,6 +573,7 @@ impl Loop {
                     .retain(|e| !e.starts_with(&format!("{source}:")));
                 self.watch_kinds_of(&resources);
                 self.det.replace_source(&source, resources);
+                self.reshard();
             }
             DesiredChange::Failed(e) => {
                 tracing::warn!(source = %e.source, "desired source does not load (its previous version stays in force): {}", e.reason);
@@ -550,6 +585,7 @@ impl Loop {
                 self.desired_errors = set.errors.iter().map(ToString::to_string).collect();
                 self.watch_kinds_of(&set.resources);
                 self.det.set_desired(set.resources);
+                self.reshard();
             }
             _ => {}
         }
@@ -570,6 +606,37 @@ impl Loop {
         }
         let kinds: Vec<(String, String)> = kinds.into_iter().collect();
         self.parts.live.ensure_watched(&kinds);
+    }
+
+    /// Sharded: recomputes this replica's namespaces from the members and the namespaces to split;
+    /// when they changed, the detector and the watches follow.
+    fn reshard(&mut self) {
+        let Some(parts) = &self.parts.shard else {
+            return;
+        };
+        let members = parts.members.borrow().clone();
+        let universe: std::collections::BTreeSet<String> = if parts.namespaces.is_empty() {
+            self.det.desired_namespaces()
+        } else {
+            parts.namespaces.iter().cloned().collect()
+        };
+        let shard = drift_core::shard::assign(&parts.identity, &members, universe.iter().map(String::as_str));
+        self.metrics.shard_members.set(members.len() as i64);
+        if self.det.shard() == Some(&shard) {
+            return;
+        }
+        let ns: Vec<String> = shard.namespaces.iter().cloned().collect();
+        tracing::info!(
+            members = members.len(),
+            namespaces = ?ns,
+            cluster_scoped = shard.cluster_scoped,
+            "shard assigned"
+        );
+        self.metrics.shard_namespaces.set(ns.len() as i64);
+        self.metrics.shard_reassignments.inc();
+        self.parts.live.set_namespaces(&ns);
+        self.det.set_shard(Some(shard));
+        self.drain();
     }
 
     /// Processes every queued key; returns how many reports came out.
@@ -992,6 +1059,15 @@ impl Loop {
             recent: self.recent.iter().rev().cloned().collect(),
             desired_errors: self.desired_errors.clone(),
             spooled: self.parts.spool.as_ref().map_or(0, |s| s.spool_len()),
+            shard: self.parts.shard.as_ref().map(|p| {
+                let s = self.det.shard().cloned().unwrap_or_default();
+                ShardView {
+                    identity: p.identity.clone(),
+                    members: p.members.borrow().clone(),
+                    namespaces: s.namespaces.into_iter().collect(),
+                    cluster_scoped: s.cluster_scoped,
+                }
+            }),
         }
     }
 }

@@ -46,7 +46,7 @@ impl LeaseConfig {
     }
 }
 
-fn micro_time(t: std::time::SystemTime) -> String {
+pub(crate) fn micro_time(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let base = drift_core::clock::rfc3339(secs * 1000);

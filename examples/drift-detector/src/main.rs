@@ -14,6 +14,7 @@ mod http;
 mod hub_cmd;
 mod hub_log;
 mod leader;
+mod membership;
 mod metrics;
 mod report;
 mod sandbox_cmd;

@@ -48,6 +48,9 @@ pub(crate) struct Metrics {
     pub kube_event_failures: Counter,
     pub ready: Gauge,
     pub leader: Gauge,
+    pub shard_namespaces: Gauge,
+    pub shard_members: Gauge,
+    pub shard_reassignments: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -80,6 +83,9 @@ impl Metrics {
             kube_event_failures: Counter::default(),
             ready: Gauge::default(),
             leader: Gauge::default(),
+            shard_namespaces: Gauge::default(),
+            shard_members: Gauge::default(),
+            shard_reassignments: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -173,6 +179,21 @@ impl Metrics {
             "leader",
             "1 when this replica leads (fixes and writes history)",
             m.leader.clone(),
+        );
+        registry.register(
+            "shard_namespaces",
+            "Namespaces this replica's shard holds (watch --sharding)",
+            m.shard_namespaces.clone(),
+        );
+        registry.register(
+            "shard_members",
+            "Live replicas sharing the cluster (watch --sharding)",
+            m.shard_members.clone(),
+        );
+        registry.register(
+            "shard_reassignments",
+            "Times this replica's shard changed (members joining or leaving)",
+            m.shard_reassignments.clone(),
         );
         Metrics { registry, ..m }
     }

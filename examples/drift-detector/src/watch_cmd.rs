@@ -100,9 +100,16 @@ pub(crate) struct WatchArgs {
     #[arg(long, default_value = ".drift-detector")]
     pub state_dir: PathBuf,
     /// Run with others on a coordination.k8s.io Lease: only the leader fixes and writes history.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sharding")]
     pub leader_elect: bool,
-    /// Lease name.
+    /// Split the cluster with other replicas: each keeps a membership Lease (`<lease-name>-member-
+    /// <identity>` in --lease-namespace), namespaces go to the live members by rendezvous hashing, and
+    /// each replica watches, reports and fixes only its own (namespace-scoped watches). A dead
+    /// replica's namespaces move within two lease periods. `-n` names the namespaces to split
+    /// (default: those the desired state names). See the README, "Scaling out".
+    #[arg(long, env = "DRIFT_SHARDING")]
+    pub sharding: bool,
+    /// Lease name (with --sharding: the group's name, the prefix of the membership Leases).
     #[arg(long, default_value = "drift-detector")]
     pub lease_name: String,
     /// Lease namespace.
@@ -146,7 +153,9 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
             .map_or_else(|| "defaults".into(), |p| p.display().to_string()),
     )?;
     let client = args.cluster.client().await?;
-    let mut live_cfg = LiveSourceConfig::default().namespaces(args.namespaces.clone());
+    let mut live_cfg = LiveSourceConfig::default()
+        .namespaces(args.namespaces.clone())
+        .sharded(args.sharding);
     live_cfg = live_cfg.keep_managers(file.appliers.iter().chain(&file.ignore_managers).cloned());
     let live: Arc<dyn LiveSource> = Arc::new(KubeLiveSource::new(client.clone(), live_cfg)?);
 
@@ -304,6 +313,20 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<i32> {
         kube_events: args
             .kube_events
             .then(|| drift_kube::KubeEventRecorder::new(client.clone(), identity.clone())),
+        shard: args.sharding.then(|| {
+            let cfg = crate::membership::MembershipConfig {
+                namespace: args.lease_namespace.clone(),
+                group: args.lease_name.clone(),
+                identity: identity.clone(),
+                lease_duration: std::time::Duration::from_secs(args.lease_seconds.max(2)),
+            };
+            tracing::info!(lease = %cfg.lease_name(), namespace = %cfg.namespace, "sharding: joining the group");
+            engine::ShardParts {
+                identity: identity.clone(),
+                members: crate::membership::spawn(client.clone(), cfg, stop_rx.clone()),
+                namespaces: args.namespaces.clone(),
+            }
+        }),
     };
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let handle = Arc::new(engine::start(parts, metrics));

@@ -1369,3 +1369,186 @@ async fn scan_judges_custom_resources_and_names_unserved_kinds() {
         "{errors}"
     );
 }
+
+/// `watch --sharding`: two replicas split eight namespaces (each watches only its own), every drift is
+/// reported by exactly one of them, and when one is killed the other takes all eight within 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sharded_replicas_split_eight_namespaces_and_one_takes_over() {
+    let e = env("shard", &[]).await;
+    let namespaces: Vec<String> = (0..8).map(|i| format!("team-{i}")).collect();
+    let ns_ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Namespace"), "namespaces");
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments");
+    let mut docs = Vec::new();
+    for ns in namespaces.iter().map(String::as_str).chain(["drift-system"]) {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        Api::<DynamicObject>::all_with(e.client.clone(), &ns_ar)
+            .create(&PostParams::default(), &serde_json::from_value(obj).expect("ns"))
+            .await
+            .expect("namespace");
+    }
+    for ns in &namespaces {
+        let mut d = deployment("web", 2);
+        d["metadata"]["namespace"] = json!(ns);
+        Api::<DynamicObject>::namespaced_with(e.client.clone(), ns, &ar)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(d.clone()).expect("obj"),
+            )
+            .await
+            .expect("create");
+        docs.push(d);
+    }
+    std::fs::write(
+        e.manifests.join("apps.json"),
+        serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": docs})).expect("json"),
+    )
+    .expect("write");
+    let start = |who: &str| {
+        let state = e.dir.join(format!("state-{who}"));
+        let a: Vec<String> = [
+            "--kubeconfig",
+            &e.kubeconfig.display().to_string(),
+            "--desired",
+            &e.manifests.display().to_string(),
+            "--state-dir",
+            &state.display().to_string(),
+            "--sharding",
+            "--lease-namespace",
+            "drift-system",
+            "--lease-seconds",
+            "3",
+            "--identity",
+            who,
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        Daemon::start(&a, &[])
+    };
+    let a = start("replica-a");
+    let mut b = start("replica-b");
+    let shard_of = |v: &Value| -> Vec<String> {
+        v["shard"]["namespaces"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    // Both settle on two members and split the eight namespaces, each held once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (sa, sb) = loop {
+        let (va, vb) = (a.get("/api/drifts").await.1, b.get("/api/drifts").await.1);
+        let (sa, sb) = (shard_of(&va), shard_of(&vb));
+        let two = |v: &Value| v["shard"]["members"].as_array().map(Vec::len) == Some(2);
+        if two(&va) && two(&vb) && va["ready"] == true && vb["ready"] == true && sa.len() + sb.len() == 8 {
+            break (sa, sb);
+        }
+        assert!(Instant::now() < deadline, "no split: {va:#} {vb:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut all: Vec<String> = sa.iter().chain(&sb).cloned().collect();
+    all.sort();
+    assert_eq!(
+        all, namespaces,
+        "every namespace held by exactly one replica: {sa:?} {sb:?}"
+    );
+    assert!(
+        !sa.is_empty() && !sb.is_empty(),
+        "both hold a part: {sa:?} {sb:?}"
+    );
+    // Give the new namespace watches a moment to list, then drift every namespace.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for ns in &namespaces {
+        Api::<DynamicObject>::namespaced_with(e.client.clone(), ns, &ar)
+            .patch_scale(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 5}})),
+            )
+            .await
+            .expect("scale");
+    }
+    let drifted_namespaces = |v: &Value| -> Vec<String> {
+        open(v)
+            .iter()
+            .filter_map(|o| o["drift"]["resource"]["namespace"].as_str().map(str::to_string))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (va, vb) = (a.get("/api/drifts").await.1, b.get("/api/drifts").await.1);
+        let (da, db) = (drifted_namespaces(&va), drifted_namespaces(&vb));
+        if da.len() + db.len() >= 8 {
+            // Each replica reports its own namespaces' drifts, and only those.
+            let mut both: Vec<String> = da.iter().chain(&db).cloned().collect();
+            both.sort();
+            assert_eq!(
+                both, namespaces,
+                "a drift reported twice or missed: {da:?} {db:?}"
+            );
+            assert!(da.iter().all(|n| sa.contains(n)), "{da:?} outside {sa:?}");
+            assert!(db.iter().all(|n| sb.contains(n)), "{db:?} outside {sb:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "drifts not all reported: {da:?} {db:?}\n{va:#}\n{:#?}",
+            a.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each drift opened once in the two histories together (each replica writes its own).
+    let opened = |v: &Value| -> usize {
+        v["records"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .flat_map(|r| r["timeline"].as_array().cloned().unwrap_or_default())
+                    .filter(|t| t["kind"] == "opened")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (ha, hb) = (
+            opened(&a.get("/api/history").await.1),
+            opened(&b.get("/api/history").await.1),
+        );
+        assert!(ha + hb <= 8, "a drift opened twice: {ha} + {hb}");
+        if ha + hb == 8 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "history: {ha} + {hb} opened");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let metrics = reqwest::get(format!("{}/metrics", a.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!("drift_detector_shard_namespaces {}", sa.len())),
+        "{metrics}"
+    );
+
+    // Kill b without a word: a takes all eight within 30 s, and reports b's drifts.
+    b.signal("-KILL");
+    b.wait_exit();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(30);
+    loop {
+        let va = a.get("/api/drifts").await.1;
+        let mut d = drifted_namespaces(&va);
+        d.sort();
+        if shard_of(&va) == namespaces && d == namespaces {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no takeover within 30 s: {va:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("takeover of all eight namespaces in {:?}", killed.elapsed());
+}
