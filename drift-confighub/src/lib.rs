@@ -41,7 +41,7 @@ pub use desired::{ConfigHubDesiredStore, DesiredRevision, DesiredStoreConfig, Un
 pub use error::{ConfigHubError, Result};
 pub use records::{
     AutoCorrectable, ConfigHubDriftLog, DRIFTED_LABEL, LAST_DRIFT_ANNOTATION, LIVE_STATUS_REPORTER,
-    ensure_named_filters, record_slug, summarize,
+    cluster_record_slug, ensure_named_filters, record_slug, summarize,
 };
 pub use remediate::{
     AUDIT_ANNOTATION, ConfigHubRemediator, RemediatorConfig, Rollback, UnitOutcome, drift_revert_ops,

@@ -103,6 +103,15 @@ pub fn record_slug(drift_id: &str) -> String {
     }
 }
 
+/// The slug of a drift's record unit in a space a fleet shares: the same drift id in two clusters
+/// (one app deployed to both) is two records.
+pub fn cluster_record_slug(cluster: Option<&str>, drift_id: &str) -> String {
+    match cluster {
+        Some(c) => record_slug(&format!("{}-{drift_id}", label_value(c))),
+        None => record_slug(drift_id),
+    }
+}
+
 fn label_value(s: &str) -> String {
     let v: String = s
         .chars()
@@ -407,9 +416,17 @@ impl ConfigHubDriftLog {
     /// # Errors
     /// ConfigHub errors. Record units whose data does not decode are skipped with a warning.
     pub async fn records_where(&self, clause: &str) -> Result<Vec<DriftRecord>> {
+        // With a cluster's name, this detector reads its own cluster's records only: the space may
+        // hold a fleet's.
+        let own = self
+            .cluster
+            .as_ref()
+            .map(|c| format!("Labels.cluster = {}", quote(&label_value(c))))
+            .unwrap_or_default();
         let w = and([
             format!("SpaceID = {}", quote(&self.space.space_id)),
             "Labels.drift-detector = 'record'".to_string(),
+            own,
             clause.to_string(),
         ]);
         // One paged `/unit_data` call: the records' YAML with their units' slugs.
@@ -456,10 +473,13 @@ pub async fn ensure_named_filters(client: &ConfigHubClient, space: &Space) -> Re
     Ok(out)
 }
 
-fn query_clause(q: &HistoryQuery) -> String {
+fn query_clause(q: &HistoryQuery, cluster: Option<&str>) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(id) = &q.drift_id {
-        parts.push(format!("Slug = {}", quote(&record_slug(id.as_str()))));
+        parts.push(format!(
+            "Slug = {}",
+            quote(&cluster_record_slug(cluster, id.as_str()))
+        ));
     }
     if let Some(s) = q.set {
         let name = serde_json::to_value(s)
@@ -492,7 +512,7 @@ fn query_clause(q: &HistoryQuery) -> String {
 #[async_trait]
 impl DriftLog for ConfigHubDriftLog {
     async fn append(&self, event: &DriftEvent) -> std::result::Result<(), PortError> {
-        let slug = record_slug(event.drift.id.as_str());
+        let slug = cluster_record_slug(self.cluster.as_deref(), event.drift.id.as_str());
         let mut last: Option<ConfigHubError> = None;
         for attempt in 0..APPEND_ATTEMPTS {
             match self.append_once(event, &slug).await {
@@ -529,7 +549,9 @@ impl DriftLog for ConfigHubDriftLog {
     }
 
     async fn records(&self, query: &HistoryQuery) -> std::result::Result<Vec<DriftRecord>, PortError> {
-        let all = self.records_where(&query_clause(query)).await?;
+        let all = self
+            .records_where(&query_clause(query, self.cluster.as_deref()))
+            .await?;
         Ok(drift_core::memory::select_records(all, query))
     }
 }
@@ -566,9 +588,12 @@ mod tests {
             open_only: true,
             ..HistoryQuery::default()
         };
-        let c = query_clause(&q);
+        let c = query_clause(&q, None);
         assert!(crate::where_clause::WhereClause::parse(&c).is_ok(), "{c}");
         assert!(c.contains("Labels.severity IN ('warning', 'critical')"), "{c}");
-        assert_eq!(query_clause(&HistoryQuery::default()), "");
+        assert!(c.contains("Slug = 'drift-d-1'"), "{c}");
+        assert_eq!(query_clause(&HistoryQuery::default(), None), "");
+        let c = query_clause(&q, Some("EU West"));
+        assert!(c.contains("Slug = 'drift-eu-west-d-1'"), "{c}");
     }
 }

@@ -1162,3 +1162,83 @@ async fn live_status_goes_back_to_synced_and_another_reporter_is_never_overwritt
         "argobot's status is not overwritten"
     );
 }
+
+/// One records space as a fleet's view: the same drift in two clusters is two records, each labelled
+/// with its cluster; each detector reads back its own cluster's only, and a `Labels.cluster` filter
+/// selects one cluster.
+#[tokio::test]
+async fn one_records_space_serves_a_fleet_with_a_filter_per_cluster() {
+    let (_hub, c) = hub().await;
+    let log = |cluster: &'static str| {
+        let c = c.clone();
+        async move {
+            ConfigHubDriftLog::connect(c, "fleet-drift-records")
+                .await
+                .expect("log")
+                .with_cluster(cluster)
+                .mark_units(false)
+        }
+    };
+    let (eu, us) = (log("eu-west").await, log("us-east").await);
+    let e = DriftEvent::new(
+        DriftEventKind::Opened,
+        1_000,
+        drift("backend-api", 5, "app:1"),
+        "drift-detector@test",
+        "live differs",
+    );
+    eu.append(&e).await.expect("eu");
+    us.append(&e).await.expect("us");
+    let mut closed = e.clone();
+    closed.kind = DriftEventKind::Resolved;
+    closed.event_id = format!("{}-resolved", e.event_id);
+    us.append(&closed).await.expect("us resolved");
+
+    let mine = |l: &ConfigHubDriftLog| {
+        let l = l.clone();
+        async move {
+            l.records(&HistoryQuery {
+                open_only: true,
+                ..HistoryQuery::default()
+            })
+            .await
+            .expect("records")
+        }
+    };
+    assert_eq!(mine(&eu).await.len(), 1, "eu's drift is open");
+    assert!(
+        mine(&us).await.is_empty(),
+        "us resolved its own; eu's is not us's"
+    );
+    let one = eu
+        .records(&HistoryQuery {
+            drift_id: Some(e.drift.id.clone()),
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("by id");
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].state, drift_core::ports::DriftState::Open);
+
+    let space = c.require_space("fleet-drift-records").await.expect("space");
+    let all = c
+        .list_units(
+            &space.space_id,
+            &UnitQuery::with_where("Labels.drift-detector = 'record'"),
+        )
+        .await
+        .expect("all");
+    assert_eq!(all.len(), 2, "one record per cluster");
+    let us_only = c
+        .list_units(
+            &space.space_id,
+            &UnitQuery::with_where("Labels.cluster = 'us-east'"),
+        )
+        .await
+        .expect("us");
+    assert_eq!(us_only.len(), 1);
+    assert_eq!(
+        us_only[0].unit.slug,
+        drift_confighub::cluster_record_slug(Some("us-east"), e.drift.id.as_str())
+    );
+}
