@@ -82,6 +82,7 @@ pub mod analysis;
 pub mod clock;
 pub mod cost;
 pub mod custom;
+pub mod deferred;
 pub mod detector;
 mod diff;
 mod drift;

@@ -277,7 +277,7 @@ pub fn parse_documents_with(source_name: &str, text: &str, options: LoadOptions)
 }
 
 /// Compacts a document: the object, or each item of a list.
-fn compact_document(value: &mut Value) {
+pub(crate) fn compact_document(value: &mut Value) {
     if is_list(value) {
         if let Some(Value::Array(items)) = value.get_mut("items") {
             items.iter_mut().for_each(compact_object);
@@ -369,7 +369,7 @@ fn split_yaml_documents(text: &str) -> Vec<(u64, &str)> {
     docs
 }
 
-fn push_value(source_name: &str, index: usize, value: Value, out: &mut Loaded) {
+pub(crate) fn push_value(source_name: &str, index: usize, value: Value, out: &mut Loaded) {
     if value.is_null() {
         return; // an empty document
     }
@@ -502,7 +502,7 @@ pub fn load_reader_with(source_name: &str, mut reader: impl Read, options: LoadO
     }
 }
 
-fn parse_bytes(source_name: &str, bytes: &[u8], options: LoadOptions) -> Loaded {
+pub(crate) fn parse_bytes(source_name: &str, bytes: &[u8], options: LoadOptions) -> Loaded {
     match std::str::from_utf8(bytes) {
         Ok(text) => parse_documents_with(source_name, text, options),
         Err(e) => Loaded {

@@ -64,10 +64,14 @@ pub struct Redactor {
 static GLOBAL: OnceLock<Redactor> = OnceLock::new();
 
 fn normalize(name: &str) -> String {
-    name.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    // Bytes, not chars: a multi-byte character's bytes are never ASCII alphanumeric, so the result
+    // is the same, without decoding.
+    let bytes: Vec<u8> = name
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
+        .collect();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 impl std::fmt::Debug for Redactor {

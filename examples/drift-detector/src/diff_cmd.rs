@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
+use drift_core::deferred::Deferred;
 use drift_core::ignore::IgnoreSet;
 use drift_core::{
     Autoscalers, DesiredObject, DiffContext, DiffEngine, DiffOptions, DriftReport, DriftStatus, LiveObject,
-    Loaded, Resource, ResourceKey,
+    ResourceKey,
 };
 
 use crate::report::{DiffOutput, OutputFormat, stdout_color};
@@ -94,19 +95,28 @@ pub(crate) fn run(args: DiffArgs) -> anyhow::Result<i32> {
         }
         None => IgnoreSet::default(),
     };
-    let mut errors = Vec::new();
-    let mut load = |paths: &[PathBuf]| {
-        let mut all = Loaded::default();
+    // Each object is parsed when compared, then dropped: large inputs are held as their text (a
+    // tenth of the memory of parsed objects) and compared on every core. No compaction: it saves
+    // memory only for objects kept, and costs a second parse of the last-applied annotation.
+    let load = |paths: &[PathBuf]| {
+        let mut all = Deferred::default();
         for p in paths {
-            // Compact as parsed: status and the like are never compared, and large lists of live
-            // objects then fit in a fraction of the memory.
-            all.extend(drift_core::load_path_with(p, drift_core::LoadOptions::compact()));
+            all.add_path(p);
         }
-        errors.extend(all.errors.iter().map(ToString::to_string));
-        all.resources
+        all
     };
-    let desired = load(&args.desired);
-    let live = load(&args.live);
+    // The two sides load at once.
+    let (mut desired, mut live) = std::thread::scope(|s| {
+        let d = s.spawn(|| load(&args.desired));
+        let l = load(&args.live);
+        (d.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), l)
+    });
+    let mut errors: Vec<String> = desired
+        .errors
+        .drain(..)
+        .chain(live.errors.drain(..))
+        .map(|e| e.to_string())
+        .collect();
     let options = args
         .managers
         .iter()
@@ -151,18 +161,19 @@ pub(crate) struct Notes {
     pub warnings: Vec<String>,
 }
 
-/// Matches desired with live and diffs every pair. Namespace-less desired objects take `namespace`,
-/// else the one namespace all live namespaced objects share, else `default`.
+/// Matches desired with live and diffs every pair, on every core. Namespace-less desired objects
+/// take `namespace`, else the one namespace all live namespaced objects share, else `default`.
+/// Objects are parsed as their pair is compared; one that does not parse is an error naming it.
 pub(crate) fn compare(
     engine: &DiffEngine,
-    mut desired: Vec<Resource>,
-    live: Vec<Resource>,
+    mut desired: Deferred,
+    mut live: Deferred,
     namespace: Option<&str>,
     show_unmanaged: bool,
     show_patch: bool,
 ) -> (Vec<(DriftReport, Option<serde_json::Value>)>, Notes) {
     let mut notes = Notes::default();
-    let live_namespaces: BTreeSet<&str> = live.iter().filter_map(|r| r.key.namespace.as_deref()).collect();
+    let live_namespaces: BTreeSet<&str> = live.keys().filter_map(|k| k.namespace.as_deref()).collect();
     let default_ns = namespace
         .map(str::to_string)
         .or_else(|| {
@@ -171,64 +182,110 @@ pub(crate) fn compare(
                 .flatten()
         })
         .unwrap_or_else(|| "default".to_string());
-    for r in &mut desired {
-        r.default_namespace(&default_ns);
+    desired.default_namespace(&default_ns);
+    live.default_namespace(&default_ns);
+    // Autoscalers and CRDs bear on other objects' verdicts: parsed first.
+    let mut context_objects = Vec::new();
+    for i in 0..live.len() {
+        let k = live.key(i);
+        let wanted = (k.group == "autoscaling" && k.kind == "HorizontalPodAutoscaler")
+            || drift_core::custom::is_crd(k);
+        if wanted {
+            match live.resource(i) {
+                Ok(r) => context_objects.push(r),
+                Err(e) => notes.errors.push(e.to_string()),
+            }
+        }
     }
-    let autoscalers = Autoscalers::from_live(&live);
+    let autoscalers = Autoscalers::from_live(&context_objects);
     // Custom resources get their CRD's schema defaults when the CRD is among the live objects.
-    let custom = drift_core::custom::CustomSchemas::from_live(&live);
-    let mut live_by_key: HashMap<ResourceKey, LiveObject> = HashMap::with_capacity(live.len());
-    for mut r in live {
-        r.default_namespace(&default_ns);
-        if live_by_key.contains_key(&r.key) {
+    let custom = drift_core::custom::CustomSchemas::from_live(&context_objects);
+    let mut live_by_key: HashMap<&ResourceKey, usize> = HashMap::with_capacity(live.len());
+    for i in 0..live.len() {
+        if live_by_key.insert(live.key(i), i).is_some() {
             notes.warnings.push(format!(
                 "live object {} appears twice; the last one is used",
-                r.key
+                live.key(i)
             ));
         }
-        live_by_key.insert(r.key.clone(), LiveObject::new(r));
     }
-    let mut seen: std::collections::HashSet<ResourceKey> = std::collections::HashSet::new();
-    let mut reports = Vec::new();
+    // Hash-indexed, so matching stays linear in the number of objects.
+    let mut order: Vec<usize> = Vec::with_capacity(desired.len());
+    let mut position: HashMap<&ResourceKey, usize> = HashMap::with_capacity(desired.len());
+    for i in 0..desired.len() {
+        match position.get(desired.key(i)) {
+            Some(&pos) => {
+                notes.warnings.push(format!(
+                    "desired object {} appears twice; the last one is used",
+                    desired.key(i)
+                ));
+                order[pos] = i;
+            }
+            None => {
+                position.insert(desired.key(i), order.len());
+                order.push(i);
+            }
+        }
+    }
+    let pairs: Vec<(usize, Option<usize>)> = order
+        .iter()
+        .map(|&d| (d, live_by_key.get(desired.key(d)).copied()))
+        .collect();
     let ctx = DiffContext {
         autoscalers: Some(&autoscalers),
         custom: Some(&custom),
     };
-    // Hash-indexed, so matching stays linear in the number of objects.
-    let mut desired_by_key: Vec<(ResourceKey, DesiredObject)> = Vec::with_capacity(desired.len());
-    let mut position: HashMap<ResourceKey, usize> = HashMap::with_capacity(desired.len());
-    for r in desired {
-        match position.get(&r.key) {
-            Some(&pos) => {
-                notes.warnings.push(format!(
-                    "desired object {} appears twice; the last one is used",
-                    r.key
-                ));
-                desired_by_key[pos] = (r.key.clone(), DesiredObject::new(r));
+    let one = |(d, l): (usize, Option<usize>)| -> PairResult {
+        let mut errors = Vec::new();
+        let d = match desired.comparable(d) {
+            Ok(r) => DesiredObject::new(r),
+            Err(e) => return (None, vec![e.to_string()]),
+        };
+        let l = l.and_then(|l| match live.comparable(l) {
+            Ok(r) => Some(LiveObject::new(r)),
+            Err(e) => {
+                errors.push(e.to_string());
+                None
             }
-            None => {
-                position.insert(r.key.clone(), desired_by_key.len());
-                desired_by_key.push((r.key.clone(), DesiredObject::new(r)));
-            }
-        }
-    }
-    for (key, d) in &desired_by_key {
-        seen.insert(key.clone());
-        let l = live_by_key.get(key);
-        let report = engine.diff_with(d, l, &ctx);
-        let patch = match (show_patch, l) {
+        });
+        let report = engine.diff_with(&d, l.as_ref(), &ctx);
+        let patch = match (show_patch, &l) {
             (true, Some(l)) if !report.drifts.is_empty() => {
-                match drift_core::revert_patch(d, l, &report.drifts) {
+                match drift_core::revert_patch(&d, l, &report.drifts) {
                     Ok(p) => serde_json::to_value(p).ok(),
                     Err(e) => Some(serde_json::Value::String(e.to_string())),
                 }
             }
             _ => None,
         };
-        reports.push((report, patch));
+        (Some((report, patch)), errors)
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 8);
+    let chunk = pairs.len().div_ceil(workers).max(1);
+    let results: Vec<Vec<PairResult>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pairs
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(|p| one(*p)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut reports = Vec::with_capacity(pairs.len());
+    for (report, mut errors) in results.into_iter().flatten() {
+        notes.errors.append(&mut errors);
+        reports.extend(report);
     }
     if show_unmanaged {
-        for key in live_by_key.keys().filter(|k| !seen.contains(*k)) {
+        let desired_keys: std::collections::HashSet<&ResourceKey> = desired.keys().collect();
+        let mut seen = std::collections::HashSet::new();
+        for key in live.keys().filter(|k| !desired_keys.contains(*k)) {
+            if !seen.insert(key) {
+                continue;
+            }
             reports.push((
                 DriftReport {
                     key: key.clone(),
@@ -240,10 +297,8 @@ pub(crate) fn compare(
             ));
         }
     }
-    // `diff` and `scan` exit right after this: freeing tens of thousands of parsed objects one node at
-    // a time would cost more than the comparison (a tenth of the run at 5,000 pairs); the process
-    // returns the memory at once when it exits.
-    std::mem::forget(live_by_key);
-    std::mem::forget(desired_by_key);
     (reports, notes)
 }
+
+/// One pair's report and patch (none when the desired object does not parse), and errors.
+type PairResult = (Option<(DriftReport, Option<serde_json::Value>)>, Vec<String>);

@@ -111,8 +111,8 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
     }
     let (reports, mut notes) = crate::diff_cmd::compare(
         &DiffEngine::default(),
-        desired,
-        live,
+        drift_core::deferred::Deferred::from_resources(desired),
+        drift_core::deferred::Deferred::from_resources(live),
         args.namespace.as_deref(),
         args.show_unmanaged,
         false,

@@ -1,0 +1,663 @@
+//! Loading for scale: every object's identity is read up front, the object itself only when asked
+//! for ([`Deferred::resource`]).
+//!
+//! A JSON source is kept as its text; each object in it is found with its identity (`apiVersion`,
+//! `kind`, `metadata.name`, `metadata.namespace`) by a scan that builds nothing else, and parsed when
+//! asked for. So a caller can hold tens of thousands of objects as their text (about a tenth of the
+//! memory of parsed ones) and parse, compare and drop them one at a time, on several threads
+//! ([`Deferred`] is `Sync`). YAML sources, and JSON documents of unusual shape, are parsed at once as
+//! [`crate::load_path_with`] does. Identities, errors and verdicts are the same as loading everything
+//! first.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::load::{LoadError, LoadOptions, compact_object};
+use crate::model::{Resource, ResourceKey};
+
+/// Objects known by identity, parsed on demand.
+#[derive(Debug, Default)]
+pub struct Deferred {
+    /// Source names (files, `<stdin>`).
+    sources: Vec<String>,
+    /// JSON texts items point into.
+    texts: Vec<String>,
+    items: Vec<Item>,
+    /// Documents and objects that did not load.
+    pub errors: Vec<LoadError>,
+    options: LoadOptions,
+    /// The namespace given to namespaced objects without one ([`Deferred::default_namespace`]).
+    default_ns: Option<String>,
+}
+
+#[derive(Debug)]
+struct Item {
+    key: ResourceKey,
+    source: usize,
+    document: usize,
+    item: Option<usize>,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// Bytes `start..end` of text `text`; `list_type` is the (apiVersion, kind) a typed list gives
+    /// items that omit theirs.
+    Raw {
+        text: usize,
+        start: usize,
+        end: usize,
+        list_type: Option<Box<(String, String)>>,
+    },
+    /// Parsed already (YAML, or a JSON document of unusual shape).
+    Parsed(Box<Resource>),
+}
+
+/// The identity fields of an object, borrowed where the text has no escapes.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metadata: Option<HeadMeta<'a>>,
+    /// A list's items (a `kind: ...List` document).
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct HeadMeta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+}
+
+impl Head<'_> {
+    /// The identity as [`Resource::from_value`] computes it, from a value holding only these fields.
+    fn resource(&self, list_type: Option<&(String, String)>) -> Result<Resource, crate::ObjectError> {
+        let mut meta = serde_json::Map::new();
+        if let Some(m) = &self.metadata {
+            if let Some(n) = &m.name {
+                meta.insert("name".into(), Value::String(n.to_string()));
+            }
+            if let Some(ns) = &m.namespace {
+                meta.insert("namespace".into(), Value::String(ns.to_string()));
+            }
+        }
+        let mut obj = serde_json::Map::new();
+        let api = self.api_version.as_deref().or(list_type.map(|t| t.0.as_str()));
+        let kind = self.kind.as_deref().or(list_type.map(|t| t.1.as_str()));
+        if let Some(a) = api {
+            obj.insert("apiVersion".into(), Value::String(a.to_string()));
+        }
+        if let Some(k) = kind {
+            obj.insert("kind".into(), Value::String(k.to_string()));
+        }
+        if self.metadata.is_some() {
+            obj.insert("metadata".into(), Value::Object(meta));
+        }
+        Resource::from_value(Value::Object(obj))
+    }
+}
+
+impl Deferred {
+    /// Loads a file, a directory (every `.yaml`, `.yml` and `.json` inside, recursively, sorted) or
+    /// `-` (stdin), deferring what can be deferred.
+    pub fn load_path(path: &Path, options: LoadOptions) -> Deferred {
+        let mut out = Deferred {
+            options,
+            ..Deferred::default()
+        };
+        out.add_path(path);
+        out
+    }
+
+    /// Nothing yet, loading compactly ([`LoadOptions::compact`]) from [`Deferred::add_path`].
+    pub fn default_compact() -> Deferred {
+        Deferred {
+            options: LoadOptions::compact(),
+            ..Deferred::default()
+        }
+    }
+
+    /// Already parsed resources (a cluster's live list), in the same interface.
+    pub fn from_resources(resources: Vec<Resource>) -> Deferred {
+        let mut out = Deferred::default();
+        out.sources.push("<resources>".into());
+        for r in resources {
+            out.push_parsed(0, 0, None, r);
+        }
+        out
+    }
+
+    /// Adds another path's objects.
+    pub fn add_path(&mut self, path: &Path) {
+        let display = path.display().to_string();
+        if path == Path::new("-") {
+            let mut bytes = Vec::new();
+            match std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes) {
+                Ok(_) => self.add_bytes("<stdin>", bytes),
+                Err(error) => self.errors.push(LoadError::Io {
+                    source_name: "<stdin>".into(),
+                    error,
+                }),
+            }
+            return;
+        }
+        let files = match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => match crate::load::manifest_files(path) {
+                Ok(f) => f,
+                Err(error) => {
+                    self.errors.push(LoadError::Io {
+                        source_name: display,
+                        error,
+                    });
+                    return;
+                }
+            },
+            Ok(_) => vec![path.to_path_buf()],
+            Err(error) => {
+                self.errors.push(LoadError::Io {
+                    source_name: display,
+                    error,
+                });
+                return;
+            }
+        };
+        for f in files {
+            let name = f.display().to_string();
+            match std::fs::read(&f) {
+                Ok(bytes) => self.add_bytes(&name, bytes),
+                Err(error) => self.errors.push(LoadError::Io {
+                    source_name: name,
+                    error,
+                }),
+            }
+        }
+    }
+
+    /// Adds a source's bytes: JSON is kept as text and scanned, anything else parsed now.
+    pub fn add_bytes(&mut self, source_name: &str, bytes: Vec<u8>) {
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                // The loader's own message for it.
+                let loaded = crate::load::parse_bytes(source_name, e.as_bytes(), self.options);
+                self.add_loaded(source_name, loaded);
+                return;
+            }
+        };
+        let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+        if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+            let loaded = crate::parse_documents_with(source_name, &text, self.options);
+            self.add_loaded(source_name, loaded);
+            return;
+        }
+        let offset = text.len() - trimmed.len();
+        let Some(scan) = scan_json(trimmed, offset) else {
+            // A document of a shape the scan does not take: the whole source the ordinary way.
+            let loaded = crate::parse_documents_with(source_name, &text, self.options);
+            self.add_loaded(source_name, loaded);
+            return;
+        };
+        let source = self.sources.len();
+        self.sources.push(source_name.to_string());
+        let text_index = self.texts.len();
+        // The identities, on every core: each is a scan of its object.
+        let heads = identities(&text, &scan.items);
+        for (span, head) in scan.items.into_iter().zip(heads) {
+            let (document, item, start, end, list_type) = span;
+            // The identity fields are not plain strings (or not there): the whole object tells why.
+            let Some(key) = head else {
+                self.add_whole_item(
+                    source,
+                    source_name,
+                    document,
+                    item,
+                    &text[start..end],
+                    list_type.as_deref(),
+                );
+                continue;
+            };
+            self.items.push(Item {
+                key,
+                source,
+                document,
+                item,
+                body: Body::Raw {
+                    text: text_index,
+                    start,
+                    end,
+                    list_type,
+                },
+            });
+        }
+        for (index, span) in scan.whole {
+            let mut loaded = crate::load::Loaded::default();
+            match serde_json::from_str::<Value>(&text[span.0..span.1]) {
+                Ok(mut value) => {
+                    if self.options.compact {
+                        crate::load::compact_document(&mut value);
+                    }
+                    crate::load::push_value(source_name, index, value, &mut loaded);
+                }
+                Err(e) => loaded.errors.push(LoadError::Syntax {
+                    source_name: source_name.to_string(),
+                    index,
+                    line: e.line() as u64,
+                    reason: e.to_string(),
+                }),
+            }
+            self.add_loaded_at(source, index, loaded);
+        }
+        if let Some((index, e)) = scan.syntax_error {
+            self.errors.push(LoadError::Syntax {
+                source_name: source_name.to_string(),
+                index,
+                line: e.line() as u64,
+                reason: e.to_string(),
+            });
+        }
+        self.texts.push(text);
+    }
+
+    /// An object whose identity the scan could not read, parsed whole: loaded, or its error.
+    fn add_whole_item(
+        &mut self,
+        source: usize,
+        source_name: &str,
+        document: usize,
+        item: Option<usize>,
+        body: &str,
+        list_type: Option<&(String, String)>,
+    ) {
+        match serde_json::from_str::<Value>(body) {
+            Ok(mut v) => {
+                fill_list_type(&mut v, list_type);
+                match Resource::from_value(v) {
+                    Ok(r) => self.push_parsed(source, document, item, r),
+                    Err(error) => self.errors.push(LoadError::NotAnObject {
+                        source_name: source_name.to_string(),
+                        index: document,
+                        item,
+                        error,
+                    }),
+                }
+            }
+            Err(e) => self.errors.push(LoadError::Syntax {
+                source_name: source_name.to_string(),
+                index: document,
+                line: e.line() as u64,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn add_loaded(&mut self, source_name: &str, loaded: crate::load::Loaded) {
+        let source = self.sources.len();
+        self.sources.push(source_name.to_string());
+        self.add_loaded_at(source, 0, loaded);
+    }
+
+    fn add_loaded_at(&mut self, source: usize, document: usize, loaded: crate::load::Loaded) {
+        for r in loaded.resources {
+            self.push_parsed(source, document, None, r);
+        }
+        self.errors.extend(loaded.errors);
+    }
+
+    fn push_parsed(&mut self, source: usize, document: usize, item: Option<usize>, r: Resource) {
+        self.items.push(Item {
+            key: r.key.clone(),
+            source,
+            document,
+            item,
+            body: Body::Parsed(Box::new(r)),
+        });
+    }
+
+    /// How many objects.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The identity of object `i`.
+    pub fn key(&self, i: usize) -> &ResourceKey {
+        &self.items[i].key
+    }
+
+    /// Every identity, in input order.
+    pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.items.iter().map(|i| &i.key)
+    }
+
+    /// Gives namespaced objects without a namespace `ns` ([`Resource::default_namespace`]), now for
+    /// their identities and when each is parsed.
+    pub fn default_namespace(&mut self, ns: &str) {
+        for it in &mut self.items {
+            if it.key.namespace.is_none() && !crate::kinds::is_cluster_scoped(&it.key.group, &it.key.kind) {
+                it.key.namespace = Some(ns.to_string());
+            }
+            if let Body::Parsed(r) = &mut it.body {
+                r.default_namespace(ns);
+            }
+        }
+        self.default_ns = Some(ns.to_string());
+    }
+
+    /// Object `i`, parsed (and compacted when loading compactly).
+    ///
+    /// # Errors
+    /// The object does not parse or is not a Kubernetes object: the error names its source,
+    /// document and item.
+    pub fn resource(&self, i: usize) -> Result<Resource, LoadError> {
+        self.parse(i, false)
+    }
+
+    /// Object `i` for comparing: without its `status`, which no comparison reads (the diff's verdicts
+    /// are those of [`Deferred::resource`]), and which is skipped as the text is read instead of
+    /// being built and dropped.
+    ///
+    /// # Errors
+    /// As [`Deferred::resource`].
+    pub fn comparable(&self, i: usize) -> Result<Resource, LoadError> {
+        self.parse(i, true)
+    }
+
+    fn parse(&self, i: usize, without_status: bool) -> Result<Resource, LoadError> {
+        let it = &self.items[i];
+        let (text, start, end, list_type) = match &it.body {
+            Body::Parsed(r) => {
+                let mut r = (**r).clone();
+                if without_status && let Some(m) = r.object.as_object_mut() {
+                    m.remove("status");
+                }
+                return Ok(r);
+            }
+            Body::Raw {
+                text,
+                start,
+                end,
+                list_type,
+            } => (*text, *start, *end, list_type),
+        };
+        let source_name = || self.sources[it.source].clone();
+        let body = &self.texts[text][start..end];
+        let parsed = if without_status {
+            serde_json::from_str::<WithoutStatus>(body).map(|w| w.0)
+        } else {
+            serde_json::from_str::<Value>(body)
+        };
+        let mut v = parsed.map_err(|e| LoadError::Syntax {
+            source_name: source_name(),
+            index: it.document,
+            line: e.line() as u64,
+            reason: e.to_string(),
+        })?;
+        fill_list_type(&mut v, list_type.as_deref());
+        if self.options.compact {
+            compact_object(&mut v);
+        }
+        let mut r = Resource::from_value(v).map_err(|error| LoadError::NotAnObject {
+            source_name: source_name(),
+            index: it.document,
+            item: it.item,
+            error,
+        })?;
+        if let Some(ns) = &self.default_ns {
+            r.default_namespace(ns);
+        }
+        Ok(r)
+    }
+
+    /// Every object parsed, and the errors (load errors first).
+    pub fn into_loaded(self) -> crate::load::Loaded {
+        let mut out = crate::load::Loaded::default();
+        for i in 0..self.len() {
+            match self.resource(i) {
+                Ok(r) => out.resources.push(r),
+                Err(e) => out.errors.push(e),
+            }
+        }
+        let mut errors = self.errors;
+        errors.append(&mut out.errors);
+        out.errors = errors;
+        out
+    }
+}
+
+/// An object found by the scan: (document, item in a list, start, end, a typed list's type).
+type Span = (usize, Option<usize>, usize, usize, Option<Box<(String, String)>>);
+
+/// What one pass over a JSON stream finds.
+struct Scan {
+    /// Objects to load deferred.
+    items: Vec<Span>,
+    /// Documents to parse whole (`null`, a list with `items: null`...): (document, span).
+    whole: Vec<(usize, (usize, usize))>,
+    /// The syntax error that ended the stream, if any (as the eager loader, nothing after it loads).
+    syntax_error: Option<(usize, serde_json::Error)>,
+}
+
+/// Finds the objects of a JSON stream in one pass: each document's identity fields and, for a list,
+/// its items' spans. `None` when a document has a shape the scan does not take (identity fields that
+/// are not strings, a non-object document...): the caller then loads the source the ordinary way.
+fn scan_json(trimmed: &str, offset: usize) -> Option<Scan> {
+    let mut scan = Scan {
+        items: Vec::new(),
+        whole: Vec::new(),
+        syntax_error: None,
+    };
+    let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Head<'_>>();
+    let mut index = 0;
+    loop {
+        let before = stream.byte_offset();
+        let Some(next) = stream.next() else { break };
+        let head = match next {
+            Ok(h) => h,
+            Err(e) if e.is_data() => return None,
+            Err(e) => {
+                scan.syntax_error = Some((index, e));
+                break;
+            }
+        };
+        let raw = &trimmed[before..stream.byte_offset()];
+        let lead = raw.len() - raw.trim_start().len();
+        let (start, end) = (offset + before + lead, offset + stream.byte_offset());
+        if !raw.trim_start().starts_with('{') {
+            return None;
+        }
+        if head_is_list(&head) {
+            let kind = head.kind.as_deref().unwrap_or_default();
+            let list_type = match (&head.api_version, kind.strip_suffix("List")) {
+                (Some(api), Some(k)) if !k.is_empty() => Some(Box::new((api.to_string(), k.to_string()))),
+                _ => None,
+            };
+            for (i, item) in head.items.iter().flatten().enumerate() {
+                let s = item.get().as_ptr() as usize - trimmed.as_ptr() as usize + offset;
+                scan.items
+                    .push((index, Some(i), s, s + item.get().len(), list_type.clone()));
+            }
+        } else if head.items.is_none() && !head.kind.as_deref().unwrap_or("").ends_with("List") {
+            scan.items.push((index, None, start, end, None));
+        } else {
+            scan.whole.push((index, (start, end)));
+        }
+        index += 1;
+    }
+    Some(scan)
+}
+
+/// Each object's identity, or `None` where the fields do not give one (the object is then parsed
+/// whole for its error). Large inputs are split across the cores.
+fn identities(text: &str, spans: &[Span]) -> Vec<Option<ResourceKey>> {
+    let one = |(_, _, start, end, list_type): &Span| {
+        let body = &text[*start..*end];
+        if !body.starts_with('{') {
+            return None;
+        }
+        let head = serde_json::from_str::<Head<'_>>(body).ok()?;
+        head.resource(list_type.as_deref()).ok().map(|r| r.key)
+    };
+    let workers = if spans.len() < 2_000 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 8)
+    };
+    if workers == 1 {
+        return spans.iter().map(one).collect();
+    }
+    let chunk = spans.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = spans
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// An object read without its top-level `status` (skipped, never built).
+struct WithoutStatus(Value);
+
+impl<'de> Deserialize<'de> for WithoutStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Kubernetes object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "status" {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        out.remove("status");
+                    } else {
+                        let v = map.next_value::<Value>()?;
+                        out.insert(key, v);
+                    }
+                }
+                Ok(Value::Object(out))
+            }
+        }
+        d.deserialize_map(Object).map(WithoutStatus)
+    }
+}
+
+/// [`crate::load`]'s list test on a scanned head.
+fn head_is_list(h: &Head<'_>) -> bool {
+    h.kind.as_deref().unwrap_or("").ends_with("List")
+        && h.items.is_some()
+        && h.metadata.as_ref().and_then(|m| m.name.as_ref()).is_none()
+}
+
+/// A typed list's (apiVersion, kind) for an item that omits its own.
+fn fill_list_type(v: &mut Value, list_type: Option<&(String, String)>) {
+    if let (Some(obj), Some((api, kind))) = (v.as_object_mut(), list_type) {
+        obj.entry("apiVersion")
+            .or_insert_with(|| Value::String(api.clone()));
+        obj.entry("kind").or_insert_with(|| Value::String(kind.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(text: &str) -> (crate::load::Loaded, crate::load::Loaded) {
+        let eager = crate::parse_documents_with("in.json", text, LoadOptions::compact());
+        let mut d = Deferred {
+            options: LoadOptions::compact(),
+            ..Deferred::default()
+        };
+        d.add_bytes("in.json", text.as_bytes().to_vec());
+        (eager, d.into_loaded())
+    }
+
+    fn assert_same(text: &str) {
+        let (eager, deferred) = both(text);
+        assert_eq!(eager.resources, deferred.resources, "{text}");
+        // Without status, the objects are the eager ones without status (compact drops it too).
+        let mut d = Deferred::default();
+        d.add_bytes("in.json", text.as_bytes().to_vec());
+        for i in 0..d.len() {
+            if let (Ok(a), Ok(mut b)) = (d.comparable(i), d.resource(i)) {
+                if let Some(m) = b.object.as_object_mut() {
+                    m.remove("status");
+                }
+                assert_eq!(a, b);
+            }
+        }
+        let msgs = |l: &crate::load::Loaded| {
+            let mut m: Vec<String> = l.errors.iter().map(ToString::to_string).collect();
+            m.sort();
+            m
+        };
+        assert_eq!(msgs(&eager), msgs(&deferred), "{text}");
+    }
+
+    #[test]
+    fn deferred_loading_gives_what_eager_loading_gives() {
+        // A kubectl list, a typed list whose items omit their type, single objects in a stream,
+        // escapes in names, cluster-scoped objects with a namespace, broken items, status dropped.
+        assert_same(
+            r#"{"apiVersion":"v1","items":[{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a","namespace":"x"},"spec":{"replicas":1},"status":{"replicas":1}},
+                {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n\u0031","namespace":"x"}},
+                {"kind":"ConfigMap","metadata":{"name":"noapi"}},
+                {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":7}},
+                {"apiVersion":"V1","kind":"Secret","metadata":{"name":"s"}},
+                [1,2]],"kind":"List","metadata":{"resourceVersion":""}}"#,
+        );
+        assert_same(
+            r#"{"apiVersion":"apps/v1","kind":"DeploymentList","items":[{"metadata":{"name":"typed"},"spec":{}}]}
+               {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"single"},"data":{"k":"v"}}
+               null
+               {"apiVersion":"v1","kind":"ConfigMapList","items":null}
+               {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup","name":"dup2"}}"#,
+        );
+        assert_same(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}} {"broken": "#);
+        assert_same(r#"[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}]"#);
+    }
+
+    #[test]
+    fn yaml_and_default_namespaces_are_as_eager() {
+        let mut d = Deferred::default();
+        d.add_bytes(
+            "in.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-y}\n".to_vec(),
+        );
+        d.add_bytes(
+            "in.json",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"j"}}"#.to_vec(),
+        );
+        d.default_namespace("shop");
+        assert!(d.keys().all(|k| k.namespace.as_deref() == Some("shop")));
+        let comparable: Vec<Resource> = (0..d.len()).filter_map(|i| d.comparable(i).ok()).collect();
+        let loaded = d.into_loaded();
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert_eq!(comparable, loaded.resources, "no status here: the same objects");
+        assert_eq!(loaded.resources.len(), 2);
+        for r in &loaded.resources {
+            assert_eq!(r.object["metadata"]["namespace"], "shop");
+        }
+    }
+}
