@@ -108,9 +108,31 @@ pub enum DetectorError {
     },
 }
 
+/// A desired object, kept as the compact JSON text of its prepared form (a `serde_json::Value`
+/// costs about ten times the JSON it holds) and parsed when its key is processed.
 struct DesiredEntry {
-    object: DesiredObject,
+    text: Box<str>,
     provenance: Provenance,
+}
+
+impl DesiredEntry {
+    fn new(object: &DesiredObject, provenance: Provenance) -> Self {
+        DesiredEntry {
+            text: serde_json::to_string(object.object())
+                .unwrap_or_default()
+                .into_boxed_str(),
+            provenance,
+        }
+    }
+
+    /// The prepared object (its text is the detector's own serialization: it parses).
+    fn object(&self, key: &ResourceKey) -> DesiredObject {
+        let object = serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null);
+        DesiredObject::prepared(crate::model::Resource {
+            key: key.clone(),
+            object,
+        })
+    }
 }
 
 /// A live object: parsed while its key waits to be processed, then kept as compact JSON text (a
@@ -282,6 +304,10 @@ pub struct Detector {
     pending_namespaces: HashSet<String>,
     /// Open drifts of objects outside the shard, kept aside: judged again if the shard comes back.
     dormant: HashMap<ResourceKey, BTreeMap<DriftId, OpenDrift>>,
+    /// Keys seen in the parts of lists still arriving ([`LiveEvent::Listing`]), per scope.
+    listing: HashMap<RelistScope, HashSet<ResourceKey>>,
+    /// A desired set being loaded in parts ([`Detector::begin_desired`]).
+    staged: Option<HashMap<ResourceKey, DesiredEntry>>,
     stats: DetectorStats,
 }
 
@@ -339,6 +365,8 @@ impl Detector {
             shard: None,
             pending_namespaces: HashSet::new(),
             dormant: HashMap::new(),
+            listing: HashMap::new(),
+            staged: None,
             stats: DetectorStats::default(),
         }
     }
@@ -480,20 +508,38 @@ impl Detector {
 
     /// Replaces the whole desired set. Changed, added and removed keys are queued.
     pub fn set_desired(&mut self, resources: Vec<DesiredResource>) -> usize {
-        let mut next: HashMap<ResourceKey, DesiredEntry> = HashMap::with_capacity(resources.len());
+        self.begin_desired();
+        self.desired_part(resources);
+        self.end_desired()
+    }
+
+    /// Starts replacing the whole desired set part by part ([`Detector::desired_part`], then
+    /// [`Detector::end_desired`]): each part is stored compactly as it comes, so a large set is
+    /// never held parsed all at once. The current set stays in force until the end.
+    pub fn begin_desired(&mut self) {
+        self.staged = Some(HashMap::new());
+    }
+
+    /// A part of the set being staged (see [`Detector::begin_desired`]; without it, one is begun).
+    pub fn desired_part(&mut self, resources: Vec<DesiredResource>) {
+        let staged = self.staged.get_or_insert_with(HashMap::new);
+        staged.reserve(resources.len());
         for r in resources {
-            next.insert(
-                r.resource.key.clone(),
-                DesiredEntry {
-                    object: DesiredObject::new(r.resource),
-                    provenance: r.provenance,
-                },
+            let key = r.resource.key.clone();
+            staged.insert(
+                key,
+                DesiredEntry::new(&DesiredObject::new(r.resource), r.provenance),
             );
         }
+    }
+
+    /// Puts the staged set in force. Changed, added and removed keys are queued.
+    pub fn end_desired(&mut self) -> usize {
+        let next = self.staged.take().unwrap_or_default();
         let old = std::mem::replace(&mut self.desired, next);
         let mut changed: Vec<ResourceKey> = old
             .iter()
-            .filter(|(k, e)| self.desired.get(k).is_none_or(|n| n.object != e.object))
+            .filter(|(k, e)| self.desired.get(k).is_none_or(|n| n.text != e.text))
             .map(|(k, _)| k.clone())
             .collect();
         changed.extend(self.desired.keys().filter(|k| !old.contains_key(k)).cloned());
@@ -512,20 +558,14 @@ impl Detector {
         let mut fresh = HashSet::new();
         for r in resources {
             let key = r.resource.key.clone();
-            let object = DesiredObject::new(r.resource);
+            let entry = DesiredEntry::new(&DesiredObject::new(r.resource), r.provenance);
             fresh.insert(key.clone());
             let same = self
                 .desired
                 .get(&key)
-                .is_some_and(|e| e.object == object && e.provenance == r.provenance);
+                .is_some_and(|e| e.text == entry.text && e.provenance == entry.provenance);
             if !same {
-                self.desired.insert(
-                    key.clone(),
-                    DesiredEntry {
-                        object,
-                        provenance: r.provenance,
-                    },
-                );
+                self.desired.insert(key.clone(), entry);
                 touched.push(key);
             }
         }
@@ -553,15 +593,38 @@ impl Detector {
                     namespace: Some(ns), ..
                 },
                 ..
+            }
+            | LiveEvent::Listing {
+                scope: RelistScope::Kind {
+                    namespace: Some(ns), ..
+                },
+                ..
             } if self.shard.as_ref().is_some_and(|s| !s.namespaces.contains(&ns)) => {}
             LiveEvent::Applied(r) => self.apply_live(r, &mut obs),
             LiveEvent::Deleted(key) => self.delete_live(&key, &mut obs),
+            LiveEvent::Listing {
+                scope,
+                resources,
+                first,
+            } => {
+                let seen = self.listing.entry(scope).or_default();
+                if first {
+                    seen.clear();
+                }
+                seen.extend(resources.iter().map(|r| r.key.clone()));
+                for r in resources {
+                    if self.keeps_live(&r.key) {
+                        self.apply_live(r, &mut obs);
+                    }
+                }
+            }
             LiveEvent::Restarted { scope, mut resources } => {
                 self.stats.relists += 1;
                 if self.shard.is_some() {
                     resources.retain(|r| self.keeps_live(&r.key));
                 }
-                let incoming: HashSet<ResourceKey> = resources.iter().map(|r| r.key.clone()).collect();
+                let mut incoming: HashSet<ResourceKey> = self.listing.remove(&scope).unwrap_or_default();
+                incoming.extend(resources.iter().map(|r| r.key.clone()));
                 let gone: Vec<ResourceKey> = self
                     .live
                     .keys()
@@ -818,8 +881,8 @@ impl Detector {
     }
 
     /// The desired object and its provenance.
-    pub fn desired_object(&self, key: &ResourceKey) -> Option<(&DesiredObject, &Provenance)> {
-        self.desired.get(key).map(|e| (&e.object, &e.provenance))
+    pub fn desired_object(&self, key: &ResourceKey) -> Option<(DesiredObject, &Provenance)> {
+        self.desired.get(key).map(|e| (e.object(key), &e.provenance))
     }
 
     /// Every desired key.
@@ -866,6 +929,8 @@ impl Detector {
             return out;
         };
         if !self.is_listed(key) {
+            // Its list is still arriving: judged when it is complete; stored compactly meanwhile.
+            self.defer_settle(key);
             return out;
         }
         if self.ready
@@ -881,7 +946,8 @@ impl Detector {
             autoscalers: Some(&self.autoscalers),
             custom: Some(&self.custom),
         };
-        let report = self.engine.diff_with(&entry.object, live.as_deref(), &ctx);
+        let desired = entry.object(key);
+        let report = self.engine.diff_with(&desired, live.as_deref(), &ctx);
         let provenance = entry.provenance.clone();
         let env = provenance.environment.clone();
         let current: Vec<Drift> = if report.status == DriftStatus::MissingLive {
@@ -940,7 +1006,7 @@ impl Detector {
         // New and changed drifts.
         let mut to_decide: Vec<DriftId> = Vec::new();
         for d in current {
-            let cost = self.cost_of(key, live.as_deref(), &d);
+            let cost = self.cost_of(&desired, live.as_deref(), &d);
             match table.get_mut(&d.id) {
                 None => {
                     self.stats.opened += 1;
@@ -1094,8 +1160,7 @@ impl Detector {
         out
     }
 
-    fn cost_of(&self, key: &ResourceKey, live: Option<&LiveObject>, d: &Drift) -> Option<f64> {
-        let desired = &self.desired.get(key)?.object;
+    fn cost_of(&self, desired: &DesiredObject, live: Option<&LiveObject>, d: &Drift) -> Option<f64> {
         self.config.prices.drift_delta(desired, live?, d)
     }
 
@@ -1137,6 +1202,7 @@ impl Detector {
             return Err("no open drift to fix".to_string());
         }
         let entry = self.desired.get(key).ok_or("the resource is no longer desired")?;
+        let desired = entry.object(key);
         let action = if drifts.iter().any(|d| d.rule == "missing-live") {
             RemediationAction::Reapply
         } else {
@@ -1145,7 +1211,7 @@ impl Detector {
                 .get(key)
                 .and_then(LiveEntry::object)
                 .ok_or("the resource is not live")?;
-            match revert_patch(&entry.object, &live, &drifts) {
+            match revert_patch(&desired, &live, &drifts) {
                 Ok(patch) => RemediationAction::Revert { patch },
                 Err(PatchError::SecretValue { .. }) => RemediationAction::Reapply,
                 Err(e) => return Err(e.to_string()),
@@ -1159,7 +1225,7 @@ impl Detector {
             drifts,
             action,
             provenance: Some(entry.provenance.clone()),
-            desired: Some(entry.object.resource().clone()),
+            desired: Some(desired.into_resource()),
             actor: actor.to_string(),
             reason: reason.to_string(),
         })

@@ -34,6 +34,17 @@ impl DesiredObject {
         &self.resource
     }
 
+    /// Consumes the wrapper.
+    pub fn into_resource(self) -> Resource {
+        self.resource
+    }
+
+    /// Wraps a resource prepared already (the detector's stored form of one), without preparing it
+    /// again.
+    pub(crate) fn prepared(resource: Resource) -> Self {
+        DesiredObject { resource }
+    }
+
     /// Identity.
     pub fn key(&self) -> &ResourceKey {
         &self.resource.key

@@ -126,6 +126,18 @@ pub enum LiveEvent {
         /// The objects.
         resources: Vec<Resource>,
     },
+    /// Part of a (re-)list still arriving, for sources that deliver large lists in pages: these
+    /// objects are current. `first` starts a new list of `scope` (forgetting the parts of an earlier,
+    /// unfinished one); the [`LiveEvent::Restarted`] of the same scope ends it, and everything in
+    /// the scope that neither it nor its parts hold is gone.
+    Listing {
+        /// What the list covers.
+        scope: RelistScope,
+        /// This part's objects.
+        resources: Vec<Resource>,
+        /// Whether this part starts the list.
+        first: bool,
+    },
     /// Every watch has listed once: the live set is complete.
     Ready,
 }
@@ -254,6 +266,20 @@ pub trait DesiredStore: Send + Sync {
     async fn load(&self) -> Result<DesiredSet, PortError>;
     /// Changes after the load.
     fn changes(&self) -> BoxStream<'static, Result<DesiredChange, PortError>>;
+    /// Loads every desired resource as [`DesiredStore::load`] does, handing them over a part at a
+    /// time (a bounded channel: the receiver's pace), so a large desired state never stands in
+    /// memory parsed all at once. Returns the sources that did not load. The default loads
+    /// everything and sends it as one part.
+    async fn load_parts(
+        &self,
+        mut parts: futures::channel::mpsc::Sender<Vec<DesiredResource>>,
+    ) -> Result<Vec<SourceError>, PortError> {
+        use futures::SinkExt as _;
+        let set = self.load().await?;
+        // A receiver gone is a caller that stopped listening: nothing left to deliver to.
+        let _ = parts.send(set.resources).await;
+        Ok(set.errors)
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

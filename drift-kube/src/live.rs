@@ -128,6 +128,9 @@ pub struct KubeLiveSource {
     config: Arc<LiveSourceConfig>,
     stats: Arc<WatchStats>,
     runtime: Arc<std::sync::Mutex<Runtime>>,
+    /// One first list at a time: each scope's objects arrive whole (one `Restarted`), so lists run
+    /// one after another keep the peak at one list's objects instead of all of them.
+    listing: Arc<tokio::sync::Semaphore>,
 }
 
 /// Kinds added while running ([`LiveSource::ensure_watched`]), and where their events go.
@@ -307,6 +310,7 @@ impl KubeLiveSource {
             config: Arc::new(config),
             stats: Arc::new(WatchStats::default()),
             runtime: Arc::new(std::sync::Mutex::new(runtime)),
+            listing: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -442,6 +446,9 @@ impl KubeLiveSource {
         Resource::from_value(v).ok()
     }
 }
+
+/// Objects per [`LiveEvent::Listing`] part of a large list.
+const LIST_PART: usize = 1_000;
 
 /// Helm keeps every release, rendered, in a Secret of type `helm.sh/release.v1`: never desired state,
 /// often large, never read.
@@ -685,10 +692,16 @@ impl KubeLiveSource {
             namespace = scope.namespace.as_deref().unwrap_or("*")
         );
         let _enter = span.enter();
+        // Held until this scope has listed once, or failed: then the next scope lists.
+        let mut permit = tokio::select! {
+            p = self.listing.clone().acquire_owned() => p.ok(),
+            _ = tx.closed() => return,
+        };
         let mut stream = watcher::watcher(api_for(&self.client, &scope), self.watcher_config(&scope.info))
             .default_backoff()
             .boxed();
         let mut buffer: Vec<Resource> = Vec::new();
+        let mut first_page = true;
         let mut listed = false;
         let mark_listed = |listed: &mut bool| {
             if !*listed {
@@ -705,13 +718,38 @@ impl KubeLiveSource {
             };
             let Some(item) = item else { return };
             let mut out: Vec<Result<LiveEvent, PortError>> = Vec::new();
+            if matches!(item, Ok(Event::InitDone) | Err(_)) {
+                drop(permit.take());
+            }
             match item {
-                Ok(Event::Init) => buffer.clear(),
-                Ok(Event::InitApply(o)) => buffer.extend(self.to_resource(o, &scope.info)),
+                Ok(Event::Init) => {
+                    buffer.clear();
+                    first_page = true;
+                }
+                Ok(Event::InitApply(o)) => {
+                    buffer.extend(self.to_resource(o, &scope.info));
+                    // Large lists go in parts, so the receiver can store each part compactly
+                    // before the next arrives.
+                    if buffer.len() >= LIST_PART {
+                        out.push(Ok(LiveEvent::Listing {
+                            scope: scope.relist_scope(),
+                            resources: std::mem::take(&mut buffer),
+                            first: std::mem::take(&mut first_page),
+                        }));
+                    }
+                }
                 Ok(Event::InitDone) => {
                     if listed {
                         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(objects = buffer.len(), "re-listed after a watch gap");
+                    }
+                    if first_page && listed {
+                        // A list that came whole: forget the parts of an earlier one cut short.
+                        out.push(Ok(LiveEvent::Listing {
+                            scope: scope.relist_scope(),
+                            resources: Vec::new(),
+                            first: true,
+                        }));
                     }
                     out.push(Ok(LiveEvent::Restarted {
                         scope: scope.relist_scope(),
@@ -762,6 +800,17 @@ impl KubeLiveSource {
                 }
             }
             for o in out {
+                if matches!(o, Ok(LiveEvent::Listing { .. })) {
+                    // A part of a list waits until the receiver has taken nearly everything sent
+                    // before: parts must not pile up in the channel as parsed objects (the receiver
+                    // may still be loading its desired state).
+                    while tx.max_capacity() - tx.capacity() > 2 {
+                        tokio::select! {
+                            () = tokio::time::sleep(std::time::Duration::from_millis(2)) => {}
+                            _ = tx.closed() => return,
+                        }
+                    }
+                }
                 if tx.send(o).await.is_err() {
                     return;
                 }

@@ -1281,6 +1281,16 @@ fn finish_update(
 }
 
 /// An update made in process (no HTTP), through the same path as a PUT.
+pub(crate) fn create_direct(
+    sh: &Shared,
+    info: &'static KindInfo,
+    namespace: Option<&str>,
+    obj: Value,
+    manager: &str,
+) -> Result<Value, ApiError> {
+    create(sh, info, namespace, obj, manager, false)
+}
+
 pub(crate) fn modify_direct(
     sh: &Shared,
     info: &'static KindInfo,

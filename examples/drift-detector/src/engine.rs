@@ -86,8 +86,9 @@ pub(crate) enum Cmd {
         outcome: RemediationOutcome,
     },
     Analysis(Analysis),
-    /// A load of the desired state finished (it runs off the loop: a slow source never stalls it).
-    Desired(Result<drift_core::ports::DesiredSet, drift_core::ports::PortError>),
+    /// A load of the desired state finished (it runs off the loop: a slow source never stalls it);
+    /// its parts came through the parts channel before. The errors are the sources that did not load.
+    Desired(Result<Vec<drift_core::ports::SourceError>, drift_core::ports::PortError>),
 }
 
 /// A desired object the detector does not watch.
@@ -462,6 +463,8 @@ impl Loop {
         let mut leader_alive = true;
         let mut members_rx = self.parts.shard.as_ref().map(|s| s.members.clone());
         let mut load_retry = tokio::time::Instant::now();
+        let mut parts: Option<futures::channel::mpsc::Receiver<Vec<drift_core::ports::DesiredResource>>> =
+            None;
         let mut load_backoff = Duration::from_millis(500);
         let mut loading = false;
         loop {
@@ -472,19 +475,34 @@ impl Loop {
             self.sync_counters();
             if !self.desired_loaded && !loading && tokio::time::Instant::now() >= load_retry {
                 // Off the loop: the heartbeat (/health) keeps turning while the source is slow or down.
+                // Parts come a few at a time (the channel is small), each stored compactly before
+                // the next is parsed.
                 loading = true;
+                self.det.begin_desired();
+                let (part_tx, part_rx) = futures::channel::mpsc::channel(1);
+                parts = Some(part_rx);
                 let desired = self.parts.desired.clone();
                 let tx = self.cmd_tx.clone();
                 tokio::spawn(async move {
-                    let _ = tx.send(Cmd::Desired(desired.load().await)).await;
+                    let _ = tx.send(Cmd::Desired(desired.load_parts(part_tx).await)).await;
                 });
             }
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
+                part = async { parts.as_mut()?.next().await }, if parts.is_some() => match part {
+                    Some(p) => self.desired_part(p),
+                    None => parts = None,
+                },
                 c = cmds.recv() => match c {
                     Some(Cmd::Desired(r)) => {
                         loading = false;
+                        // The sender is gone: what is left in the channel is the last parts.
+                        if let Some(mut rx) = parts.take() {
+                            while let Some(p) = rx.next().await {
+                                self.desired_part(p);
+                            }
+                        }
                         self.load_desired(r);
                         if !self.desired_loaded {
                             load_retry = tokio::time::Instant::now() + load_backoff;
@@ -500,10 +518,16 @@ impl Loop {
                     Some(Ok(ev)) => {
                         let t = Instant::now();
                         let is_change = matches!(ev, LiveEvent::Applied(_) | LiveEvent::Deleted(_));
+                        let is_list = matches!(ev, LiveEvent::Restarted { .. } | LiveEvent::Listing { .. });
                         self.det.observe(ev);
                         let n = self.drain();
                         if is_change && n > 0 {
                             self.metrics.event_to_report.observe(t.elapsed().as_secs_f64());
+                        }
+                        if is_list {
+                            // A list's objects go compact now, before the next list arrives: the
+                            // peak is one list's worth of parsed objects, not every list's.
+                            self.det.compact(usize::MAX);
                         }
                     }
                     Some(Err(e)) => {
@@ -543,25 +567,33 @@ impl Loop {
         // Dropping the loop closes the writer's channel; the writer drains and stops.
     }
 
-    fn load_desired(&mut self, r: Result<drift_core::ports::DesiredSet, drift_core::ports::PortError>) {
+    /// A part of the desired state being loaded: its kinds watched, its objects staged.
+    fn desired_part(&mut self, part: Vec<drift_core::ports::DesiredResource>) {
+        self.watch_kinds_of(&part);
+        self.det.desired_part(part);
+    }
+
+    fn load_desired(&mut self, r: Result<Vec<drift_core::ports::SourceError>, drift_core::ports::PortError>) {
         match r {
-            Ok(set) => {
-                self.desired_errors = set.errors.iter().map(ToString::to_string).collect();
-                for e in &set.errors {
+            Ok(errors) => {
+                self.desired_errors = errors.iter().map(ToString::to_string).collect();
+                for e in &errors {
                     tracing::warn!(source = %e.source, "desired state: {}", e.reason);
                 }
+                self.det.end_desired();
                 tracing::info!(
-                    resources = set.resources.len(),
-                    broken = set.errors.len(),
+                    resources = self.det.sizes().0,
+                    broken = errors.len(),
                     "desired state loaded"
                 );
-                self.watch_kinds_of(&set.resources);
-                self.det.set_desired(set.resources);
                 self.desired_loaded = true;
                 self.reshard();
                 self.drain();
             }
-            Err(e) => tracing::warn!(error = %e, "loading the desired state failed; retrying"),
+            Err(e) => {
+                // What was staged is dropped at the next attempt's start.
+                tracing::warn!(error = %e, "loading the desired state failed; retrying");
+            }
         }
     }
 

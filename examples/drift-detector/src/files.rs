@@ -82,8 +82,81 @@ impl FileDesiredStore {
     }
 }
 
+/// Desired objects per part when loading in parts.
+const PART: usize = 2_000;
+
+impl FileDesiredStore {
+    /// One file's objects, in parts of [`PART`]: held as text and parsed a part at a time. A file
+    /// with any broken document is an error as a whole (as [`FileDesiredStore::load`] has it).
+    async fn send_file_parts(
+        &self,
+        f: &Path,
+        parts: &mut futures::channel::mpsc::Sender<Vec<DesiredResource>>,
+    ) -> Result<(), SourceError> {
+        use futures::SinkExt as _;
+        let source = f.display().to_string();
+        let d = drift_core::deferred::Deferred::load_path(f, drift_core::LoadOptions::default());
+        let error = |e: &drift_core::LoadError| SourceError {
+            source: source.clone(),
+            reason: e.to_string(),
+        };
+        if let Some(e) = d.errors.first() {
+            return Err(error(e));
+        }
+        // The scan above found every document's syntax and identity errors, so a broken file is
+        // refused before any of it is handed over (a scanned object does not fail to parse later;
+        // if one did, the file would end with its error).
+        let mut out = Vec::with_capacity(PART.min(d.len()));
+        let mut start = 0;
+        while start < d.len() {
+            let end = (start + PART).min(d.len());
+            for i in start..end {
+                let mut r = d.resource(i).map_err(|e| error(&e))?;
+                r.default_namespace(&self.namespace);
+                out.push(DesiredResource {
+                    resource: r,
+                    provenance: Provenance::file(source.clone()),
+                });
+            }
+            if parts.send(std::mem::take(&mut out)).await.is_err() {
+                return Ok(()); // the receiver stopped listening
+            }
+            start = end;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl DesiredStore for FileDesiredStore {
+    async fn load_parts(
+        &self,
+        mut parts: futures::channel::mpsc::Sender<Vec<DesiredResource>>,
+    ) -> Result<Vec<SourceError>, PortError> {
+        let files = self.files();
+        if files.is_empty() {
+            return Err(PortError::Invalid {
+                what: "--desired".into(),
+                reason: format!("no manifests under {:?}", self.roots),
+            });
+        }
+        let mut errors = Vec::new();
+        let mut seen = BTreeMap::new();
+        for f in files {
+            if let Some(s) = stamp(&f) {
+                seen.insert(f.clone(), s);
+            }
+            if let Err(e) = self.send_file_parts(&f, &mut parts).await {
+                errors.push(e);
+            }
+        }
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
+        Ok(errors)
+    }
+
     async fn load(&self) -> Result<DesiredSet, PortError> {
         let mut set = DesiredSet::default();
         let mut seen = BTreeMap::new();
