@@ -773,3 +773,62 @@ fn a_shard_judges_its_namespaces_and_hands_over_silently() {
     assert!(events.is_empty(), "reported twice: {events:?}");
     assert_eq!(d.open_drifts().len(), 2);
 }
+
+/// A list delivered in parts: objects of the parts and of the closing `Restarted` are all current,
+/// anything else in the scope is gone; a new list's first part forgets an unfinished one's.
+#[test]
+fn a_list_in_parts_is_one_list() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let mut d = Detector::new(DiffEngine::default(), DetectorConfig::default(), clock);
+    let scope = RelistScope::Kind {
+        group: "apps".into(),
+        kind: "Deployment".into(),
+        namespace: Some("a".into()),
+    };
+    let part = |names: &[&str], first: bool| LiveEvent::Listing {
+        scope: scope.clone(),
+        resources: names.iter().map(|n| deploy_in("a", n, 2)).collect(),
+        first,
+    };
+    let done = |names: &[&str]| LiveEvent::Restarted {
+        scope: scope.clone(),
+        resources: names.iter().map(|n| deploy_in("a", n, 2)).collect(),
+    };
+    d.set_desired(vec![
+        desired(deploy_in("a", "x", 2)),
+        desired(deploy_in("a", "y", 2)),
+        desired(deploy_in("a", "z", 2)),
+    ]);
+    d.observe(part(&["x"], true));
+    d.observe(part(&["y"], false));
+    d.observe(done(&["z"]));
+    d.observe(LiveEvent::Ready);
+    assert!(drain(&mut d).is_empty(), "all three listed, in sync");
+    // A re-list cut short after a part naming y, then a new one whose parts name x and z only.
+    d.observe(part(&["y"], true));
+    d.observe(part(&["x"], true));
+    d.observe(done(&["z"]));
+    let events = drain(&mut d);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].drift.key.name, "y", "y is gone: missing");
+    assert_eq!(events[0].kind, DriftEventKind::Opened);
+}
+
+/// A desired set loaded in parts is in force only when complete: removed objects are resolved then.
+#[test]
+fn a_desired_set_in_parts_replaces_the_set_at_its_end() {
+    let mut h = Harness::new(DetectorConfig::default(), vec![deploy("web", 2, "app:1", 1)]);
+    h.cluster.apply(deploy("web", 5, "app:1", 2));
+    let outs = h.pump();
+    assert_eq!(Harness::kinds(&outs), vec![DriftEventKind::Opened]);
+    h.detector.begin_desired();
+    h.detector.desired_part(vec![desired(deploy("api", 1, "app:1", 1))]);
+    assert!(h.detector.desired_object(&key("web")).is_some(), "the old set stays in force");
+    h.detector.desired_part(vec![desired(deploy("db", 1, "app:1", 1))]);
+    h.detector.end_desired();
+    assert!(h.detector.desired_object(&key("web")).is_none());
+    assert!(h.detector.desired_object(&key("api")).is_some());
+    let outs = h.pump();
+    let kinds = Harness::kinds(&outs);
+    assert!(kinds.contains(&DriftEventKind::Resolved), "web's drift resolved: {kinds:?}");
+}
