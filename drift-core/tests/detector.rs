@@ -822,13 +822,21 @@ fn a_desired_set_in_parts_replaces_the_set_at_its_end() {
     let outs = h.pump();
     assert_eq!(Harness::kinds(&outs), vec![DriftEventKind::Opened]);
     h.detector.begin_desired();
-    h.detector.desired_part(vec![desired(deploy("api", 1, "app:1", 1))]);
-    assert!(h.detector.desired_object(&key("web")).is_some(), "the old set stays in force");
-    h.detector.desired_part(vec![desired(deploy("db", 1, "app:1", 1))]);
+    h.detector
+        .desired_part(vec![desired(deploy("api", 1, "app:1", 1))]);
+    assert!(
+        h.detector.desired_object(&key("web")).is_some(),
+        "the old set stays in force"
+    );
+    h.detector
+        .desired_part(vec![desired(deploy("db", 1, "app:1", 1))]);
     h.detector.end_desired();
     assert!(h.detector.desired_object(&key("web")).is_none());
     assert!(h.detector.desired_object(&key("api")).is_some());
     let outs = h.pump();
     let kinds = Harness::kinds(&outs);
-    assert!(kinds.contains(&DriftEventKind::Resolved), "web's drift resolved: {kinds:?}");
+    assert!(
+        kinds.contains(&DriftEventKind::Resolved),
+        "web's drift resolved: {kinds:?}"
+    );
 }
