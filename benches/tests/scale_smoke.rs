@@ -21,7 +21,16 @@ fn the_scale_bench_runs_and_every_edit_is_reported() {
         return;
     };
     let out = Command::new(env!("CARGO_BIN_EXE_scale"))
-        .args(["--objects", "300", "--namespaces", "5", "--edits", "20", "--rate", "50"])
+        .args([
+            "--objects",
+            "300",
+            "--namespaces",
+            "5",
+            "--edits",
+            "20",
+            "--rate",
+            "50",
+        ])
         .arg("--detector")
         .arg(&detector)
         .output()
@@ -30,7 +39,10 @@ fn the_scale_bench_runs_and_every_edit_is_reported() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let last = stdout.lines().last().unwrap_or_default();
-    let fields: Vec<(&str, &str)> = last.split_whitespace().filter_map(|f| f.split_once('=')).collect();
+    let fields: Vec<(&str, &str)> = last
+        .split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .collect();
     let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
     assert_eq!(
         names,

@@ -28,6 +28,16 @@ fn deploy_api(client: &kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), "shop", &ar)
 }
 
+/// Creates an object through the API.
+async fn create(api: &Api<DynamicObject>, obj: &Value) {
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(obj.clone()).expect("obj"),
+    )
+    .await
+    .expect("create");
+}
+
 async fn scale(client: &kube::Client, name: &str, n: i64) {
     deploy_api(client)
         .patch_scale(
@@ -75,13 +85,7 @@ async fn env(name: &str, apps: &[(&str, i64)]) -> Env {
     let mut docs = Vec::new();
     for (app, n) in apps {
         let d = deployment(app, *n);
-        deploy_api(&client)
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(d.clone()).expect("obj"),
-            )
-            .await
-            .expect("create");
+        create(&deploy_api(&client), &d).await;
         docs.push(d);
     }
     let manifests = dir.join("manifests");
@@ -1391,13 +1395,7 @@ async fn two_sharded_replicas_split_eight_namespaces_and_one_takes_over() {
     for ns in &namespaces {
         let mut d = deployment("web", 2);
         d["metadata"]["namespace"] = json!(ns);
-        Api::<DynamicObject>::namespaced_with(e.client.clone(), ns, &ar)
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(d.clone()).expect("obj"),
-            )
-            .await
-            .expect("create");
+        create(&Api::namespaced_with(e.client.clone(), ns, &ar), &d).await;
         docs.push(d);
     }
     std::fs::write(
