@@ -26,15 +26,17 @@ fn main() {
         live.len()
     );
     let engine = DiffEngine::default();
-    let mut spent = [std::time::Duration::ZERO; 5];
+    let mut spent = [std::time::Duration::ZERO; 6];
     let mut drifts = 0;
     for i in 0..desired.len().min(live.len()) {
         let t = Instant::now();
-        let d = desired.resource(i).expect("desired");
+        let d = desired.comparable(i).expect("desired");
         let t1 = Instant::now();
-        let l = live.resource(i).expect("live");
+        let l = live.comparable(i).expect("live");
         let t2 = Instant::now();
-        let (d, l) = (DesiredObject::new(d), LiveObject::new(l));
+        let d = DesiredObject::new(d);
+        let t2b = Instant::now();
+        let l = LiveObject::new(l);
         let t3 = Instant::now();
         drifts += engine.diff(&d, Some(&l)).drifts.len();
         let t4 = Instant::now();
@@ -42,16 +44,21 @@ fn main() {
         let t5 = Instant::now();
         for (s, (a, b)) in spent
             .iter_mut()
-            .zip([(t, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)])
+            .zip([(t, t1), (t1, t2), (t2, t2b), (t2b, t3), (t3, t4), (t4, t5)])
         {
             *s += b - a;
         }
     }
-    for (name, s) in ["parse desired", "parse live", "prepare", "diff", "drop"]
-        .iter()
-        .zip(spent)
-    {
-        println!("{name:13} {s:?}");
+    let names = [
+        "parse desired",
+        "parse live",
+        "prepare desired",
+        "prepare live",
+        "diff",
+        "drop",
+    ];
+    for (name, s) in names.iter().zip(spent) {
+        println!("{name:15} {s:?}");
     }
     println!("{drifts} drifts");
 }

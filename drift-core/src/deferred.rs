@@ -55,6 +55,8 @@ enum Body {
     },
     /// Parsed already (YAML, or a JSON document of unusual shape).
     Parsed(Box<Resource>),
+    /// Given parsed and kept as compact JSON text ([`Deferred::push`]).
+    Text(Box<str>),
 }
 
 /// The identity fields of an object, borrowed where the text has no escapes.
@@ -127,14 +129,35 @@ impl Deferred {
         }
     }
 
-    /// Already parsed resources (a cluster's live list), in the same interface.
+    /// Already parsed resources (a cluster's live list), in the same interface, each kept as
+    /// compact text ([`Deferred::push`]).
     pub fn from_resources(resources: Vec<Resource>) -> Deferred {
         let mut out = Deferred::default();
-        out.sources.push("<resources>".into());
         for r in resources {
-            out.push_parsed(0, 0, None, r);
+            out.push(r);
         }
         out
+    }
+
+    /// Adds a parsed object, kept as its compact JSON text until asked for: a caller receiving
+    /// objects one page at a time (a cluster's list) holds them at a tenth of their parsed size.
+    pub fn push(&mut self, r: Resource) {
+        if self.sources.is_empty() {
+            self.sources.push("<resources>".into());
+        }
+        let text = serde_json::to_string(&r.object).unwrap_or_default();
+        self.items.push(Item {
+            key: r.key,
+            source: 0,
+            document: self.items.len(),
+            item: None,
+            body: Body::Text(text.into_boxed_str()),
+        });
+    }
+
+    /// Keeps only the objects whose identity `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&ResourceKey) -> bool) {
+        self.items.retain(|it| keep(&it.key));
     }
 
     /// Adds another path's objects.
@@ -353,6 +376,7 @@ impl Deferred {
             if let Body::Parsed(r) = &mut it.body {
                 r.default_namespace(ns);
             }
+            // Text bodies get it when parsed (Deferred::parse).
         }
         self.default_ns = Some(ns.to_string());
     }
@@ -383,6 +407,25 @@ impl Deferred {
                 let mut r = (**r).clone();
                 if without_status && let Some(m) = r.object.as_object_mut() {
                     m.remove("status");
+                }
+                return Ok(r);
+            }
+            Body::Text(t) => {
+                // Our own serialization of a valid object: it parses.
+                let mut object: Value = serde_json::from_str(t).unwrap_or(Value::Null);
+                if without_status && let Some(m) = object.as_object_mut() {
+                    m.remove("status");
+                }
+                // The identity from the object (it names no namespace where the key got the
+                // default one), then the default namespace into both.
+                let mut r = Resource::from_value(object).map_err(|error| LoadError::NotAnObject {
+                    source_name: self.sources[it.source].clone(),
+                    index: it.document,
+                    item: it.item,
+                    error,
+                })?;
+                if let Some(ns) = &self.default_ns {
+                    r.default_namespace(ns);
                 }
                 return Ok(r);
             }
@@ -636,6 +679,29 @@ mod tests {
         );
         assert_same(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}} {"broken": "#);
         assert_same(r#"[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}]"#);
+    }
+
+    #[test]
+    fn pushed_objects_come_back_the_same() {
+        let r = |ns: Option<&str>| {
+            let mut v = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c"}, "data": {"k": "v"}, "status": {"x": 1}});
+            if let Some(ns) = ns {
+                v["metadata"]["namespace"] = ns.into();
+            }
+            Resource::from_value(v).expect("resource")
+        };
+        let mut d = Deferred::default();
+        d.push(r(Some("a")));
+        d.push(r(None));
+        d.default_namespace("shop");
+        assert_eq!(d.resource(0).expect("0"), r(Some("a")));
+        let mut shop = r(None);
+        shop.default_namespace("shop");
+        assert_eq!(d.resource(1).expect("1"), shop);
+        assert!(d.comparable(1).expect("1").object.get("status").is_none());
+        d.retain(|k| k.namespace.as_deref() == Some("a"));
+        assert_eq!(d.len(), 1);
     }
 
     #[test]

@@ -464,6 +464,20 @@ impl KubeLiveSource {
     /// [`PortError::Unavailable`] when a list fails for another reason.
     pub async fn list_served(&self) -> Result<(Vec<Resource>, Vec<(String, String, String)>), PortError> {
         let mut out = Vec::new();
+        let skipped = self.list_served_each(&mut |r| out.push(r)).await?;
+        Ok((out, skipped))
+    }
+
+    /// [`KubeLiveSource::list_served`] handing each object to `each` as its page arrives (pages of
+    /// [`LiveSourceConfig::page_size`]), so a caller can store a large list compactly; returns the
+    /// kinds skipped.
+    ///
+    /// # Errors
+    /// As [`KubeLiveSource::list_served`].
+    pub async fn list_served_each(
+        &self,
+        each: &mut (dyn FnMut(Resource) + Send),
+    ) -> Result<Vec<(String, String, String)>, PortError> {
         let (kinds, mut skipped) = self.resolve().await;
         for scope in self.scopes_of(&kinds) {
             let api = api_for(&self.client, &scope);
@@ -498,18 +512,20 @@ impl KubeLiveSource {
                         });
                     }
                 };
-                out.extend(
-                    page.items
-                        .into_iter()
-                        .filter_map(|o| self.to_resource(o, &scope.info)),
-                );
+                for r in page
+                    .items
+                    .into_iter()
+                    .filter_map(|o| self.to_resource(o, &scope.info))
+                {
+                    each(r);
+                }
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
                     Some(c) => params = params.continue_token(&c),
                     None => break,
                 }
             }
         }
-        Ok((out, skipped))
+        Ok(skipped)
     }
 }
 

@@ -37,12 +37,16 @@ struct Args {
     namespaces: usize,
     detector: Option<PathBuf>,
     serve_sandbox: Option<PathBuf>,
+    /// Time `drift-detector scan` (one pass) instead of the daemon.
+    scan: bool,
 }
 
 const USAGE: &str =
-    "usage: scale --objects N [--edits 1000] [--rate 100] [--namespaces 100] [--detector PATH]
+    "usage: scale --objects N [--edits 1000] [--rate 100] [--namespaces 100] [--detector PATH] [--scan]
 Runs the sandbox API server with N objects and `drift-detector watch` against it, makes the
-edits, and prints: objects=N ready_s=X detector_rss_mb=Y p50_ms=Z p99_ms=W";
+edits, and prints: objects=N ready_s=X detector_rss_mb=Y p50_ms=Z p99_ms=W
+With --scan, times one `drift-detector scan` of the same objects instead and prints:
+objects=N scan_s=X scan_rss_mb=Y exit=Z";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -52,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         namespaces: 100,
         detector: None,
         serve_sandbox: None,
+        scan: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--namespaces" => a.namespaces = number(value()?)?,
             "--detector" => a.detector = Some(value()?.into()),
             "--serve-sandbox" => a.serve_sandbox = Some(value()?.into()),
+            "--scan" => a.scan = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -240,12 +246,54 @@ fn main() -> std::process::ExitCode {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let line = rt.block_on(run(&args, &detector, &dir, &kubeconfig));
+    let line = if args.scan {
+        scan_once(&args, &detector, &dir, &kubeconfig)
+    } else {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(run(&args, &detector, &dir, &kubeconfig))
+    };
     drop(sandbox);
     let _ = std::fs::remove_dir_all(&dir);
     println!("{line}");
     std::process::ExitCode::SUCCESS
+}
+
+/// One `drift-detector scan` of the objects: its wall time and peak RSS (VmHWM, read until it exits).
+fn scan_once(args: &Args, detector: &Path, dir: &Path, kubeconfig: &Path) -> String {
+    let started = Instant::now();
+    let mut child = Command::new(detector)
+        .args([
+            "scan",
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--desired",
+            &dir.join("desired").display().to_string(),
+            "--output",
+            "json",
+        ])
+        .env("RUST_LOG", "error")
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("drift-detector scan");
+    let pid = child.id();
+    let mut peak = 0.0f64;
+    let code = loop {
+        let hwm = vm_hwm_mb(pid);
+        if hwm.is_finite() {
+            peak = peak.max(hwm);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    format!(
+        "objects={} scan_s={:.2} scan_rss_mb={peak:.0} exit={code}",
+        args.objects,
+        started.elapsed().as_secs_f64()
+    )
 }
 
 async fn run(args: &Args, detector: &Path, dir: &Path, kubeconfig: &Path) -> String {

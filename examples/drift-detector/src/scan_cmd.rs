@@ -4,9 +4,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use drift_core::DiffEngine;
+use drift_core::deferred::Deferred;
 use drift_core::ports::DesiredStore;
-use drift_core::{DiffEngine, Resource};
 use drift_kube::{KubeLiveSource, LiveSourceConfig};
+use futures::StreamExt as _;
 
 use crate::common::{ClusterArgs, HubArgs};
 use crate::report::{DiffOutput, OutputFormat};
@@ -45,12 +47,21 @@ pub(crate) struct ScanArgs {
 
 pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
     let mut errors = Vec::new();
-    let desired: Vec<Resource> = if !args.desired.is_empty() {
+    // Both sides are held as compact text, each object parsed when its pair is compared: a large
+    // cluster's list is never held parsed all at once.
+    let mut desired = Deferred::default();
+    if !args.desired.is_empty() {
         let ns = args.namespace.clone().unwrap_or_else(|| "default".into());
         let store = crate::files::FileDesiredStore::new(args.desired.clone(), &ns);
-        let set = store.load().await?;
-        errors.extend(set.errors.iter().map(ToString::to_string));
-        set.resources.into_iter().map(|r| r.resource).collect()
+        let (tx, mut rx) = futures::channel::mpsc::channel(1);
+        let (loaded, ()) = tokio::join!(store.load_parts(tx), async {
+            while let Some(part) = rx.next().await {
+                for r in part {
+                    desired.push(r.resource);
+                }
+            }
+        });
+        errors.extend(loaded?.iter().map(ToString::to_string));
     } else if !args.spaces.is_empty() {
         let hub = args.hub.client()?;
         args.hub.check_server(&hub).await?;
@@ -64,15 +75,17 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
             .await
             .context("loading the desired state from ConfigHub")?;
         errors.extend(set.errors.iter().map(ToString::to_string));
-        set.resources.into_iter().map(|r| r.resource).collect()
+        for r in set.resources {
+            desired.push(r.resource);
+        }
     } else {
         anyhow::bail!("no desired state: pass --desired PATH, or --cub-space (with CUB_TOKEN) for ConfigHub");
-    };
+    }
     // List only what the desired state has (custom kinds found through discovery, with their CRDs
     // for the schema defaults), plus autoscalers, which own replicas.
     let mut kinds: BTreeSet<(String, String)> = desired
-        .iter()
-        .map(|r| (r.key.group.clone(), r.key.kind.clone()))
+        .keys()
+        .map(|k| (k.group.clone(), k.kind.clone()))
         .collect();
     if kinds
         .iter()
@@ -87,14 +100,17 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
         cfg = cfg.namespaces([ns.clone()]);
     }
     let source = KubeLiveSource::new(client, cfg)?;
-    let (live, skipped) = source.list_served().await.context("listing the cluster")?;
+    let mut live = Deferred::default();
+    let skipped = source
+        .list_served_each(&mut |r| live.push(r))
+        .await
+        .context("listing the cluster")?;
     // Objects of a kind the cluster does not serve (or RBAC hides) cannot be judged: an error that
     // names them, never "missing from live".
-    let mut desired = desired;
     for (g, k, reason) in &skipped {
         let n = desired
-            .iter()
-            .filter(|r| r.key.group == *g && r.key.kind == *k)
+            .keys()
+            .filter(|key| key.group == *g && key.kind == *k)
             .count();
         if n > 0 {
             let kind = if g.is_empty() {
@@ -107,12 +123,12 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
                 if n == 1 { "" } else { "s" }
             ));
         }
-        desired.retain(|r| !(r.key.group == *g && r.key.kind == *k));
+        desired.retain(|key| !(key.group == *g && key.kind == *k));
     }
     let (reports, mut notes) = crate::diff_cmd::compare(
         &DiffEngine::default(),
-        drift_core::deferred::Deferred::from_resources(desired),
-        drift_core::deferred::Deferred::from_resources(live),
+        desired,
+        live,
         args.namespace.as_deref(),
         args.show_unmanaged,
         false,
