@@ -102,8 +102,8 @@ pub(crate) struct WatchArgs {
     /// Run with others on a coordination.k8s.io Lease: only the leader fixes and writes history.
     #[arg(long, conflicts_with = "sharding")]
     pub leader_elect: bool,
-    /// Split the cluster with other replicas: each keeps a membership Lease (`<lease-name>-member-
-    /// <identity>` in --lease-namespace), namespaces go to the live members by rendezvous hashing, and
+    /// Split the cluster with other replicas: each keeps a membership Lease
+    /// (`<lease-name>-member-<identity>` in --lease-namespace), namespaces go to the live members by rendezvous hashing, and
     /// each replica watches, reports and fixes only its own (namespace-scoped watches). A dead
     /// replica's namespaces move within two lease periods. `-n` names the namespaces to split
     /// (default: those the desired state names). See the README, "Scaling out".
