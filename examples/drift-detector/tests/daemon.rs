@@ -1550,3 +1550,37 @@ async fn two_sharded_replicas_split_eight_namespaces_and_one_takes_over() {
     }
     eprintln!("takeover of all eight namespaces in {:?}", killed.elapsed());
 }
+
+/// A sharded replica that cannot renew its membership Lease (the API server is gone) gives up its
+/// namespaces before the others would count it dead and take them: never two owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_replica_that_cannot_renew_gives_up_its_namespaces() {
+    let e = env("shard-down", &[("web", 2)]).await;
+    let state = e.dir.join("state");
+    let a = args(
+        &e,
+        &state,
+        &[
+            "--sharding",
+            "--lease-namespace",
+            "shop",
+            "--lease-seconds",
+            "3",
+            "--identity",
+            "solo",
+        ],
+    );
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let d = Daemon::start(&a, &[]);
+    let held = |v: &Value| v["shard"]["namespaces"].as_array().cloned().unwrap_or_default();
+    d.until("the shard holds shop", |v| held(v) == [json!("shop")])
+        .await;
+    let Env { sandbox, .. } = e;
+    sandbox.shutdown().await;
+    let t = Instant::now();
+    d.until("the shard is given up", |v| held(v).is_empty()).await;
+    eprintln!(
+        "gave up its namespaces {:?} after the API server went away",
+        t.elapsed()
+    );
+}
