@@ -16,6 +16,10 @@ use drift_core::ports::{DesiredResource, LiveEvent, Provenance, RelistScope};
 use drift_core::{DesiredObject, DiffEngine, LiveObject, Resource};
 use serde_json::json;
 
+// The allocator the shipped binary uses: the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn res(v: &serde_json::Value) -> Resource {
     Resource::from_value(v.clone()).expect("object")
 }

@@ -1,0 +1,56 @@
+//! Times the phases of the detector's initial scan of 10,000 objects (the `scan` bench group):
+//! taking the desired set, the re-list, processing every key.
+//! Run: `cargo run --release -p drift-benches --example phases_scan`
+#![allow(clippy::print_stdout)] // prints its own timing
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use drift_core::clock::ManualClock;
+use drift_core::detector::{Detector, DetectorConfig};
+use drift_core::ports::{DesiredResource, LiveEvent, Provenance, RelistScope};
+use drift_core::DiffEngine;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let (desired, live) = drift_benches::scan_fixture(10_000);
+    for _ in 0..3 {
+        let d: Vec<DesiredResource> = desired
+            .iter()
+            .map(|r| DesiredResource {
+                resource: r.clone(),
+                provenance: Provenance::file("f"),
+            })
+            .collect();
+        let l = live.clone();
+        let mut det = Detector::new(
+            DiffEngine::default(),
+            DetectorConfig::default(),
+            Arc::new(ManualClock::new(0)),
+        );
+        let t = Instant::now();
+        det.set_desired(d);
+        let t1 = Instant::now();
+        det.observe(LiveEvent::Restarted {
+            scope: RelistScope::All,
+            resources: l,
+        });
+        det.observe(LiveEvent::Ready);
+        let t2 = Instant::now();
+        let mut events = 0;
+        while let Some(k) = det.next_key() {
+            events += det.process(&k).events.len();
+        }
+        let t3 = Instant::now();
+        println!(
+            "set_desired {:?}  re-list {:?}  process {:?}  total {:?} ({events} events)",
+            t1 - t,
+            t2 - t1,
+            t3 - t2,
+            t3 - t
+        );
+        std::mem::forget(det);
+    }
+}
