@@ -109,12 +109,12 @@ fn main() {
         per(h2 - h1)
     );
     println!(
-        "    live state after scan     {:>10} bytes  {:>7.0} B/object  (cache as compact text, fingerprints, open drifts)",
+        "    live state after scan     {:>10} bytes  {:>7.0} B/object  (cache as packed compact JSON, fingerprints, open drifts)",
         h3 - h1,
         per(h3 - h1)
     );
     println!(
-        "    of which compact text     {:>10} bytes  {:>7.0} B/object  (Detector::live_cache_bytes); {:.0} B per Deployment",
+        "    of which packed JSON      {:>10} bytes  {:>7.0} B/object  (Detector::live_cache_bytes); a Deployment: {:.0} B of compact JSON before packing",
         det.live_cache_bytes(),
         per(det.live_cache_bytes() as i64),
         deployment_text as f64 / deployments as f64

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use drift_core::DiffEngine;
 use drift_core::clock::ManualClock;
 use drift_core::detector::{Detector, DetectorConfig};
 use drift_core::ports::{DesiredResource, LiveEvent, Provenance, RelistScope};
-use drift_core::DiffEngine;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

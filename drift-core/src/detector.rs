@@ -108,26 +108,24 @@ pub enum DetectorError {
     },
 }
 
-/// A desired object, kept as the compact JSON text of its prepared form (a `serde_json::Value`
+/// A desired object, kept as the packed compact JSON of its prepared form (a `serde_json::Value`
 /// costs about ten times the JSON it holds) and parsed when its key is processed.
 struct DesiredEntry {
-    text: Box<str>,
+    text: Box<[u8]>,
     provenance: Provenance,
 }
 
 impl DesiredEntry {
     fn new(object: &DesiredObject, provenance: Provenance) -> Self {
         DesiredEntry {
-            text: serde_json::to_string(object.object())
-                .unwrap_or_default()
-                .into_boxed_str(),
+            text: pack(object.object()),
             provenance,
         }
     }
 
-    /// The prepared object (its text is the detector's own serialization: it parses).
+    /// The prepared object (the detector's own packing: it unpacks and parses).
     fn object(&self, key: &ResourceKey) -> DesiredObject {
-        let object = serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null);
+        let object = unpack(&self.text).unwrap_or(serde_json::Value::Null);
         DesiredObject::prepared(crate::model::Resource {
             key: key.clone(),
             object,
@@ -140,7 +138,19 @@ impl DesiredEntry {
 struct LiveEntry {
     fingerprint: Fingerprint,
     fresh: Option<Arc<LiveObject>>,
-    compact: Option<Box<str>>,
+    compact: Option<Box<[u8]>>,
+}
+
+/// An object's compact JSON, LZ4-packed (JSON of Kubernetes objects packs 3-8x: keys repeat).
+fn pack(value: &serde_json::Value) -> Box<[u8]> {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    lz4_flex::compress_prepend_size(&json).into_boxed_slice()
+}
+
+/// The value [`pack`] packed (our own packing of a valid value: it unpacks and parses).
+fn unpack(packed: &[u8]) -> Option<serde_json::Value> {
+    let json = lz4_flex::decompress_size_prepended(packed).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 impl LiveEntry {
@@ -156,8 +166,7 @@ impl LiveEntry {
         if let Some(f) = &self.fresh {
             return Some(f.clone());
         }
-        let text = self.compact.as_deref()?;
-        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let value = unpack(self.compact.as_deref()?)?;
         crate::model::Resource::from_value(value)
             .ok()
             .map(|r| Arc::new(LiveObject::new(r)))
@@ -166,10 +175,7 @@ impl LiveEntry {
     /// Drops the parsed form, keeping the compact one.
     fn settle(&mut self) {
         if let Some(f) = self.fresh.take() {
-            match serde_json::to_string(f.object()) {
-                Ok(t) => self.compact = Some(t.into_boxed_str()),
-                Err(_) => self.fresh = Some(f),
-            }
+            self.compact = Some(pack(f.object()));
         }
     }
 
