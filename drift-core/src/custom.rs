@@ -88,6 +88,52 @@ impl CustomSchemas {
     }
 }
 
+/// The list semantics a structural schema declares for an array, as the API server applies them
+/// (and server-side apply merges by): `x-kubernetes-list-type: map` with
+/// `x-kubernetes-list-map-keys` (elements matched by those keys, not by position), or `set`
+/// (elements compared as a set). `None` for `atomic` or undeclared lists (by position).
+///
+/// Specs are interned for the life of the process: one per distinct declaration.
+pub(crate) fn list_spec(schema: &Value) -> Option<&'static crate::schema::ListSpec> {
+    type Interned = HashMap<(bool, Vec<String>), &'static crate::schema::ListSpec>;
+    static SPECS: std::sync::OnceLock<std::sync::Mutex<Interned>> = std::sync::OnceLock::new();
+    let (set, keys) = match schema.get("x-kubernetes-list-type").and_then(Value::as_str)? {
+        "map" => {
+            let keys: Vec<String> = schema
+                .get("x-kubernetes-list-map-keys")?
+                .as_array()?
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect();
+            if keys.is_empty() {
+                return None;
+            }
+            (false, keys)
+        }
+        "set" => (true, Vec::new()),
+        _ => return None,
+    };
+    let mut specs = SPECS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let spec = specs.entry((set, keys.clone())).or_insert_with(|| {
+        let keys: Vec<crate::schema::KeySpec> = keys
+            .into_iter()
+            .map(|k| crate::schema::KeySpec {
+                name: Box::leak(k.into_boxed_str()),
+                default: None,
+            })
+            .collect();
+        Box::leak(Box::new(crate::schema::ListSpec {
+            keys: Box::leak(keys.into_boxed_slice()),
+            set,
+            item: &crate::schema::GENERIC,
+        }))
+    });
+    Some(*spec)
+}
+
 /// One step down a structural schema: a property, an `additionalProperties` value, or an array item.
 pub(crate) fn child<'s>(schema: &'s Value, field: Option<&str>) -> Option<&'s Value> {
     match field {

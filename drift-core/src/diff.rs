@@ -455,6 +455,11 @@ impl<'a, 'o> Walker<'a, 'o> {
 
     /// The `default:` the custom kind's schema gives the current field, if any.
     fn custom_default(&self) -> Option<&'o Value> {
+        self.custom_schema()?.get("default")
+    }
+
+    /// The custom kind's schema of the current field, if any.
+    fn custom_schema(&self) -> Option<&'o Value> {
         let mut s = self.custom?;
         for seg in &self.segs {
             s = match seg {
@@ -462,7 +467,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 _ => crate::custom::child(s, None)?,
             };
         }
-        s.get("default")
+        Some(s)
     }
 
     fn default_matches(&self, node: &Node, lv: &Value) -> bool {
@@ -486,7 +491,10 @@ impl<'a, 'o> Walker<'a, 'o> {
         let (Value::Array(da), Value::Array(la)) = (d, l) else {
             return;
         };
-        let spec = node.list;
+        // A custom kind's list declares its own semantics (`x-kubernetes-list-type`).
+        let spec = node
+            .list
+            .or_else(|| crate::custom::list_spec(self.custom_schema()?));
         match spec {
             Some(spec) if spec.set => {
                 if !self.set_equivalent(da, la, spec) {

@@ -1422,3 +1422,100 @@ spec:
     assert!(r.drifts.is_empty());
     assert_eq!(r.unmanaged.len(), 2);
 }
+
+/// A custom resource's list declared `x-kubernetes-list-type: map` is matched by its
+/// `x-kubernetes-list-map-keys`, as the API server and server-side apply treat it: elements in
+/// another order are not drift, a changed element is reported at its key; `set` lists compare as sets.
+#[test]
+fn custom_resource_lists_follow_their_declared_list_type() {
+    use drift_core::custom::CustomSchemas;
+    let crd = yaml(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gateways.net.example.com}
+spec:
+  group: net.example.com
+  names: {kind: Gateway, plural: gateways}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              listeners:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name, protocol]
+                items:
+                  type: object
+                  properties:
+                    name: {type: string}
+                    protocol: {type: string}
+                    port: {type: integer}
+              hosts:
+                type: array
+                x-kubernetes-list-type: set
+                items: {type: string}
+"#,
+    );
+    let gateway = |listeners: Value, hosts: Value| {
+        res(json!({"apiVersion": "net.example.com/v1", "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": "default"},
+            "spec": {"listeners": listeners, "hosts": hosts}}))
+    };
+    let http = json!({"name": "web", "protocol": "HTTP", "port": 80});
+    let https = json!({"name": "web", "protocol": "HTTPS", "port": 443});
+    let desired = gateway(
+        json!([http.clone(), https.clone()]),
+        json!(["a.example.com", "b.example.com"]),
+    );
+    let schemas = CustomSchemas::from_live([&crd]);
+    let ctx = DiffContext {
+        autoscalers: None,
+        custom: Some(&schemas),
+    };
+    let engine = DiffEngine::default();
+    let run = |l: Resource, ctx: &DiffContext<'_>| {
+        engine.diff_with(
+            &DesiredObject::new(desired.clone()),
+            Some(&LiveObject::new(l)),
+            ctx,
+        )
+    };
+    // The server returned both lists in another order: in sync.
+    let reordered = gateway(
+        json!([https.clone(), http.clone()]),
+        json!(["b.example.com", "a.example.com"]),
+    );
+    let r = run(reordered.clone(), &ctx);
+    assert!(r.drifts.is_empty(), "{:?}", drifts(&r));
+    // Without the CRD's declarations, the same object compares by position: what the schema adds.
+    assert!(!run(reordered, &DiffContext::default()).drifts.is_empty());
+    // One element changed, in another place: reported at its keys.
+    let mut moved = https.clone();
+    moved["port"] = json!(8443);
+    let r = run(
+        gateway(
+            json!([moved, http.clone()]),
+            json!(["a.example.com", "b.example.com"]),
+        ),
+        &ctx,
+    );
+    assert_eq!(
+        drifts(&r),
+        ["spec.listeners[name=web,protocol=HTTPS].port changed"]
+    );
+    // A host swapped for another: the set differs.
+    let r = run(
+        gateway(json!([http, https]), json!(["a.example.com", "c.example.com"])),
+        &ctx,
+    );
+    assert_eq!(drifts(&r), ["spec.hosts changed"]);
+}
