@@ -387,7 +387,7 @@ impl Deferred {
     /// The object does not parse or is not a Kubernetes object: the error names its source,
     /// document and item.
     pub fn resource(&self, i: usize) -> Result<Resource, LoadError> {
-        self.parse(i, false)
+        self.parse(i, Shape::Whole)
     }
 
     /// Object `i` for comparing: without its `status`, which no comparison reads (the diff's verdicts
@@ -397,25 +397,34 @@ impl Deferred {
     /// # Errors
     /// As [`Deferred::resource`].
     pub fn comparable(&self, i: usize) -> Result<Resource, LoadError> {
-        self.parse(i, true)
+        self.parse(i, Shape::Comparable)
     }
 
-    fn parse(&self, i: usize, without_status: bool) -> Result<Resource, LoadError> {
+    /// Object `i` for a quick first comparison: [`Deferred::comparable`] without what only field
+    /// ownership and drift actors read — `metadata.managedFields` and the last-applied annotation,
+    /// both skipped as read (they are often half of a live object). A diff of it that reads no
+    /// ownership ([`crate::LiveObject::ownership_read`]) and finds no drift gives exactly the
+    /// verdict of the whole object (neither field is ever compared itself); otherwise compare
+    /// [`Deferred::comparable`].
+    ///
+    /// # Errors
+    /// As [`Deferred::resource`].
+    pub fn lean(&self, i: usize) -> Result<Resource, LoadError> {
+        self.parse(i, Shape::Lean)
+    }
+
+    fn parse(&self, i: usize, shape: Shape) -> Result<Resource, LoadError> {
         let it = &self.items[i];
         let (text, start, end, list_type) = match &it.body {
             Body::Parsed(r) => {
                 let mut r = (**r).clone();
-                if without_status && let Some(m) = r.object.as_object_mut() {
-                    m.remove("status");
-                }
+                shape.strip(&mut r.object);
                 return Ok(r);
             }
             Body::Text(t) => {
                 // Our own serialization of a valid object: it parses.
                 let mut object: Value = serde_json::from_str(t).unwrap_or(Value::Null);
-                if without_status && let Some(m) = object.as_object_mut() {
-                    m.remove("status");
-                }
+                shape.strip(&mut object);
                 // The identity from the object (it names no namespace where the key got the
                 // default one), then the default namespace into both.
                 let mut r = Resource::from_value(object).map_err(|error| LoadError::NotAnObject {
@@ -438,10 +447,10 @@ impl Deferred {
         };
         let source_name = || self.sources[it.source].clone();
         let body = &self.texts[text][start..end];
-        let parsed = if without_status {
-            serde_json::from_str::<WithoutStatus>(body).map(|w| w.0)
-        } else {
-            serde_json::from_str::<Value>(body)
+        let parsed = match shape {
+            Shape::Whole => serde_json::from_str::<Value>(body),
+            Shape::Comparable => serde_json::from_str::<WithoutStatus>(body).map(|w| w.0),
+            Shape::Lean => serde_json::from_str::<Lean>(body).map(|w| w.0),
         };
         let mut v = parsed.map_err(|e| LoadError::Syntax {
             source_name: source_name(),
@@ -577,32 +586,129 @@ fn identities(text: &str, spans: &[Span]) -> Vec<Option<ResourceKey>> {
     })
 }
 
+/// What of an object to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Everything.
+    Whole,
+    /// Without `status`.
+    Comparable,
+    /// Without `status`, `metadata.managedFields` and the last-applied annotation.
+    Lean,
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+impl Shape {
+    /// Removes from a parsed object what this shape leaves out.
+    fn strip(self, v: &mut Value) {
+        if self == Shape::Whole {
+            return;
+        }
+        let Some(m) = v.as_object_mut() else { return };
+        m.remove("status");
+        if self == Shape::Lean
+            && let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.remove("managedFields");
+            if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                a.remove(LAST_APPLIED);
+            }
+        }
+    }
+}
+
+/// A map read with some of its keys skipped (never built): those in `skip`; the one named `nested`
+/// (`metadata` or `annotations`) is read with its own lean rule. The last occurrence of a key wins,
+/// as in a `Value`.
+fn read_map<'de, A: serde::de::MapAccess<'de>>(
+    mut map: A,
+    skip: &[&str],
+    nested: Option<&str>,
+) -> Result<Value, A::Error> {
+    let mut out = serde_json::Map::new();
+    while let Some(key) = map.next_key::<String>()? {
+        if skip.contains(&key.as_str()) {
+            map.next_value::<serde::de::IgnoredAny>()?;
+            out.remove(&key);
+            continue;
+        }
+        let v = match nested.filter(|n| *n == key) {
+            Some("metadata") => map.next_value::<LeanMetadata>()?.0,
+            Some("annotations") => map.next_value::<LeanAnnotations>()?.0,
+            _ => map.next_value::<Value>()?,
+        };
+        out.insert(key, v);
+    }
+    Ok(Value::Object(out))
+}
+
+/// A map visitor over [`read_map`] (an object that is not a map is an error: the caller then parses
+/// it whole, which says what is wrong).
+struct MapWith {
+    skip: &'static [&'static str],
+    nested: Option<&'static str>,
+}
+
+impl<'de> serde::de::Visitor<'de> for MapWith {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        read_map(map, self.skip, self.nested)
+    }
+}
+
 /// An object read without its top-level `status` (skipped, never built).
 struct WithoutStatus(Value);
 
 impl<'de> Deserialize<'de> for WithoutStatus {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Object;
-        impl<'de> serde::de::Visitor<'de> for Object {
-            type Value = Value;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a Kubernetes object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-                let mut out = serde_json::Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "status" {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                        out.remove("status");
-                    } else {
-                        let v = map.next_value::<Value>()?;
-                        out.insert(key, v);
-                    }
-                }
-                Ok(Value::Object(out))
-            }
-        }
-        d.deserialize_map(Object).map(WithoutStatus)
+        d.deserialize_map(MapWith {
+            skip: &["status"],
+            nested: None,
+        })
+        .map(WithoutStatus)
+    }
+}
+
+/// An object read as [`Shape::Lean`].
+struct Lean(Value);
+
+impl<'de> Deserialize<'de> for Lean {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MapWith {
+            skip: &["status"],
+            nested: Some("metadata"),
+        })
+        .map(Lean)
+    }
+}
+
+/// `metadata` without `managedFields`, its annotations without the last-applied one.
+struct LeanMetadata(Value);
+
+impl<'de> Deserialize<'de> for LeanMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MapWith {
+            skip: &["managedFields"],
+            nested: Some("annotations"),
+        })
+        .map(LeanMetadata)
+    }
+}
+
+/// Annotations without the last-applied one.
+struct LeanAnnotations(Value);
+
+impl<'de> Deserialize<'de> for LeanAnnotations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MapWith {
+            skip: &[LAST_APPLIED],
+            nested: None,
+        })
+        .map(LeanAnnotations)
     }
 }
 
@@ -639,15 +745,15 @@ mod tests {
     fn assert_same(text: &str) {
         let (eager, deferred) = both(text);
         assert_eq!(eager.resources, deferred.resources, "{text}");
-        // Without status, the objects are the eager ones without status (compact drops it too).
+        // Comparable and lean objects are the whole ones without what they leave out.
         let mut d = Deferred::default();
         d.add_bytes("in.json", text.as_bytes().to_vec());
         for i in 0..d.len() {
-            if let (Ok(a), Ok(mut b)) = (d.comparable(i), d.resource(i)) {
-                if let Some(m) = b.object.as_object_mut() {
-                    m.remove("status");
+            for shape in [Shape::Comparable, Shape::Lean] {
+                if let (Ok(a), Ok(mut b)) = (d.parse(i, shape), d.resource(i)) {
+                    shape.strip(&mut b.object);
+                    assert_eq!(a, b);
                 }
-                assert_eq!(a, b);
             }
         }
         let msgs = |l: &crate::load::Loaded| {
@@ -663,7 +769,10 @@ mod tests {
         // A kubectl list, a typed list whose items omit their type, single objects in a stream,
         // escapes in names, cluster-scoped objects with a namespace, broken items, status dropped.
         assert_same(
-            r#"{"apiVersion":"v1","items":[{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a","namespace":"x"},"spec":{"replicas":1},"status":{"replicas":1}},
+            r#"{"apiVersion":"v1","items":[{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a","namespace":"x",
+                    "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"kind\":\"Deployment\"}","team":"t"},
+                    "managedFields":[{"manager":"kubectl","operation":"Update","fieldsV1":{"f:spec":{"f:replicas":{}}}}]},
+                  "spec":{"replicas":1},"status":{"replicas":1}},
                 {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n\u0031","namespace":"x"}},
                 {"kind":"ConfigMap","metadata":{"name":"noapi"}},
                 {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":7}},

@@ -172,6 +172,12 @@ impl LiveObject {
         self.resource
     }
 
+    /// Whether a diff has read this object's field ownership (`managedFields`, the last-applied
+    /// annotation) so far: a diff that did not, and found no drift, did not depend on them.
+    pub fn ownership_read(&self) -> bool {
+        self.ownership.get().is_some()
+    }
+
     pub(crate) fn ownership(&self) -> &Ownership {
         self.ownership
             .get_or_init(|| Ownership::from_object(&self.resource.object))

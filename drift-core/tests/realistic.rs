@@ -137,3 +137,44 @@ fn compact_loading_changes_no_verdict() {
         assert_eq!(run(true), run(false), "{}", c.name);
     }
 }
+
+/// `diff` compares a lean live object first (`Deferred::lean`: no `managedFields`, no last-applied
+/// annotation) and keeps that answer only when it read no ownership and found no drift: on every
+/// realistic case such an answer is exactly the whole object's, unmanaged fields included; and a
+/// case whose verdict needs ownership or actors is never answered leanly.
+#[test]
+fn a_lean_first_answer_is_the_whole_objects() {
+    let text =
+        std::fs::read_to_string(common::testdata_dir().join("k8s-realistic/cases.yaml")).expect("cases.yaml");
+    let cases: Vec<Case> = serde_saphyr::from_str(&text).expect("cases parse");
+    let mut lean_answers = 0;
+    for c in &cases {
+        let options = c
+            .appliers
+            .iter()
+            .fold(DiffOptions::default(), |o, m| o.applier(m));
+        let engine = DiffEngine::new(options, Default::default());
+        let desired = DesiredObject::new(one(&c.name, "desired", &c.desired));
+        let load = |text: &str, lean: bool| {
+            let mut d = drift_core::deferred::Deferred::default();
+            d.add_bytes(&c.name, text.as_bytes().to_vec());
+            if lean { d.lean(0) } else { d.comparable(0) }.expect("live")
+        };
+        let whole = engine.diff(&desired, Some(&LiveObject::new(load(&c.live, false))));
+        let lean_live = LiveObject::new(load(&c.live, true));
+        let lean = engine.diff(&desired, Some(&lean_live));
+        if lean.drifts.is_empty() && !lean_live.ownership_read() {
+            lean_answers += 1;
+            assert!(whole.drifts.is_empty(), "{}: {:?}", c.name, whole.drifts);
+            let fields = |r: &drift_core::DriftReport| -> Vec<String> {
+                r.unmanaged.iter().map(|u| u.field.clone()).collect()
+            };
+            assert_eq!(fields(&lean), fields(&whole), "{}", c.name);
+            assert_eq!(lean.status, whole.status, "{}", c.name);
+        }
+    }
+    assert!(
+        lean_answers > 0,
+        "no case was answered leanly: the check checked nothing"
+    );
+}
