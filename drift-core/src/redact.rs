@@ -408,6 +408,30 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn sensitive_names_in_any_spelling_and_length() {
+        let r = Redactor::with_key([7; 32]);
+        for name in [
+            "DB_PASSWORD",
+            "stripe-api-key",
+            "auth_token",
+            "client.secret",
+            "Api.Key",
+            "x-PassPhrase",
+        ] {
+            assert!(r.is_sensitive_name(name), "{name}");
+        }
+        for name in ["PORT", "LOG_LEVEL", "", "__", "TOKYO_REGION"] {
+            assert!(!r.is_sensitive_name(name), "{name}");
+        }
+        // Long names too.
+        let long = format!("{}_PASSWORD", "X".repeat(80));
+        assert!(r.is_sensitive_name(&long));
+        assert!(!r.is_sensitive_name(&"Y".repeat(100)));
+        // Non-ASCII is ignored, as in normalize().
+        assert!(r.is_sensitive_name("pässword_or_tokén_token"));
+    }
+
+    #[test]
     fn hmac_matches_rfc4231_case_2_shape() {
         // RFC 4231 test case 2 uses a 4-byte key; with the key zero-padded to 32 bytes HMAC is the same.
         let mut key = [0u8; 32];
