@@ -425,18 +425,7 @@ impl Deferred {
                 // Our own serialization of a valid object: it parses.
                 let mut object: Value = serde_json::from_str(t).unwrap_or(Value::Null);
                 shape.strip(&mut object);
-                // The identity from the object (it names no namespace where the key got the
-                // default one), then the default namespace into both.
-                let mut r = Resource::from_value(object).map_err(|error| LoadError::NotAnObject {
-                    source_name: self.sources[it.source].clone(),
-                    index: it.document,
-                    item: it.item,
-                    error,
-                })?;
-                if let Some(ns) = &self.default_ns {
-                    r.default_namespace(ns);
-                }
-                return Ok(r);
+                return self.finish(it, object);
             }
             Body::Raw {
                 text,
@@ -462,8 +451,14 @@ impl Deferred {
         if self.options.compact {
             compact_object(&mut v);
         }
-        let mut r = Resource::from_value(v).map_err(|error| LoadError::NotAnObject {
-            source_name: source_name(),
+        self.finish(it, v)
+    }
+
+    /// A parsed object as a resource: its identity from the object (which names no namespace where
+    /// the item's key got the default one), then the default namespace into both.
+    fn finish(&self, it: &Item, object: Value) -> Result<Resource, LoadError> {
+        let mut r = Resource::from_value(object).map_err(|error| LoadError::NotAnObject {
+            source_name: self.sources[it.source].clone(),
             index: it.document,
             item: it.item,
             error,

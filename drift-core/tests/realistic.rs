@@ -34,6 +34,22 @@ struct Case {
     unmanaged: Vec<String>,
 }
 
+/// The cases of testdata/k8s-realistic/cases.yaml.
+fn cases() -> Vec<Case> {
+    let text =
+        std::fs::read_to_string(common::testdata_dir().join("k8s-realistic/cases.yaml")).expect("cases.yaml");
+    serde_saphyr::from_str(&text).expect("cases parse")
+}
+
+/// The engine a case runs with (its appliers given as `--manager`).
+fn engine_for(c: &Case) -> DiffEngine {
+    let options = c
+        .appliers
+        .iter()
+        .fold(DiffOptions::default(), |o, m| o.applier(m));
+    DiffEngine::new(options, Default::default())
+}
+
 fn one(name: &str, what: &str, text: &str) -> drift_core::Resource {
     let l = parse_documents(&format!("{name} ({what})"), text);
     assert!(l.errors.is_empty(), "{name} {what}: {:?}", l.errors);
@@ -43,17 +59,11 @@ fn one(name: &str, what: &str, text: &str) -> drift_core::Resource {
 
 #[test]
 fn every_realistic_case_gives_its_verdict() {
-    let text =
-        std::fs::read_to_string(common::testdata_dir().join("k8s-realistic/cases.yaml")).expect("cases.yaml");
-    let cases: Vec<Case> = serde_saphyr::from_str(&text).expect("cases parse");
+    let cases = cases();
     let mut failures = Vec::new();
     for c in &cases {
         assert!(!c.source.trim().is_empty(), "{}: cite the source", c.name);
-        let options = c
-            .appliers
-            .iter()
-            .fold(DiffOptions::default(), |o, m| o.applier(m));
-        let engine = DiffEngine::new(options, Default::default());
+        let engine = engine_for(c);
         let report = engine.diff(
             &DesiredObject::new(one(&c.name, "desired", &c.desired)),
             Some(&LiveObject::new(one(&c.name, "live", &c.live))),
@@ -106,15 +116,9 @@ fn every_realistic_case_gives_its_verdict() {
 /// case gives the same drifts, actors and sets from compacted objects.
 #[test]
 fn compact_loading_changes_no_verdict() {
-    let text =
-        std::fs::read_to_string(common::testdata_dir().join("k8s-realistic/cases.yaml")).expect("cases.yaml");
-    let cases: Vec<Case> = serde_saphyr::from_str(&text).expect("cases parse");
+    let cases = cases();
     for c in &cases {
-        let options = c
-            .appliers
-            .iter()
-            .fold(DiffOptions::default(), |o, m| o.applier(m));
-        let engine = DiffEngine::new(options, Default::default());
+        let engine = engine_for(c);
         let run = |compact: bool| {
             let load = |what: &str, text: &str| {
                 let opts = if compact {
@@ -144,16 +148,10 @@ fn compact_loading_changes_no_verdict() {
 /// case whose verdict needs ownership or actors is never answered leanly.
 #[test]
 fn a_lean_first_answer_is_the_whole_objects() {
-    let text =
-        std::fs::read_to_string(common::testdata_dir().join("k8s-realistic/cases.yaml")).expect("cases.yaml");
-    let cases: Vec<Case> = serde_saphyr::from_str(&text).expect("cases parse");
+    let cases = cases();
     let mut lean_answers = 0;
     for c in &cases {
-        let options = c
-            .appliers
-            .iter()
-            .fold(DiffOptions::default(), |o, m| o.applier(m));
-        let engine = DiffEngine::new(options, Default::default());
+        let engine = engine_for(c);
         let desired = DesiredObject::new(one(&c.name, "desired", &c.desired));
         let load = |text: &str, lean: bool| {
             let mut d = drift_core::deferred::Deferred::default();
