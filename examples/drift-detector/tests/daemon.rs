@@ -788,6 +788,19 @@ impl WebDriver {
 
 impl Drop for WebDriver {
     fn drop(&mut self) {
+        // Close the session first: chromedriver then quits the browser. Killing chromedriver alone
+        // leaves the browser running, orphaned (a plain request: no runtime is needed in Drop).
+        use std::io::{Read as _, Write as _};
+        let addr = self.base.trim_start_matches("http://").to_string();
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = s.read_to_end(&mut Vec::new());
+        }
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
