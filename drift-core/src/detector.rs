@@ -439,7 +439,8 @@ impl Detector {
 
     /// Whether every watch has listed once.
     pub fn is_ready(&self) -> bool {
-        self.ready
+        // Sharded: a namespace acquired while running makes it not ready until its lists are in.
+        self.ready && self.pending_namespaces.is_empty()
     }
 
     /// Bytes of compact JSON held in the live cache (objects settle there once processed).
@@ -648,6 +649,23 @@ impl Detector {
                     // First listing of this scope: desired objects there can now be judged.
                     let keys: Vec<ResourceKey> =
                         self.desired.keys().filter(|k| scope.covers(k)).cloned().collect();
+                    for k in keys {
+                        if self.enqueue(&k) {
+                            obs.queued += 1;
+                        }
+                    }
+                }
+            }
+            LiveEvent::NamespaceListed(ns) => {
+                // Every desired object there can be judged now (kinds not served there included:
+                // they become "not watched").
+                if self.pending_namespaces.remove(&ns) {
+                    let keys: Vec<ResourceKey> = self
+                        .desired
+                        .keys()
+                        .filter(|k| k.namespace.as_deref() == Some(ns.as_str()) && self.in_shard(k))
+                        .cloned()
+                        .collect();
                     for k in keys {
                         if self.enqueue(&k) {
                             obs.queued += 1;

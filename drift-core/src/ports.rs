@@ -140,6 +140,9 @@ pub enum LiveEvent {
     },
     /// Every watch has listed once: the live set is complete.
     Ready,
+    /// Every watch of a namespace started while running (sharding: a namespace acquired) has listed
+    /// once: its part of the live set is complete.
+    NamespaceListed(String),
 }
 
 /// Live cluster state.

@@ -747,14 +747,20 @@ fn a_shard_judges_its_namespaces_and_hands_over_silently() {
     assert!(drain(&mut d).is_empty());
     assert!(d.not_watched().is_empty(), "{:?}", d.not_watched());
 
-    // Take b as well: nothing is said about b until its Deployments have listed.
+    // Take b as well: nothing is said about b until its Deployments have listed, and the detector
+    // is not ready until every watch there has (the live source says so).
+    assert!(d.is_ready());
     d.set_shard(shard(&["a", "b"]));
+    assert!(!d.is_ready(), "b's lists are not in");
     assert!(drain(&mut d).is_empty(), "b judged before it was listed");
     d.observe(listed("b", vec![deploy_in("b", "web", 7)]));
     let events = drain(&mut d);
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].drift.key.namespace.as_deref(), Some("b"));
     assert_eq!(d.open_drifts().len(), 2);
+    d.observe(LiveEvent::NamespaceListed("b".into()));
+    assert!(d.is_ready());
+    assert!(drain(&mut d).is_empty(), "nothing new once b is complete");
 
     // Give a away: forgotten without an event (its new owner reports), its live object dropped.
     d.set_shard(shard(&["b"]));

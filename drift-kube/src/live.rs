@@ -447,6 +447,30 @@ impl KubeLiveSource {
     }
 }
 
+/// Scopes still to list before an event is due: [`LiveEvent::Ready`] for the first scopes, a
+/// [`LiveEvent::NamespaceListed`] for a namespace acquired while running.
+struct Pending {
+    left: AtomicUsize,
+    done: LiveEvent,
+}
+
+impl Pending {
+    fn new(left: usize, done: LiveEvent) -> Arc<Pending> {
+        Arc::new(Pending {
+            left: AtomicUsize::new(left),
+            done,
+        })
+    }
+    /// Scopes that hold nothing back.
+    fn none() -> Arc<Pending> {
+        Pending::new(usize::MAX / 2, LiveEvent::Ready)
+    }
+    /// One scope done; the event when it was the last.
+    fn done_one(&self) -> Option<LiveEvent> {
+        (self.left.fetch_sub(1, Ordering::SeqCst) == 1).then(|| self.done.clone())
+    }
+}
+
 /// Objects per [`LiveEvent::Listing`] part of a large list.
 const LIST_PART: usize = 1_000;
 
@@ -548,14 +572,14 @@ impl LiveSource for KubeLiveSource {
             .partition(|s| self.holds_ready(s));
         // Each scope, and each kind still to discover, holds Ready back until it has listed (or
         // turned out not to be served).
-        let pending = Arc::new(AtomicUsize::new(known_scopes.len() + unknown.len()));
+        let pending = Pending::new(known_scopes.len() + unknown.len(), LiveEvent::Ready);
         if known_scopes.is_empty() && unknown.is_empty() {
             let _ = tx.try_send(Ok(LiveEvent::Ready));
         }
         for scope in known_scopes {
             self.spawn_scope(scope, tx.clone(), pending.clone());
         }
-        let no_hold = Arc::new(AtomicUsize::new(usize::MAX / 2));
+        let no_hold = Pending::none();
         for scope in sharded_scopes {
             self.spawn_scope(scope, tx.clone(), no_hold.clone());
         }
@@ -587,9 +611,13 @@ impl LiveSource for KubeLiveSource {
         if !added.is_empty() || !removed.is_empty() {
             tracing::info!(?added, ?removed, "watched namespaces changed");
         }
-        // Ready was announced (or is held back by the first scopes): new namespaces hold nothing.
-        let pending = Arc::new(AtomicUsize::new(usize::MAX / 2));
+        // Ready was announced (or is held back by the first scopes); each new namespace is
+        // announced listed once every kind's list there is in.
         for ns in added {
+            let pending = Pending::new(kinds.len(), LiveEvent::NamespaceListed(ns.clone()));
+            if kinds.is_empty() {
+                let _ = tx.try_send(Ok(LiveEvent::NamespaceListed(ns.clone())));
+            }
             for info in &kinds {
                 let scope = Scope {
                     info: info.clone(),
@@ -614,7 +642,7 @@ impl LiveSource for KubeLiveSource {
         for (group, kind) in added {
             tracing::info!(group = %group, kind = %kind, "watching a kind the desired state names");
             // Ready has been announced already: a late kind holds nothing back.
-            let pending = Arc::new(AtomicUsize::new(usize::MAX / 2));
+            let pending = Pending::none();
             match kinds::lookup(&group, &kind) {
                 Some(info) => {
                     for scope in self.scopes_of(&[Arc::new(WatchKind::from(info))]) {
@@ -639,7 +667,7 @@ impl KubeLiveSource {
         &self,
         scope: Scope,
         tx: mpsc::Sender<Result<LiveEvent, PortError>>,
-        pending: Arc<AtomicUsize>,
+        pending: Arc<Pending>,
     ) {
         let ns = scope.namespace.clone();
         let this = self.clone();
@@ -660,7 +688,7 @@ impl KubeLiveSource {
         group: String,
         kind: String,
         tx: mpsc::Sender<Result<LiveEvent, PortError>>,
-        pending: Arc<AtomicUsize>,
+        pending: Arc<Pending>,
     ) {
         let this = self.clone();
         tokio::spawn(async move {
@@ -671,14 +699,14 @@ impl KubeLiveSource {
                         .into_iter()
                         .partition(|s| this.holds_ready(s));
                     // This kind's one slot becomes one per scope.
-                    pending.fetch_add(scopes.len(), Ordering::SeqCst);
-                    if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        let _ = tx.send(Ok(LiveEvent::Ready)).await;
+                    pending.left.fetch_add(scopes.len(), Ordering::SeqCst);
+                    if let Some(done) = pending.done_one() {
+                        let _ = tx.send(Ok(done)).await;
                     }
                     for scope in scopes {
                         this.spawn_scope(scope, tx.clone(), pending.clone());
                     }
-                    let no_hold = Arc::new(AtomicUsize::new(usize::MAX / 2));
+                    let no_hold = Pending::none();
                     for scope in sharded {
                         this.spawn_scope(scope, tx.clone(), no_hold.clone());
                     }
@@ -686,8 +714,8 @@ impl KubeLiveSource {
                 Err(e) => {
                     tracing::warn!(error = %e, "skipping a kind the cluster does not serve");
                     let _ = tx.send(Err(e)).await;
-                    if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        let _ = tx.send(Ok(LiveEvent::Ready)).await;
+                    if let Some(done) = pending.done_one() {
+                        let _ = tx.send(Ok(done)).await;
                     }
                 }
             }
@@ -700,7 +728,7 @@ impl KubeLiveSource {
         &self,
         scope: Scope,
         tx: mpsc::Sender<Result<LiveEvent, PortError>>,
-        pending: Arc<AtomicUsize>,
+        pending: Arc<Pending>,
     ) {
         let span = tracing::info_span!(
             "watch",
@@ -719,12 +747,13 @@ impl KubeLiveSource {
         let mut buffer: Vec<Resource> = Vec::new();
         let mut first_page = true;
         let mut listed = false;
+        // The event this scope's first listing completes (Ready, a namespace listed), if any.
         let mark_listed = |listed: &mut bool| {
             if !*listed {
                 *listed = true;
-                pending.fetch_sub(1, Ordering::SeqCst) == 1
+                pending.done_one()
             } else {
-                false
+                None
             }
         };
         loop {
@@ -771,8 +800,8 @@ impl KubeLiveSource {
                         scope: scope.relist_scope(),
                         resources: std::mem::take(&mut buffer),
                     }));
-                    if mark_listed(&mut listed) {
-                        out.push(Ok(LiveEvent::Ready));
+                    if let Some(done) = mark_listed(&mut listed) {
+                        out.push(Ok(done));
                     }
                 }
                 Ok(Event::Apply(o)) => {
@@ -800,8 +829,8 @@ impl KubeLiveSource {
                             what: format!("watching {}", scope.describe()),
                             reason: reason.to_string(),
                         }));
-                        if mark_listed(&mut listed) {
-                            out.push(Ok(LiveEvent::Ready));
+                        if let Some(done) = mark_listed(&mut listed) {
+                            out.push(Ok(done));
                         }
                         for o in out {
                             let _ = tx.send(o).await;
