@@ -128,16 +128,7 @@ fn scan_10k(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter_batched(
-                || {
-                    let d: Vec<DesiredResource> = desired
-                        .iter()
-                        .map(|r| DesiredResource {
-                            resource: r.clone(),
-                            provenance: Provenance::file("f"),
-                        })
-                        .collect();
-                    (d, live.clone())
-                },
+                || (drift_benches::as_desired(desired.iter().cloned()), live.clone()),
                 |(d, l)| {
                     let mut det = Detector::new(
                         DiffEngine::default(),

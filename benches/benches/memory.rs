@@ -9,7 +9,7 @@ use std::sync::Arc;
 use drift_benches::{frontend_desired, scan_fixture, with_server_state};
 use drift_core::clock::ManualClock;
 use drift_core::detector::{Detector, DetectorConfig};
-use drift_core::ports::{DesiredResource, LiveEvent, Provenance, RelistScope};
+use drift_core::ports::{LiveEvent, RelistScope};
 use drift_core::{DiffEngine, LiveObject, Resource};
 
 #[global_allocator]
@@ -56,14 +56,7 @@ fn main() {
     );
     let h0 = heap() as i64;
     let (d, _) = scan_fixture(N);
-    det.set_desired(
-        d.into_iter()
-            .map(|r| DesiredResource {
-                resource: r,
-                provenance: Provenance::file("f"),
-            })
-            .collect(),
-    );
+    det.set_desired(drift_benches::as_desired(d));
     let h1 = heap() as i64;
     let (_, l) = scan_fixture(N);
     // As drift-kube's live source delivers them: projected.

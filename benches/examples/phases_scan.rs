@@ -9,7 +9,7 @@ use std::time::Instant;
 use drift_core::DiffEngine;
 use drift_core::clock::ManualClock;
 use drift_core::detector::{Detector, DetectorConfig};
-use drift_core::ports::{DesiredResource, LiveEvent, Provenance, RelistScope};
+use drift_core::ports::{LiveEvent, RelistScope};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,13 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let (desired, live) = drift_benches::scan_fixture(10_000);
     for _ in 0..3 {
-        let d: Vec<DesiredResource> = desired
-            .iter()
-            .map(|r| DesiredResource {
-                resource: r.clone(),
-                provenance: Provenance::file("f"),
-            })
-            .collect();
+        let d = drift_benches::as_desired(desired.iter().cloned());
         let l = live.clone();
         let mut det = Detector::new(
             DiffEngine::default(),

@@ -155,6 +155,17 @@ pub fn bare_leaf_walk(desired: &Value, live: &Value) -> bool {
     }
 }
 
+/// Resources as a desired set from one file (what the detector benches give it).
+pub fn as_desired(resources: impl IntoIterator<Item = Resource>) -> Vec<drift_core::ports::DesiredResource> {
+    resources
+        .into_iter()
+        .map(|resource| drift_core::ports::DesiredResource {
+            resource,
+            provenance: drift_core::ports::Provenance::file("f"),
+        })
+        .collect()
+}
+
 /// `n` desired objects and their live counterparts (Deployments, Services and ConfigMaps in equal
 /// parts), live with server state. Every 100th Deployment has a replica drift.
 pub fn scan_fixture(n: usize) -> (Vec<Resource>, Vec<Resource>) {

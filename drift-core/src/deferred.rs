@@ -129,16 +129,6 @@ impl Deferred {
         }
     }
 
-    /// Already parsed resources (a cluster's live list), in the same interface, each kept as
-    /// compact text ([`Deferred::push`]).
-    pub fn from_resources(resources: Vec<Resource>) -> Deferred {
-        let mut out = Deferred::default();
-        for r in resources {
-            out.push(r);
-        }
-        out
-    }
-
     /// Adds a parsed object, kept as its compact JSON text until asked for: a caller receiving
     /// objects one page at a time (a cluster's list) holds them at a tenth of their parsed size.
     pub fn push(&mut self, r: Resource) {

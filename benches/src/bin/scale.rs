@@ -258,22 +258,28 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
+/// `drift-detector <sub>` against the sandbox with the objects as its desired state, quiet, and
+/// with nothing from the environment pointing it elsewhere.
+fn detector_command(detector: &Path, sub: &str, dir: &Path, kubeconfig: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(detector);
+    c.arg(sub)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--desired")
+        .arg(dir.join("desired"))
+        .args(extra)
+        .env("RUST_LOG", "error")
+        .env_remove("KUBECONFIG")
+        .env_remove("CUB_TOKEN")
+        .env_remove("CLAUDE_API_KEY")
+        .stdout(Stdio::null());
+    c
+}
+
 /// One `drift-detector scan` of the objects: its wall time and peak RSS (VmHWM, read until it exits).
 fn scan_once(args: &Args, detector: &Path, dir: &Path, kubeconfig: &Path) -> String {
     let started = Instant::now();
-    let mut child = Command::new(detector)
-        .args([
-            "scan",
-            "--kubeconfig",
-            &kubeconfig.display().to_string(),
-            "--desired",
-            &dir.join("desired").display().to_string(),
-            "--output",
-            "json",
-        ])
-        .env("RUST_LOG", "error")
-        .env_remove("KUBECONFIG")
-        .stdout(Stdio::null())
+    let mut child = detector_command(detector, "scan", dir, kubeconfig, &["--output", "json"])
         .stderr(Stdio::inherit())
         .spawn()
         .expect("drift-detector scan");
@@ -299,29 +305,25 @@ fn scan_once(args: &Args, detector: &Path, dir: &Path, kubeconfig: &Path) -> Str
 async fn run(args: &Args, detector: &Path, dir: &Path, kubeconfig: &Path) -> String {
     let token = "scale-bench-token";
     let started = Instant::now();
-    let mut child = Command::new(detector)
-        .args([
-            "watch",
-            "--kubeconfig",
-            &kubeconfig.display().to_string(),
-            "--desired",
-            &dir.join("desired").display().to_string(),
+    let state = dir.join("state").display().to_string();
+    let mut child = detector_command(
+        detector,
+        "watch",
+        dir,
+        kubeconfig,
+        &[
             "--state-dir",
-            &dir.join("state").display().to_string(),
+            &state,
             "--listen",
             "127.0.0.1:0",
             "--kube-events",
             "false",
-        ])
-        .env("DRIFT_DASHBOARD_TOKEN", token)
-        .env("RUST_LOG", "error")
-        .env_remove("KUBECONFIG")
-        .env_remove("CUB_TOKEN")
-        .env_remove("CLAUDE_API_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("drift-detector watch");
+        ],
+    )
+    .env("DRIFT_DASHBOARD_TOKEN", token)
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("drift-detector watch");
     let pid = child.id();
     let stderr = child.stderr.take().expect("stderr");
     let child = Reaped(child);
