@@ -70,15 +70,15 @@ impl DesiredObject {
 ///   revert must set); live's mirror is a default of it.
 fn convert_to_compared_version(r: &mut Resource) {
     let pod_spec = match (r.key.group.as_str(), r.key.kind.as_str()) {
-        ("", "Pod") => Some("/spec"),
+        ("", "Pod") => Some(&["spec"][..]),
         ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
         | ("batch", "Job")
-        | ("", "ReplicationController" | "PodTemplate") => Some("/spec/template/spec"),
-        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template/spec"),
+        | ("", "ReplicationController" | "PodTemplate") => Some(&["spec", "template", "spec"][..]),
+        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"][..]),
         _ => None,
     };
     if let Some(spec) = pod_spec
-        .and_then(|p| r.object.pointer_mut(p))
+        .and_then(|p| crate::value::field_path_mut(&mut r.object, p))
         .and_then(Value::as_object_mut)
         && let Some(sa) = spec.remove("serviceAccount")
     {

@@ -59,9 +59,23 @@ pub struct Redactor {
     key: [u8; 32],
     /// Normalized name fragments (lower case, alphanumeric only).
     sensitive: Vec<String>,
+    /// Whether some fragment starts with this byte: most positions of a name are rejected by one
+    /// lookup, without a string search per fragment.
+    first: [u64; 4],
 }
 
 static GLOBAL: OnceLock<Redactor> = OnceLock::new();
+
+/// The first bytes of the fragments.
+fn first_bytes(fragments: &[String]) -> [u64; 4] {
+    let mut first = [0u64; 4];
+    for f in fragments {
+        if let Some(b) = f.bytes().next() {
+            first[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+    first
+}
 
 fn normalize(name: &str) -> String {
     // Bytes, not chars: a multi-byte character's bytes are never ASCII alphanumeric, so the result
@@ -84,9 +98,11 @@ impl Redactor {
     /// A redactor with a fixed key (share it between replicas that compare each other's tokens) and the
     /// default sensitive names.
     pub fn with_key(key: [u8; 32]) -> Self {
+        let sensitive: Vec<String> = DEFAULT_SENSITIVE_NAMES.iter().map(|s| normalize(s)).collect();
         Redactor {
             key,
-            sensitive: DEFAULT_SENSITIVE_NAMES.iter().map(|s| normalize(s)).collect(),
+            first: first_bytes(&sensitive),
+            sensitive,
         }
     }
 
@@ -98,6 +114,7 @@ impl Redactor {
             .map(|n| normalize(n.as_ref()))
             .filter(|n| !n.is_empty())
             .collect();
+        self.first = first_bytes(&self.sensitive);
         self
     }
 
@@ -111,8 +128,29 @@ impl Redactor {
 
     /// Whether a field name marks its value as secret.
     pub fn is_sensitive_name(&self, name: &str) -> bool {
-        let n = normalize(name);
-        !n.is_empty() && self.sensitive.iter().any(|s| n.contains(s.as_str()))
+        // Names are short: normalized into a stack buffer, no allocation.
+        let mut buf = [0u8; 96];
+        let mut len = 0;
+        for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
+            let Some(slot) = buf.get_mut(len) else {
+                return self.has_fragment(normalize(name).as_bytes());
+            };
+            *slot = b.to_ascii_lowercase();
+            len += 1;
+        }
+        self.has_fragment(&buf[..len])
+    }
+
+    /// Whether a normalized text contains a fragment: one table lookup per position, fragments
+    /// compared only where one could start.
+    fn has_fragment(&self, n: &[u8]) -> bool {
+        (0..n.len()).any(|i| {
+            self.first[usize::from(n[i] >> 6)] & (1 << (n[i] & 63)) != 0
+                && self.sensitive.iter().any(|f| {
+                    let f = f.as_bytes();
+                    n.len() - i >= f.len() && f.iter().zip(&n[i..]).all(|(a, b)| a == b)
+                })
+        })
     }
 
     /// The process-wide redactor: the one installed at start, else one with a random key drawn on
@@ -197,7 +235,8 @@ impl Redactor {
             return;
         }
         let name = obj
-            .pointer("/metadata/name")
+            .get("metadata")
+            .and_then(|m| m.get("name"))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
@@ -209,7 +248,8 @@ impl Redactor {
         let changed = self.redact_named_values(obj, &kind, &name);
         // The annotation holds the same values as applied: look inside when it may hold one.
         let Some(annotations) = obj
-            .pointer_mut("/metadata/annotations")
+            .get_mut("metadata")
+            .and_then(|m| m.get_mut("annotations"))
             .and_then(Value::as_object_mut)
         else {
             return;
@@ -234,8 +274,7 @@ impl Redactor {
 
     /// Cheap pre-check of a text for a sensitive name.
     fn may_hold_sensitive(&self, text: &str) -> bool {
-        let n = normalize(text);
-        self.sensitive.iter().any(|s| n.contains(s.as_str()))
+        self.has_fragment(normalize(text).as_bytes())
     }
 
     /// ConfigMap keys and container env values with sensitive names; whether anything changed.
@@ -259,11 +298,11 @@ impl Redactor {
             }
         }
         for spec in [
-            "/spec/template/spec",
-            "/spec/jobTemplate/spec/template/spec",
-            "/spec",
+            &["spec", "template", "spec"][..],
+            &["spec", "jobTemplate", "spec", "template", "spec"],
+            &["spec"],
         ] {
-            let Some(pod) = obj.pointer_mut(spec).and_then(Value::as_object_mut) else {
+            let Some(pod) = crate::value::field_path_mut(obj, spec).and_then(Value::as_object_mut) else {
                 continue;
             };
             for list in ["containers", "initContainers", "ephemeralContainers"] {
@@ -271,6 +310,19 @@ impl Redactor {
                     continue;
                 };
                 for c in cs.iter_mut() {
+                    // Most containers have no sensitive env name: one look, nothing copied.
+                    let sensitive = |e: &Value| {
+                        e.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| self.is_sensitive_name(n))
+                    };
+                    if !c
+                        .get("env")
+                        .and_then(Value::as_array)
+                        .is_some_and(|env| env.iter().any(sensitive))
+                    {
+                        continue;
+                    }
                     let cname = c
                         .get("name")
                         .and_then(Value::as_str)
@@ -280,12 +332,14 @@ impl Redactor {
                         continue;
                     };
                     for e in env.iter_mut() {
-                        let Some(en) = e.get("name").and_then(Value::as_str).map(str::to_string) else {
-                            continue;
-                        };
-                        if !self.is_sensitive_name(&en) {
+                        if !sensitive(e) {
                             continue;
                         }
+                        let en = e
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
                         if let Some(v) = e.get_mut("value")
                             && !v.as_str().is_some_and(Redactor::is_token)
                         {
@@ -429,6 +483,32 @@ mod tests {
         assert!(!r.is_sensitive_name(&"Y".repeat(100)));
         // Non-ASCII is ignored, as in normalize().
         assert!(r.is_sensitive_name("pässword_or_tokén_token"));
+    }
+
+    #[test]
+    fn the_fragment_scan_agrees_with_a_plain_search() {
+        // Overlapping custom fragments, fragments at the end, a fragment longer than the name, names
+        // past the stack buffer: the one-pass scan answers as normalize-then-contains would.
+        let r = Redactor::with_key([7; 32]).with_sensitive_names(["aab", "ab", "b-c", "xyz", "zz"]);
+        let plain = |name: &str| {
+            let n = normalize(name);
+            !n.is_empty() && r.sensitive.iter().any(|f| n.contains(f.as_str()))
+        };
+        let alphabet = ["a", "b", "c", "x", "y", "z", "_", "A", "-", "é"];
+        let mut names: Vec<String> = vec![String::new(), "Z".repeat(97), format!("{}AB", "q".repeat(120))];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    names.push(format!("{a}{b}{c}"));
+                    names.push(format!("{}{a}{b}{c}", "a".repeat(95)));
+                }
+            }
+        }
+        for name in &names {
+            assert_eq!(r.is_sensitive_name(name), plain(name), "{name:?}");
+        }
+        assert!(r.is_sensitive_name("A_B"));
+        assert!(!r.is_sensitive_name("A_C"));
     }
 
     #[test]

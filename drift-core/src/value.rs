@@ -123,6 +123,11 @@ pub(crate) fn resource_quantity_eq(desired: &Value, live: &Value) -> bool {
     }
 }
 
+/// The value at a path of field names (what `pointer_mut` does, without parsing a pointer).
+pub(crate) fn field_path_mut<'a>(obj: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+    path.iter().try_fold(obj, |v, f| v.get_mut(*f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
