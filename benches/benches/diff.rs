@@ -141,10 +141,7 @@ fn scan_10k(c: &mut Criterion) {
                         resources: l,
                     });
                     det.observe(LiveEvent::Ready);
-                    let mut opened = 0;
-                    while let Some(k) = det.next_key() {
-                        opened += det.process(&k).events.len();
-                    }
+                    let opened = drift_benches::drain(&mut det);
                     assert_eq!(opened, 34);
                     if compact {
                         det.compact(usize::MAX);

@@ -208,3 +208,20 @@ pub fn scan_fixture(n: usize) -> (Vec<Resource>, Vec<Resource>) {
     }
     (desired, live)
 }
+
+/// Processes a detector's whole queue as the daemon does (batches of 1,024 keys, compared on every
+/// core); the number of drift events that came out.
+pub fn drain(det: &mut drift_core::Detector) -> usize {
+    let mut events = 0;
+    loop {
+        let keys: Vec<_> = std::iter::from_fn(|| det.next_key()).take(1024).collect();
+        if keys.is_empty() {
+            return events;
+        }
+        events += det
+            .process_all(&keys)
+            .iter()
+            .map(|o| o.events.len())
+            .sum::<usize>();
+    }
+}

@@ -552,27 +552,7 @@ fn identities(text: &str, spans: &[Span]) -> Vec<Option<ResourceKey>> {
         };
         head.resource(list_type.as_deref()).ok().map(|r| r.key)
     };
-    let workers = if spans.len() < 2_000 {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 8)
-    };
-    if workers == 1 {
-        return spans.iter().map(one).collect();
-    }
-    let chunk = spans.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = spans
-            .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+    crate::par::map_ref(spans, 2_000, one)
 }
 
 /// The identity fields of an object's text **already validated as JSON**, read by following its

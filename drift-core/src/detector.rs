@@ -154,10 +154,10 @@ fn unpack(packed: &[u8]) -> Option<serde_json::Value> {
 }
 
 impl LiveEntry {
-    fn new(r: crate::model::Resource, fingerprint: Fingerprint) -> Self {
+    fn new(object: LiveObject, fingerprint: Fingerprint) -> Self {
         LiveEntry {
             fingerprint,
-            fresh: Some(Arc::new(LiveObject::new(r))),
+            fresh: Some(Arc::new(object)),
             compact: None,
         }
     }
@@ -184,6 +184,33 @@ impl LiveEntry {
         self.compact.as_ref().map_or(0, |c| c.len())
     }
 }
+
+/// A live object made ready apart from the detector's state (on any core): its fingerprint and,
+/// unless it looked unchanged then, its prepared form.
+struct PreparedLive {
+    fingerprint: Fingerprint,
+    object: Result<LiveObject, crate::model::Resource>,
+}
+
+impl PreparedLive {
+    fn key(&self) -> &ResourceKey {
+        match &self.object {
+            Ok(o) => o.key(),
+            Err(r) => &r.key,
+        }
+    }
+}
+
+/// A key's comparison, made apart from the detector's state (on any core). The objects are kept
+/// only where drifts are priced (most comparisons find none: their objects are freed on the core
+/// that built them).
+struct Judged {
+    objects: Option<(DesiredObject, Option<Arc<LiveObject>>)>,
+    report: DriftReport,
+}
+
+/// Batches smaller than this are handled on the calling thread (threads cost more than they save).
+const PARALLEL_MIN: usize = 64;
 
 /// An open drift as the detector tracks it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -529,15 +556,17 @@ impl Detector {
 
     /// A part of the set being staged (see [`Detector::begin_desired`]; without it, one is begun).
     pub fn desired_part(&mut self, resources: Vec<DesiredResource>) {
-        let staged = self.staged.get_or_insert_with(HashMap::new);
-        staged.reserve(resources.len());
-        for r in resources {
+        // Preparing and packing each object is independent of the rest: on every core.
+        let entries = crate::par::map(resources, PARALLEL_MIN, |r| {
             let key = r.resource.key.clone();
-            staged.insert(
+            (
                 key,
                 DesiredEntry::new(&DesiredObject::new(r.resource), r.provenance),
-            );
-        }
+            )
+        });
+        let staged = self.staged.get_or_insert_with(HashMap::new);
+        staged.reserve(entries.len());
+        staged.extend(entries);
     }
 
     /// Puts the staged set in force. Changed, added and removed keys are queued.
@@ -619,10 +648,10 @@ impl Detector {
                     seen.clear();
                 }
                 seen.extend(resources.iter().map(|r| r.key.clone()));
-                for r in resources {
-                    if self.keeps_live(&r.key) {
-                        self.apply_live(r, &mut obs);
-                    }
+                let mut resources = resources;
+                resources.retain(|r| self.keeps_live(&r.key));
+                for p in self.prepare_live_all(resources) {
+                    self.apply_prepared(p, &mut obs);
                 }
             }
             LiveEvent::Restarted { scope, mut resources } => {
@@ -641,8 +670,8 @@ impl Detector {
                 for k in gone {
                     self.delete_live(&k, &mut obs);
                 }
-                for r in resources {
-                    self.apply_live(r, &mut obs);
+                for p in self.prepare_live_all(resources) {
+                    self.apply_prepared(p, &mut obs);
                 }
                 if !self.listed.contains(&scope) {
                     self.listed.push(scope.clone());
@@ -698,23 +727,46 @@ impl Detector {
     }
 
     fn apply_live(&mut self, r: crate::model::Resource, obs: &mut Observed) {
-        self.stats.objects_seen += 1;
+        let p = self.prepare_live(r);
+        self.apply_prepared(p, obs);
+    }
+
+    /// Fingerprints a live object and, unless the detector holds it unchanged, prepares it.
+    fn prepare_live(&self, r: crate::model::Resource) -> PreparedLive {
         let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
         let fp = fingerprint(&r.object, has_generation);
-        if self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp) {
+        let unchanged = self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp);
+        PreparedLive {
+            fingerprint: fp,
+            object: if unchanged { Err(r) } else { Ok(LiveObject::new(r)) },
+        }
+    }
+
+    /// [`Detector::prepare_live`] of a list's objects, on every core.
+    fn prepare_live_all(&self, resources: Vec<crate::model::Resource>) -> Vec<PreparedLive> {
+        crate::par::map(resources, PARALLEL_MIN, |r| self.prepare_live(r))
+    }
+
+    /// Takes a prepared live object, in arrival order (an object prepared as unchanged is prepared
+    /// now if an earlier one of the same batch changed the entry).
+    fn apply_prepared(&mut self, p: PreparedLive, obs: &mut Observed) {
+        self.stats.objects_seen += 1;
+        let fp = p.fingerprint;
+        if self.live.get(p.key()).is_some_and(|e| e.fingerprint == fp) {
             self.stats.objects_skipped += 1;
             obs.skipped += 1;
             return;
         }
-        let key = r.key.clone();
+        let object = p.object.unwrap_or_else(LiveObject::new);
+        let key = object.key().clone();
         // Objects nobody desires are never diffed: they go compact with the next compaction.
         if !self.desired.contains_key(&key) {
             self.unsettled.push(key.clone());
         }
         if is_autoscaler(&key) {
             let before = self.autoscaler_targets_of(&key);
-            self.autoscalers.observe(&r);
-            self.live.insert(key.clone(), LiveEntry::new(r, fp));
+            self.autoscalers.observe(object.resource());
+            self.live.insert(key.clone(), LiveEntry::new(object, fp));
             let after = self.autoscaler_targets_of(&key);
             for t in before.into_iter().chain(after) {
                 if self.desired.contains_key(&t) && self.enqueue(&t) {
@@ -722,13 +774,13 @@ impl Detector {
                 }
             }
         } else if crate::custom::is_crd(&key) {
-            self.custom.observe(&r);
-            let kinds = crd_kind(&r);
-            self.live.insert(key.clone(), LiveEntry::new(r, fp));
+            self.custom.observe(object.resource());
+            let kinds = crd_kind(object.resource());
+            self.live.insert(key.clone(), LiveEntry::new(object, fp));
             // Its custom resources are judged again with the new schema.
             self.requeue_kind(kinds, obs);
         } else {
-            self.live.insert(key.clone(), LiveEntry::new(r, fp));
+            self.live.insert(key.clone(), LiveEntry::new(object, fp));
         }
         if self.desired.contains_key(&key) && self.enqueue(&key) {
             obs.queued += 1;
@@ -932,12 +984,67 @@ impl Detector {
 
     /// Diffs one key and returns the transitions, fixes and alerts.
     pub fn process(&mut self, key: &ResourceKey) -> Outcome {
+        match self.judge(key) {
+            Some(judged) => self.conclude(key, judged),
+            None => self.process_unjudged(key),
+        }
+    }
+
+    /// [`Detector::process`] of each key, in order, with the comparisons (the costly part) made on
+    /// every core: the outcomes are those of processing the keys one by one. The way to drain a long
+    /// queue (the initial scan):
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use drift_core::{DiffEngine, clock::ManualClock, detector::{Detector, DetectorConfig}};
+    /// # let mut d = Detector::new(DiffEngine::default(), DetectorConfig::default(), Arc::new(ManualClock::new(0)));
+    /// loop {
+    ///     let keys: Vec<_> = std::iter::from_fn(|| d.next_key()).take(1024).collect();
+    ///     if keys.is_empty() { break }
+    ///     for outcome in d.process_all(&keys) { /* events, fixes, alerts */ }
+    /// }
+    /// ```
+    pub fn process_all(&mut self, keys: &[ResourceKey]) -> Vec<Outcome> {
+        let judged = crate::par::map_ref(keys, PARALLEL_MIN, |k| self.judge(k));
+        keys.iter()
+            .zip(judged)
+            .map(|(key, judged)| match judged {
+                Some(judged) => self.conclude(key, judged),
+                None => self.process_unjudged(key),
+            })
+            .collect()
+    }
+
+    /// A key's comparison, when it is to be compared: in the shard, desired, listed, watched. Reads
+    /// the detector only; what is judged is concluded by [`Detector::conclude`].
+    fn judge(&self, key: &ResourceKey) -> Option<Judged> {
+        if !self.in_shard(key) || !self.is_listed(key) || (self.ready && self.unwatched_reason(key).is_some())
+        {
+            return None;
+        }
+        let entry = self.desired.get(key)?;
+        let live = self.live.get(key).and_then(LiveEntry::object);
+        let ctx = DiffContext {
+            autoscalers: Some(&self.autoscalers),
+            custom: Some(&self.custom),
+        };
+        let desired = entry.object(key);
+        let report = self.engine.diff_with(&desired, live.as_deref(), &ctx);
+        Some(Judged {
+            objects: (!report.drifts.is_empty()).then_some((desired, live)),
+            report,
+        })
+    }
+
+    /// A key [`Detector::judge`] does not compare: another replica's, no longer desired, its list
+    /// still arriving, or not watched.
+    fn process_unjudged(&mut self, key: &ResourceKey) -> Outcome {
         let now = self.clock.now();
         let mut out = Outcome::default();
         if !self.in_shard(key) {
             return out; // another replica's
         }
-        let Some(entry) = self.desired.get(key) else {
+        if !self.desired.contains_key(key) {
             // No longer desired: whatever was open is resolved.
             let closed = self.open.remove(key).unwrap_or_default();
             for (_, o) in closed {
@@ -951,7 +1058,7 @@ impl Detector {
                 ));
             }
             return out;
-        };
+        }
         if !self.is_listed(key) {
             // Its list is still arriving: judged when it is complete; stored compactly meanwhile.
             self.defer_settle(key);
@@ -963,16 +1070,35 @@ impl Detector {
             self.not_watched.insert(key.clone(), reason);
             return out;
         }
+        // Every other key is judged (this answers as `process` whatever the order of the checks).
+        match self.judge(key) {
+            Some(judged) => self.conclude(key, judged),
+            None => out,
+        }
+    }
+
+    /// Turns a key's comparison into transitions, fixes and alerts.
+    fn conclude(&mut self, key: &ResourceKey, judged: Judged) -> Outcome {
+        let now = self.clock.now();
+        let mut out = Outcome::default();
+        let Judged { objects, report } = judged;
+        if !self.desired.contains_key(key) {
+            return out;
+        }
         self.not_watched.remove(key);
         self.stats.diffs += 1;
-        let live = self.live.get(key).and_then(LiveEntry::object);
-        let ctx = DiffContext {
-            autoscalers: Some(&self.autoscalers),
-            custom: Some(&self.custom),
+        // In sync, and nothing was open: no transition (most keys of a scan).
+        if report.drifts.is_empty()
+            && report.status != DriftStatus::MissingLive
+            && !self.open.contains_key(key)
+        {
+            out.report = Some(report);
+            self.defer_settle(key);
+            return out;
+        }
+        let Some(provenance) = self.desired.get(key).map(|e| e.provenance.clone()) else {
+            return out;
         };
-        let desired = entry.object(key);
-        let report = self.engine.diff_with(&desired, live.as_deref(), &ctx);
-        let provenance = entry.provenance.clone();
         let env = provenance.environment.clone();
         let current: Vec<Drift> = if report.status == DriftStatus::MissingLive {
             vec![missing_live_drift(key)]
@@ -1030,7 +1156,9 @@ impl Detector {
         // New and changed drifts.
         let mut to_decide: Vec<DriftId> = Vec::new();
         for d in current {
-            let cost = self.cost_of(&desired, live.as_deref(), &d);
+            let cost = objects
+                .as_ref()
+                .and_then(|(desired, live)| self.cost_of(desired, live.as_deref(), &d));
             match table.get_mut(&d.id) {
                 None => {
                     self.stats.opened += 1;

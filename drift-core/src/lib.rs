@@ -97,6 +97,7 @@ pub mod memory;
 mod model;
 mod object;
 mod ownership;
+mod par;
 pub mod patch;
 pub mod path;
 pub mod policy;

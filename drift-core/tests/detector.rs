@@ -846,3 +846,125 @@ fn a_desired_set_in_parts_replaces_the_set_at_its_end() {
         "web's drift resolved: {kinds:?}"
     );
 }
+
+/// Processing a batch on every core gives the outcomes of processing its keys one by one: the same
+/// events in the same order, the same fixes and alerts, the same open drifts.
+#[test]
+fn a_batch_processed_on_every_core_is_the_keys_processed_one_by_one() {
+    let config = || DetectorConfig {
+        policy: Policy {
+            auto_fix: true,
+            rules: vec![drift_core::policy::PolicyRule {
+                when: Default::default(),
+                action: Action::AutoFix,
+            }],
+        },
+        ..DetectorConfig::default()
+    };
+    // 300 Deployments (over the batch size that goes parallel): replicas, images, resources
+    // changed, some gone from the cluster; an autoscaler over some; one desired object of a kind
+    // nobody lists; live objects nobody desires.
+    let mut desired_set = Vec::new();
+    let mut live = Vec::new();
+    for i in 0..300 {
+        let name = format!("app-{i}");
+        desired_set.push(deploy(&name, 2, "shop:1.0", 1));
+        match i % 6 {
+            0 => live.push(deploy(&name, 5, "shop:1.0", 2)),
+            1 => live.push(deploy(&name, 2, "shop:1.1", 2)),
+            2 => {} // missing from the cluster
+            3 => {
+                let mut d = deploy(&name, 2, "shop:1.0", 2);
+                d.object["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] =
+                    json!("900m");
+                live.push(d);
+            }
+            _ => live.push(deploy(&name, 2, "shop:1.0", 1)),
+        }
+    }
+    for i in 0..20 {
+        live.push(deploy(&format!("extra-{i}"), 1, "x:1", 1));
+        live.push(
+            Resource::from_value(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": format!("hpa-{i}"), "namespace": "drift-test"},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("app-{}", i * 6)},
+                    "minReplicas": 1, "maxReplicas": 9}}))
+            .expect("hpa"),
+        );
+    }
+    desired_set.push(
+        Resource::from_value(json!({"apiVersion": "example.io/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "drift-test"}, "spec": {"size": 1}}))
+        .expect("widget"),
+    );
+    // Two detectors with the same state; both take the keys in one order (a detector's own queue
+    // order follows its hash maps).
+    let detector = || {
+        let mut d = Detector::new(DiffEngine::default(), config(), Arc::new(ManualClock::new(5_000)));
+        d.set_desired(desired_set.iter().cloned().map(desired).collect());
+        for (group, kind, deployments) in [
+            ("apps", "Deployment", true),
+            ("autoscaling", "HorizontalPodAutoscaler", false),
+        ] {
+            d.observe(LiveEvent::Restarted {
+                scope: RelistScope::Kind {
+                    group: group.into(),
+                    kind: kind.into(),
+                    namespace: None,
+                },
+                resources: live
+                    .iter()
+                    .filter(|r| (r.key.kind == "Deployment") == deployments)
+                    .cloned()
+                    .collect(),
+            });
+        }
+        d.observe(LiveEvent::Ready);
+        let keys: Vec<ResourceKey> = std::iter::from_fn(|| d.next_key()).collect();
+        (d, keys)
+    };
+    let (_, order) = detector();
+    let run = |batched: bool| {
+        let (mut d, _) = detector();
+        let mut outs = Vec::new();
+        if batched {
+            for keys in order.chunks(128) {
+                outs.extend(d.process_all(keys));
+            }
+        } else {
+            for k in &order {
+                outs.push(d.process(k));
+            }
+        }
+        let text = |o: &Outcome| {
+            let events: Vec<String> = o
+                .events
+                .iter()
+                .map(|e| format!("{} {} {}", e.kind.as_str(), e.drift.id, e.drift.describe()))
+                .collect();
+            let fixes: Vec<String> = o.fixes.iter().map(|p| format!("{:?}", p.drifts)).collect();
+            let alerts: Vec<String> = o
+                .alerts
+                .iter()
+                .map(|a| format!("{} {}", a.drift.id, a.reason))
+                .collect();
+            format!("{events:?} {fixes:?} {alerts:?} {}", o.report.is_some())
+        };
+        let outcomes: Vec<String> = outs.iter().map(text).collect();
+        let open: Vec<String> = d
+            .open_drifts()
+            .iter()
+            .map(|o| format!("{} {:?} {:?}", o.drift.id, o.state, o.action))
+            .collect();
+        (outcomes, open, d.not_watched(), d.stats().diffs)
+    };
+    let one_by_one = run(false);
+    let batched = run(true);
+    assert_eq!(one_by_one.0.len(), 301);
+    assert!(one_by_one.1.len() > 150, "drifts opened: {}", one_by_one.1.len());
+    assert_eq!(one_by_one.2.len(), 1, "the Widget is not watched");
+    for (i, (b, o)) in batched.0.iter().zip(&one_by_one.0).enumerate() {
+        assert_eq!(b, o, "outcome {i} ({})", order[i]);
+    }
+    assert_eq!(batched, one_by_one);
+}

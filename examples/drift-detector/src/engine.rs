@@ -675,17 +675,23 @@ impl Loop {
     fn drain(&mut self) -> usize {
         let mut n = 0;
         let mut analyse: Vec<DriftId> = Vec::new();
-        while let Some(k) = self.det.next_key() {
-            let out = self.det.process(&k);
-            if out.report.is_some() {
-                n += 1;
+        loop {
+            // In batches: the comparisons of a long queue (the initial scan) run on every core.
+            let keys: Vec<_> = std::iter::from_fn(|| self.det.next_key()).take(1024).collect();
+            if keys.is_empty() {
+                break;
             }
-            for e in &out.events {
-                if matches!(e.kind, DriftEventKind::Opened | DriftEventKind::Updated) {
-                    analyse.push(e.drift.id.clone());
+            for out in self.det.process_all(&keys) {
+                if out.report.is_some() {
+                    n += 1;
                 }
+                for e in &out.events {
+                    if matches!(e.kind, DriftEventKind::Opened | DriftEventKind::Updated) {
+                        analyse.push(e.drift.id.clone());
+                    }
+                }
+                self.outcome(out);
             }
-            self.outcome(out);
         }
         if !analyse.is_empty() {
             self.analyse(analyse);
