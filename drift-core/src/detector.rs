@@ -177,13 +177,6 @@ impl LiveEntry {
             .map(|r| Arc::new(LiveObject::new(r)))
     }
 
-    /// Drops the parsed form, keeping the compact one.
-    fn settle(&mut self) {
-        if let Some(f) = self.fresh.take() {
-            self.compact = Some(pack(f.object()));
-        }
-    }
-
     /// Heap bytes held (for measurements).
     fn compact_len(&self) -> usize {
         self.compact.as_ref().map_or(0, |c| c.len())
@@ -487,13 +480,20 @@ impl Detector {
     /// many were stored.
     pub fn compact(&mut self, max: usize) -> usize {
         let n = self.unsettled.len().min(max);
-        let mut done = 0;
-        for key in self.unsettled.drain(..n) {
-            if let Some(e) = self.live.get_mut(&key)
-                && e.fresh.is_some()
-            {
-                e.settle();
-                done += 1;
+        // Taken out here, packed (and the parsed forms freed) on every core, stored back in order.
+        let fresh: Vec<(ResourceKey, Arc<LiveObject>)> = self
+            .unsettled
+            .drain(..n)
+            .filter_map(|key| {
+                let f = self.live.get_mut(&key)?.fresh.take()?;
+                Some((key, f))
+            })
+            .collect();
+        let done = fresh.len();
+        let packed = crate::par::map(fresh, PARALLEL_MIN, |(key, f)| (key, pack(f.object())));
+        for (key, p) in packed {
+            if let Some(e) = self.live.get_mut(&key) {
+                e.compact = Some(p);
             }
         }
         if self.unsettled.is_empty() {
