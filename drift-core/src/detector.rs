@@ -12,7 +12,8 @@
 //! 5. [`Detector::record_fix`] takes the remediator's answer; a fixed drift counts as corrected only
 //!    when a later live event shows it gone.
 //!
-//! The caller drives it: feed events, call `process` while [`Detector::next_key`] returns keys, append
+//! The caller drives it: feed events, call `process` while [`Detector::next_key`] returns keys (or
+//! [`Detector::process_all`] with batches of them: compared on every core, same outcomes), append
 //! the returned events to the drift log, run the returned plans through a remediator (dry run first).
 //!
 //! ```
