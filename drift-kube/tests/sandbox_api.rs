@@ -626,3 +626,32 @@ async fn a_resumed_watch_replays_only_its_own_resource() {
     }
     assert_eq!(seen, ["ConfigMap/mine"]);
 }
+
+/// Clients that reconnect their watches the moment they end (as every controller does) cannot hold
+/// the sandbox's shutdown open: a watch opened between the watches being broken and the server
+/// stopping is broken too (it held the graceful stop for ever, and a daemon test with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_watches_reopened_while_it_stops() {
+    for round in 0..10u64 {
+        let sb = Sandbox::start(SandboxConfig::default()).await.expect("sandbox");
+        let client = sb.client().expect("client");
+        let mut watchers = Vec::new();
+        for _ in 0..32 {
+            let api = cm_api(&client);
+            watchers.push(tokio::spawn(async move {
+                // Until the server is gone: each ended watch is opened again at once.
+                while let Ok(stream) = api.watch(&WatchParams::default().timeout(290), "0").await {
+                    let mut stream = stream.boxed();
+                    while let Some(Ok(_)) = stream.next().await {}
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100 + 37 * round)).await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), sb.shutdown())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the sandbox did not stop within 10 s"));
+        for w in watchers {
+            w.abort();
+        }
+    }
+}

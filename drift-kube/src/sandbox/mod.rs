@@ -352,8 +352,16 @@ impl Sandbox {
     /// Stops the server and waits for it.
     pub async fn shutdown(mut self) {
         self.stop();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
+        if let Some(mut t) = self.task.take() {
+            // The graceful stop waits for requests in flight: a watch a client opened after the
+            // watches were broken (a reconnect in between) would hold it open for ever, so they are
+            // broken again until the server is down.
+            loop {
+                tokio::select! {
+                    _ = &mut t => break,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => self.shared.store.break_watches(false),
+                }
+            }
         }
     }
 
