@@ -573,20 +573,8 @@ fn quick_head(body: &str) -> Option<Head<'_>> {
     while let Some((key, at)) = next_key(body, &mut i)? {
         i = at;
         match key {
-            "apiVersion" | "kind" => {
-                let seen = if key == "kind" { &mut kind } else { &mut api };
-                if std::mem::replace(seen, true) {
-                    return None;
-                }
-                let (v, at) = plain_string_or_null(body, i)?;
-                i = at;
-                let slot = if key == "kind" {
-                    &mut head.kind
-                } else {
-                    &mut head.api_version
-                };
-                *slot = v.map(Cow::Borrowed);
-            }
+            "apiVersion" => (head.api_version, i) = first_plain(&mut api, body, i)?,
+            "kind" => (head.kind, i) = first_plain(&mut kind, body, i)?,
             "metadata" => {
                 if std::mem::replace(&mut meta, true) {
                     return None;
@@ -619,20 +607,8 @@ fn quick_meta(body: &str, i: usize) -> Option<(HeadMeta<'_>, usize)> {
     while let Some((key, at)) = next_key(body, &mut i)? {
         i = at;
         match key {
-            "name" | "namespace" => {
-                let seen = if key == "name" { &mut name } else { &mut namespace };
-                if std::mem::replace(seen, true) {
-                    return None;
-                }
-                let (v, at) = plain_string_or_null(body, i)?;
-                i = at;
-                let slot = if key == "name" {
-                    &mut meta.name
-                } else {
-                    &mut meta.namespace
-                };
-                *slot = v.map(Cow::Borrowed);
-            }
+            "name" => (meta.name, i) = first_plain(&mut name, body, i)?,
+            "namespace" => (meta.namespace, i) = first_plain(&mut namespace, body, i)?,
             _ => i = skip_value(b, i)?,
         }
         i = after_member(b, i)?;
@@ -685,6 +661,16 @@ fn after_member(b: &[u8], i: usize) -> Option<usize> {
         b'}' => Some(i),
         _ => None,
     }
+}
+
+/// An identity field's value at `i` (see [`plain_string_or_null`]) and the position after it; `None`
+/// (ask serde) when the field was given before.
+fn first_plain<'a>(seen: &mut bool, body: &'a str, i: usize) -> Option<(Option<Cow<'a, str>>, usize)> {
+    if std::mem::replace(seen, true) {
+        return None;
+    }
+    let (v, at) = plain_string_or_null(body, i)?;
+    Some((v.map(Cow::Borrowed), at))
 }
 
 /// A string without escapes (borrowed) or `null` at `i`, and the position after it.

@@ -34,10 +34,7 @@ pub(crate) fn map<T: Send, U: Send>(items: Vec<T>, min: usize, f: impl Fn(T) -> 
             .into_iter()
             .map(|part| s.spawn(move || part.into_iter().map(f).collect::<Vec<U>>()))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        joined(handles)
     })
 }
 
@@ -54,11 +51,16 @@ pub(crate) fn map_ref<T: Sync, U: Send>(items: &[T], min: usize, f: impl Fn(&T) 
             .chunks(chunk)
             .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<U>>()))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        joined(handles)
     })
+}
+
+/// The workers' results in order; a worker's panic raised again here.
+fn joined<U>(handles: Vec<std::thread::ScopedJoinHandle<'_, Vec<U>>>) -> Vec<U> {
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -26,6 +26,20 @@ fn deploy(name: &str, replicas: i64, image: &str, generation: i64) -> Resource {
     .expect("deployment")
 }
 
+/// Auto-fix on, and requested for every drift (critical ones still need approval).
+fn auto_fix_everything() -> DetectorConfig {
+    DetectorConfig {
+        policy: Policy {
+            auto_fix: true,
+            rules: vec![drift_core::policy::PolicyRule {
+                when: Default::default(),
+                action: Action::AutoFix,
+            }],
+        },
+        ..DetectorConfig::default()
+    }
+}
+
 fn desired(r: Resource) -> DesiredResource {
     DesiredResource {
         provenance: Provenance {
@@ -499,17 +513,7 @@ fn secret_drifts_are_fixed_by_reapply_not_patch() {
             "stringData": {"password": v}}))
         .expect("secret")
     };
-    let config = DetectorConfig {
-        policy: Policy {
-            auto_fix: true,
-            rules: vec![drift_core::policy::PolicyRule {
-                when: Default::default(),
-                action: Action::AutoFix,
-            }],
-        },
-        ..DetectorConfig::default()
-    };
-    let mut h = Harness::new(config, vec![secret("s3cret")]);
+    let mut h = Harness::new(auto_fix_everything(), vec![secret("s3cret")]);
     h.cluster.apply(secret("changed"));
     let outs = h.pump();
     let id = outs[0].events[0].drift.id.clone();
@@ -851,16 +855,7 @@ fn a_desired_set_in_parts_replaces_the_set_at_its_end() {
 /// events in the same order, the same fixes and alerts, the same open drifts.
 #[test]
 fn a_batch_processed_on_every_core_is_the_keys_processed_one_by_one() {
-    let config = || DetectorConfig {
-        policy: Policy {
-            auto_fix: true,
-            rules: vec![drift_core::policy::PolicyRule {
-                when: Default::default(),
-                action: Action::AutoFix,
-            }],
-        },
-        ..DetectorConfig::default()
-    };
+    let config = auto_fix_everything;
     // 300 Deployments (over the batch size that goes parallel): replicas, images, resources
     // changed, some gone from the cluster; an autoscaler over some; one desired object of a kind
     // nobody lists; live objects nobody desires.
