@@ -41,11 +41,6 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
-
-/// The detector's hash maps and sets: foldhash (several times faster than SipHash on keys of five
-/// strings), seeded per process.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -68,6 +63,11 @@ use crate::ports::{
 use crate::rules::{DriftSet, Severity};
 use crate::safety::{FlapGuard, FlapGuardConfig, RateLimitConfig, RateLimiter};
 use crate::shard::Shard;
+
+/// The detector's hash maps and sets: foldhash (several times faster than SipHash on keys of five
+/// strings), seeded per process.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// Detector settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
