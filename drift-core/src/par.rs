@@ -7,9 +7,13 @@ fn workers(n: usize, min: usize) -> usize {
     if n < min.max(2) {
         return 1;
     }
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 8)
+    // Asked once: on Linux the answer reads the cgroup's CPU quota from /sys each time.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 8)
+    })
 }
 
 /// `items.map(f)`, on every core when there are at least `min` items; the results in the items'
