@@ -523,12 +523,13 @@ impl Detector {
     }
 
     fn enqueue(&mut self, key: &ResourceKey) -> bool {
-        if self.queued.insert(key.clone()) {
-            self.queue.push_back(key.clone());
-            true
-        } else {
-            false
+        // Most keys offered during a scan are queued already: no copy of them then.
+        if self.queued.contains(key) {
+            return false;
         }
+        self.queued.insert(key.clone());
+        self.queue.push_back(key.clone());
+        true
     }
 
     /// The next key to process, in arrival order; each key is queued at most once (latest wins).
@@ -665,12 +666,13 @@ impl Detector {
                 if self.shard.is_some() {
                     resources.retain(|r| self.keeps_live(&r.key));
                 }
-                let mut incoming: HashSet<ResourceKey> = self.listing.remove(&scope).unwrap_or_default();
-                incoming.extend(resources.iter().map(|r| r.key.clone()));
+                // What the list (and its earlier parts) holds; the keys borrowed, not copied.
+                let parts: HashSet<ResourceKey> = self.listing.remove(&scope).unwrap_or_default();
+                let listed: HashSet<&ResourceKey> = resources.iter().map(|r| &r.key).collect();
                 let gone: Vec<ResourceKey> = self
                     .live
                     .keys()
-                    .filter(|k| scope.covers(k) && !incoming.contains(*k))
+                    .filter(|k| scope.covers(k) && !listed.contains(*k) && !parts.contains(*k))
                     .cloned()
                     .collect();
                 for k in gone {
