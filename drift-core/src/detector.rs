@@ -1078,11 +1078,8 @@ impl Detector {
             self.not_watched.insert(key.clone(), reason);
             return out;
         }
-        // Every other key is judged (this answers as `process` whatever the order of the checks).
-        match self.judge(key) {
-            Some(judged) => self.conclude(key, judged),
-            None => out,
-        }
+        // The checks above are the complement of `judge`'s: every other key was judged.
+        out
     }
 
     /// Turns a key's comparison into transitions, fixes and alerts.

@@ -1345,38 +1345,44 @@ fn a_creators_ownership_of_server_additions_is_not_applied_then_dropped() {
 // ------------------------------------------------------------------------------------------------
 // custom resources: the CRD's schema defaults are server defaults
 
+/// A namespaced CRD serving `v1` of `group`/`kind` whose `spec` has these schema properties.
+fn crd(group: &str, kind: &str, plural: &str, spec_properties: Value) -> Resource {
+    res(
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "names": {"kind": kind, "plural": plural}, "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": spec_properties}}}}}]}}),
+    )
+}
+
+/// A desired custom resource against a live one, with the CRD's schema known (`Some`) or not.
+fn diff_custom(crd: Option<&Resource>, desired: &Resource, live: Resource) -> DriftReport {
+    let schemas = drift_core::custom::CustomSchemas::from_live(crd);
+    let ctx = DiffContext {
+        autoscalers: None,
+        custom: Some(&schemas),
+    };
+    DiffEngine::default().diff_with(
+        &DesiredObject::new(desired.clone()),
+        Some(&LiveObject::new(live)),
+        &ctx,
+    )
+}
+
 #[test]
 fn custom_resource_defaults_come_from_the_live_crd() {
-    use drift_core::custom::CustomSchemas;
-    let crd = yaml(
-        r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: backups.ops.example.com}
-spec:
-  group: ops.example.com
-  names: {kind: Backup, plural: backups}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              schedule: {type: string}
-              retainDays: {type: integer, default: 7}
-              target:
-                type: object
-                default: {}
-                properties:
-                  bucket: {type: string}
-                  region: {type: string, default: eu-west-1}
-"#,
+    let crd = crd(
+        "ops.example.com",
+        "Backup",
+        "backups",
+        json!({
+            "schedule": {"type": "string"},
+            "retainDays": {"type": "integer", "default": 7},
+            "target": {"type": "object", "default": {}, "properties": {
+                "bucket": {"type": "string"},
+                "region": {"type": "string", "default": "eu-west-1"}}}}),
     );
     let desired = yaml(
         r#"
@@ -1393,32 +1399,19 @@ spec:
             "metadata": {"name": "nightly", "namespace": "default", "generation": 1, "uid": "u"},
             "spec": {"schedule": "0 3 * * *", "retainDays": retain, "target": {"bucket": "backups-prod", "region": region}}}))
     };
-    let schemas = CustomSchemas::from_live([&crd]);
-    let ctx = DiffContext {
-        autoscalers: None,
-        custom: Some(&schemas),
-    };
-    let engine = DiffEngine::default();
-    let run = |l: Resource, ctx: &DiffContext<'_>| {
-        engine.diff_with(
-            &DesiredObject::new(desired.clone()),
-            Some(&LiveObject::new(l)),
-            ctx,
-        )
-    };
     // The server's defaults, left alone: in sync, and not even unmanaged.
-    let r = run(live(7, "eu-west-1"), &ctx);
+    let r = diff_custom(Some(&crd), &desired, live(7, "eu-west-1"));
     assert!(r.drifts.is_empty(), "{:?}", drifts(&r));
     assert!(r.unmanaged.is_empty(), "{:?}", r.unmanaged);
     // Edited: drift against the default, at each depth.
-    let r = run(live(1, "us-east-1"), &ctx);
+    let r = diff_custom(Some(&crd), &desired, live(1, "us-east-1"));
     assert_eq!(
         drifts(&r),
         ["spec.retainDays changed", "spec.target.region changed"]
     );
     assert_eq!(r.drifts[0].expected, Some(json!(7)));
     // Without the CRD's schema the edit is invisible (only unmanaged): what the schema adds.
-    let r = run(live(1, "us-east-1"), &DiffContext::default());
+    let r = diff_custom(None, &desired, live(1, "us-east-1"));
     assert!(r.drifts.is_empty());
     assert_eq!(r.unmanaged.len(), 2);
 }
@@ -1428,42 +1421,16 @@ spec:
 /// another order are not drift, a changed element is reported at its key; `set` lists compare as sets.
 #[test]
 fn custom_resource_lists_follow_their_declared_list_type() {
-    use drift_core::custom::CustomSchemas;
-    let crd = yaml(
-        r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: gateways.net.example.com}
-spec:
-  group: net.example.com
-  names: {kind: Gateway, plural: gateways}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              listeners:
-                type: array
-                x-kubernetes-list-type: map
-                x-kubernetes-list-map-keys: [name, protocol]
-                items:
-                  type: object
-                  properties:
-                    name: {type: string}
-                    protocol: {type: string}
-                    port: {type: integer}
-              hosts:
-                type: array
-                x-kubernetes-list-type: set
-                items: {type: string}
-"#,
+    let crd = crd(
+        "net.example.com",
+        "Gateway",
+        "gateways",
+        json!({
+            "listeners": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name", "protocol"],
+                "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "protocol": {"type": "string"}, "port": {"type": "integer"}}}},
+            "hosts": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}),
     );
     let gateway = |listeners: Value, hosts: Value| {
         res(json!({"apiVersion": "net.example.com/v1", "kind": "Gateway",
@@ -1476,46 +1443,31 @@ spec:
         json!([http.clone(), https.clone()]),
         json!(["a.example.com", "b.example.com"]),
     );
-    let schemas = CustomSchemas::from_live([&crd]);
-    let ctx = DiffContext {
-        autoscalers: None,
-        custom: Some(&schemas),
-    };
-    let engine = DiffEngine::default();
-    let run = |l: Resource, ctx: &DiffContext<'_>| {
-        engine.diff_with(
-            &DesiredObject::new(desired.clone()),
-            Some(&LiveObject::new(l)),
-            ctx,
-        )
-    };
+    let with_crd = |l: Resource| diff_custom(Some(&crd), &desired, l);
     // The server returned both lists in another order: in sync.
     let reordered = gateway(
         json!([https.clone(), http.clone()]),
         json!(["b.example.com", "a.example.com"]),
     );
-    let r = run(reordered.clone(), &ctx);
+    let r = with_crd(reordered.clone());
     assert!(r.drifts.is_empty(), "{:?}", drifts(&r));
     // Without the CRD's declarations, the same object compares by position: what the schema adds.
-    assert!(!run(reordered, &DiffContext::default()).drifts.is_empty());
+    assert!(!diff_custom(None, &desired, reordered).drifts.is_empty());
     // One element changed, in another place: reported at its keys.
     let mut moved = https.clone();
     moved["port"] = json!(8443);
-    let r = run(
-        gateway(
-            json!([moved, http.clone()]),
-            json!(["a.example.com", "b.example.com"]),
-        ),
-        &ctx,
-    );
+    let r = with_crd(gateway(
+        json!([moved, http.clone()]),
+        json!(["a.example.com", "b.example.com"]),
+    ));
     assert_eq!(
         drifts(&r),
         ["spec.listeners[name=web,protocol=HTTPS].port changed"]
     );
     // A host swapped for another: the set differs.
-    let r = run(
-        gateway(json!([http, https]), json!(["a.example.com", "c.example.com"])),
-        &ctx,
-    );
+    let r = with_crd(gateway(
+        json!([http, https]),
+        json!(["a.example.com", "c.example.com"]),
+    ));
     assert_eq!(drifts(&r), ["spec.hosts changed"]);
 }
