@@ -214,7 +214,11 @@ impl Deferred {
             return;
         }
         let offset = text.len() - trimmed.len();
-        let Some(scan) = scan_json(trimmed, offset) else {
+        let scan = match scan_list_parallel(trimmed, offset, PARALLEL_SCAN_MIN, crate::par::cores()) {
+            Some(scan) => Some(scan),
+            None => scan_json(trimmed, offset),
+        };
+        let Some(scan) = scan else {
             // A document of a shape the scan does not take: the whole source the ordinary way.
             let loaded = crate::parse_documents_with(source_name, &text, self.options);
             self.add_loaded(source_name, loaded);
@@ -517,11 +521,7 @@ fn scan_json(trimmed: &str, offset: usize) -> Option<Scan> {
             return None;
         }
         if head_is_list(&head) {
-            let kind = head.kind.as_deref().unwrap_or_default();
-            let list_type = match (&head.api_version, kind.strip_suffix("List")) {
-                (Some(api), Some(k)) if !k.is_empty() => Some(Box::new((api.to_string(), k.to_string()))),
-                _ => None,
-            };
+            let list_type = list_type_of(&head);
             for (i, item) in head.items.iter().flatten().enumerate() {
                 let s = item.get().as_ptr() as usize - trimmed.as_ptr() as usize + offset;
                 scan.items
@@ -535,6 +535,194 @@ fn scan_json(trimmed: &str, offset: usize) -> Option<Scan> {
         index += 1;
     }
     Some(scan)
+}
+
+/// Texts smaller than this are scanned by [`scan_json`] alone (splitting costs more than it saves).
+const PARALLEL_SCAN_MIN: usize = 4 << 20;
+
+/// [`scan_json`]'s answer for the common large input, one list document (`{..., "items": [...]}`
+/// and nothing after it), with its items found and validated on every core. `None` wherever the
+/// text is of another shape or anything in it is not valid: [`scan_json`] then scans it (and words
+/// the error). Each item is validated as serde's `RawValue` would be inside the document (serde's
+/// skipping has no depth limit, so alone or in place is the same), the separators between items
+/// exactly, and the document without its items as [`scan_json`] reads a document: the same items,
+/// spans, head and verdict. `min` is [`PARALLEL_SCAN_MIN`] and `parts` the cores but in tests.
+fn scan_list_parallel(trimmed: &str, offset: usize, min: usize, parts: usize) -> Option<Scan> {
+    if trimmed.len() < min {
+        return None;
+    }
+    let b = trimmed.as_bytes();
+    // The members up to `items`, each validated as read.
+    let mut i = open_object(b, 0)?;
+    let (open, items, close) = loop {
+        i = skip_ws(b, i);
+        let (key, after) = json_value::<Cow<'_, str>>(trimmed, i)?;
+        let colon = skip_ws(b, after);
+        (b.get(colon) == Some(&b':')).then_some(())?;
+        i = skip_ws(b, colon + 1);
+        if key == "items" {
+            (b.get(i) == Some(&b'[')).then_some(())?;
+            let (items, close) = list_items(trimmed, i, parts)?;
+            break (i, items, close);
+        }
+        let (_, end) = json_value::<serde::de::IgnoredAny>(trimmed, i)?;
+        let next = skip_ws(b, end);
+        (b.get(next) == Some(&b',')).then_some(())?;
+        i = next + 1;
+    };
+    // The document with its items left out, read as `scan_json` reads it: head, validation of the
+    // rest, one document and nothing after it.
+    let rest = format!("{}{}", trimmed.get(..=open)?, trimmed.get(close..)?);
+    let mut stream = serde_json::Deserializer::from_str(&rest).into_iter::<Head<'_>>();
+    let head = stream.next()?.ok()?;
+    if stream.next().is_some() || !head_is_list(&head) {
+        return None;
+    }
+    let list_type = list_type_of(&head);
+    Some(Scan {
+        items: items
+            .into_iter()
+            .enumerate()
+            .map(|(n, (s, e))| (0, Some(n), offset + s, offset + e, list_type.clone()))
+            .collect(),
+        whole: Vec::new(),
+        syntax_error: None,
+    })
+}
+
+/// A JSON value of type `T` starting at `i` (after white space), validated by serde, and the
+/// position just past it.
+fn json_value<'a, T: Deserialize<'a>>(text: &'a str, i: usize) -> Option<(T, usize)> {
+    let mut stream = serde_json::Deserializer::from_str(text.get(i..)?).into_iter::<T>();
+    let value = stream.next()?.ok()?;
+    Some((value, i + stream.byte_offset()))
+}
+
+/// Items' (start, end) in a text.
+type ItemSpans = Vec<(usize, usize)>;
+
+/// Where an item scan stopped.
+enum ItemsEnd {
+    /// At the start of the item at this position, the first at or past the scan's limit.
+    At(usize),
+    /// At the list's `]`, at this position.
+    Close(usize),
+}
+
+/// The items' spans of the JSON array whose `[` is at `open`, and the position of its `]`. The text
+/// is split in parts, one per core, each starting at a likely item boundary ([`scan_part`]); a part's
+/// items count only when the part before it stopped exactly at its first item's start, else the
+/// scan goes on from where the part before stopped: the spans are those of one scan from the start,
+/// whatever the guesses.
+fn list_items(text: &str, open: usize, parts: usize) -> Option<(ItemSpans, usize)> {
+    let b = text.as_bytes();
+    let first = skip_ws(b, open + 1);
+    if b.get(first) == Some(&b']') {
+        return Some((Vec::new(), first));
+    }
+    let limits: Vec<usize> = (1..parts)
+        .map(|k| first + (b.len() - first) * k / parts)
+        .chain([usize::MAX])
+        .collect();
+    let from: Vec<(usize, usize)> = [first]
+        .into_iter()
+        .chain(limits.iter().copied())
+        .zip(limits.iter().copied())
+        .collect();
+    let scanned = crate::par::map(from, 2, |(from, limit)| {
+        if from == first {
+            scan_items(text, first, limit).map(|(spans, end)| (first, spans, end))
+        } else {
+            scan_part(text, from, limit)
+        }
+    });
+    let mut spans = Vec::new();
+    let mut at = first;
+    for part in scanned {
+        let Some((start, mut found, end)) = part else {
+            break;
+        };
+        if start != at {
+            break; // not where the part before stopped: scanned on from there below
+        }
+        spans.append(&mut found);
+        match end {
+            ItemsEnd::Close(close) => return Some((spans, close)),
+            ItemsEnd::At(next) => at = next,
+        }
+    }
+    let (mut found, end) = scan_items(text, at, usize::MAX)?;
+    spans.append(&mut found);
+    match end {
+        ItemsEnd::Close(close) => Some((spans, close)),
+        ItemsEnd::At(_) => None,
+    }
+}
+
+/// A part of a list scanned from a guessed item start: the first [`likely_item_start`] at or after
+/// `from` whose scan reaches `limit` (or, for the last part, the list's end near the text's end);
+/// guesses that end sooner (an array of objects inside an item, a string) are followed by the next.
+/// `None` when no guess holds before `limit`.
+fn scan_part(text: &str, from: usize, limit: usize) -> Option<(usize, ItemSpans, ItemsEnd)> {
+    let b = text.as_bytes();
+    let mut from = from;
+    loop {
+        let start = likely_item_start(b, from)?;
+        if start >= limit {
+            return None;
+        }
+        match scan_items(text, start, limit) {
+            Some((spans, ItemsEnd::At(next))) => return Some((start, spans, ItemsEnd::At(next))),
+            // The list's end is followed by the rest of the document only (small); an inner
+            // array's end, by the rest of the items.
+            Some((spans, ItemsEnd::Close(close))) if b.len() - close <= LIST_TAIL_MAX => {
+                return Some((start, spans, ItemsEnd::Close(close)));
+            }
+            Some((_, ItemsEnd::Close(close))) => from = close + 1,
+            None => from = start + 1,
+        }
+    }
+}
+
+/// The most text [`scan_part`] expects after a list's `]` (the document's other members).
+const LIST_TAIL_MAX: usize = 64 << 10;
+
+/// The items from the one starting at `start` until the list's end or the first item starting at
+/// or past `limit`; each validated by serde. `None` at anything but an item, `,` or `]`.
+fn scan_items(text: &str, start: usize, limit: usize) -> Option<(ItemSpans, ItemsEnd)> {
+    let b = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = start;
+    loop {
+        let (raw, _) = json_value::<&RawValue>(text, i)?;
+        let s = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+        let e = s + raw.get().len();
+        spans.push((s, e));
+        let next = skip_ws(b, e);
+        match b.get(next)? {
+            b']' => return Some((spans, ItemsEnd::Close(next))),
+            b',' => i = skip_ws(b, next + 1),
+            _ => return None,
+        }
+        if i >= limit {
+            return Some((spans, ItemsEnd::At(i)));
+        }
+    }
+}
+
+/// The first place at or after `from` that looks like the start of a list item: a `{` after a `,`
+/// after a `}` (white space allowed between). Only a guess: the scan checks it.
+fn likely_item_start(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        let comma = i + memchr::memchr(b',', b.get(i..)?)?;
+        let before = b.get(..comma)?.iter().rposition(|c| !c.is_ascii_whitespace());
+        let after = skip_ws(b, comma + 1);
+        if before.is_some_and(|p| b[p] == b'}') && b.get(after) == Some(&b'{') {
+            return Some(after);
+        }
+        i = comma + 1;
+    }
 }
 
 /// Each object's identity, or `None` where the fields do not give one (the object is then parsed
@@ -864,6 +1052,15 @@ impl<'de> Deserialize<'de> for LeanAnnotations {
 }
 
 /// [`crate::load`]'s list test on a scanned head.
+/// The (apiVersion, kind) a typed list (`kind: DeploymentList`) gives items that omit theirs.
+fn list_type_of(head: &Head<'_>) -> Option<Box<(String, String)>> {
+    let kind = head.kind.as_deref().unwrap_or_default();
+    match (&head.api_version, kind.strip_suffix("List")) {
+        (Some(api), Some(k)) if !k.is_empty() => Some(Box::new((api.to_string(), k.to_string()))),
+        _ => None,
+    }
+}
+
 fn head_is_list(h: &Head<'_>) -> bool {
     h.kind.as_deref().unwrap_or("").ends_with("List")
         && h.items.is_some()
@@ -984,6 +1181,102 @@ mod tests {
         );
         assert_same(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}} {"broken": "#);
         assert_same(r#"[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}]"#);
+    }
+
+    /// A list of `n` items full of what looks like item boundaries: arrays of objects, strings
+    /// holding `},{` and `},{"apiVersion"`, escaped quotes; `sep` between items.
+    fn tricky_list(n: usize, sep: &str) -> String {
+        let items: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p{i}","annotations":{{"a":"x}},{{\"apiVersion\":1}},{{y","b":"}},{{"}}}},
+                       "spec":{{"containers":[{{"name":"c","ports":[{{"p":1}},{{"p":2}}]}},{{"name":"d"}}],"s":"\\\"}},{{\\\""}}}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{}],"metadata":{{"resourceVersion":""}}}}"#,
+            items.join(sep)
+        )
+    }
+
+    #[test]
+    fn the_parallel_list_scan_finds_what_the_serial_scan_finds() {
+        let list = tricky_list(300, ",");
+        let pretty = tricky_list(300, "\n  ,\n  ");
+        let typed = r#"{"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}],"kind":"PodList","apiVersion":"v1"}"#;
+        let broken_item = list.replacen(r#""name":"p150""#, r#""name":"p150","#, 1);
+        let cases: Vec<(String, bool)> = vec![
+            // (text, whether the parallel scan takes it)
+            (list.clone(), true),
+            (pretty, true),
+            (typed.to_string(), true),
+            (r#"{"apiVersion":"v1","kind":"List","items":[ ]}"#.into(), true),
+            (
+                r#"{"apiVersion":"v1","kind":"List","items":[1,[2],"x",{}]}"#.into(),
+                true,
+            ),
+            (format!("{list}\n"), true),
+            // another document after it, errors, odd shapes: the serial scan's
+            (
+                format!(r#"{list} {{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c"}}}}"#),
+                false,
+            ),
+            (format!("{list} x"), false),
+            (broken_item, false),
+            (list.replacen("}],\"metadata\"", "},],\"metadata\"", 1), false),
+            (
+                r#"{"apiVersion":"v1","kind":"List","items":[{}],"items":[{}]}"#.into(),
+                false,
+            ),
+            (
+                r#"{"apiVersion":"v1","kind":"List","\u0069tems":[{"kind":"Pod"}]}"#.into(),
+                true,
+            ),
+            (r#"{"apiVersion":"v1","kind":"List","items":null}"#.into(), false),
+            (r#"{"apiVersion":"v1","kind":"Pod","items":[{}]}"#.into(), false),
+            (
+                r#"{"apiVersion":"v1","kind":"List","metadata":{"name":"named"},"items":[{}]}"#.into(),
+                false,
+            ),
+            (r#"{"apiVersion":"v1","kind":"List"}"#.into(), false),
+            (r#"[{"apiVersion":"v1"}]"#.into(), false),
+        ];
+        for (text, taken) in &cases {
+            let serial = scan_json(text, 0);
+            for parts in [1, 2, 3, 7, 16] {
+                let parallel = scan_list_parallel(text, 0, 0, parts);
+                assert_eq!(parallel.is_some(), *taken, "{parts} parts: {text}");
+                if let Some(p) = parallel {
+                    let s = serial
+                        .as_ref()
+                        .expect("the serial scan takes what the parallel one does");
+                    assert!(s.syntax_error.is_none() && s.whole.is_empty(), "{text}");
+                    assert_eq!(p.items, s.items, "{parts} parts: {text}");
+                    assert!(p.whole.is_empty() && p.syntax_error.is_none());
+                }
+            }
+        }
+        // A guess inside an item (an array of objects, a string) moves on to the next item's start
+        // (where the list's end is not in sight: an inner array's end passes for it there).
+        let list = tricky_list(2_000, ",");
+        let serial = scan_json(&list, 0).expect("scan");
+        let starts: Vec<usize> = serial.items.iter().map(|s| s.2).collect();
+        for k in [1, 100, 1_000] {
+            let inside = starts[k - 1] + list[starts[k - 1]..].find("\"ports\"").expect("ports");
+            let (start, _, _) = scan_part(&list, inside, usize::MAX).expect("a later item");
+            assert_eq!(start, starts[k], "guess inside item {}", k - 1);
+        }
+        // Large lists go to the parallel scan by default.
+        let mut d = Deferred::default();
+        let n = PARALLEL_SCAN_MIN / (tricky_list(2, ",").len() - tricky_list(1, ",").len()) + 1;
+        let big = tricky_list(n, ",");
+        assert!(big.len() > PARALLEL_SCAN_MIN);
+        assert!(scan_list_parallel(&big, 0, PARALLEL_SCAN_MIN, 2).is_some());
+        d.add_bytes("big.json", big.into_bytes());
+        assert_eq!(d.len(), n);
+        assert!(d.errors.is_empty());
+        assert_eq!(d.key(7).name, "p7");
     }
 
     #[test]

@@ -7,6 +7,11 @@ fn workers(n: usize, min: usize) -> usize {
     if n < min.max(2) {
         return 1;
     }
+    cores()
+}
+
+/// The cores available (at most eight).
+pub(crate) fn cores() -> usize {
     // Asked once: on Linux the answer reads the cgroup's CPU quota from /sys each time.
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| {
