@@ -1,6 +1,6 @@
 //! Desired and live objects prepared for comparison.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -186,10 +186,21 @@ impl LiveObject {
 
 /// Workloads whose replica count an autoscaler owns: targets of HorizontalPodAutoscalers and KEDA
 /// ScaledObjects in the live set. Their `spec.replicas` is never drift (ARCHITECTURE §3.6).
+/// Hash-indexed both ways: a lookup, an autoscaler's update or removal costs the same with ten
+/// autoscalers or ten thousand.
 #[derive(Debug, Clone, Default)]
 pub struct Autoscalers {
-    // (namespace, kind, name) of targets, with the autoscaler that targets each
-    targets: HashSet<(String, String, String, ResourceKey)>,
+    /// Each autoscaler's target, as [`target_id`].
+    target_of: HashMap<ResourceKey, String>,
+    /// Each target's autoscalers (usually one; several when they conflict).
+    by_target: HashMap<String, HashSet<ResourceKey>>,
+}
+
+/// A target's identity within the cluster: namespace, kind and name (an autoscaler names its
+/// target by kind and name, in its own namespace).
+fn target_id(namespace: &str, kind: &str, name: &str) -> String {
+    // NUL appears in none of the three (Kubernetes names and kinds are printable).
+    format!("{namespace}\0{kind}\0{name}")
 }
 
 impl Autoscalers {
@@ -217,26 +228,95 @@ impl Autoscalers {
             return;
         };
         let kind = target.get("kind").and_then(Value::as_str).unwrap_or("Deployment");
-        let ns = r.key.namespace.clone().unwrap_or_default();
-        self.targets
-            .insert((ns, kind.to_string(), name.to_string(), r.key.clone()));
+        let id = target_id(r.key.namespace.as_deref().unwrap_or_default(), kind, name);
+        self.by_target
+            .entry(id.clone())
+            .or_default()
+            .insert(r.key.clone());
+        self.target_of.insert(r.key.clone(), id);
     }
 
     /// Forgets an autoscaler that was deleted.
     pub fn forget(&mut self, autoscaler: &ResourceKey) {
-        self.targets.retain(|(_, _, _, owner)| owner != autoscaler);
+        let Some(id) = self.target_of.remove(autoscaler) else {
+            return;
+        };
+        if let Some(owners) = self.by_target.get_mut(&id) {
+            owners.remove(autoscaler);
+            if owners.is_empty() {
+                self.by_target.remove(&id);
+            }
+        }
     }
 
     /// Whether an autoscaler targets this workload.
     pub fn targets(&self, key: &ResourceKey) -> bool {
-        let ns = key.namespace.as_deref().unwrap_or("");
-        self.targets
-            .iter()
-            .any(|(n, k, name, _)| n == ns && *k == key.kind && *name == key.name)
+        !self.by_target.is_empty()
+            && self.by_target.contains_key(&target_id(
+                key.namespace.as_deref().unwrap_or_default(),
+                &key.kind,
+                &key.name,
+            ))
     }
 
     /// Whether nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+        self.target_of.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hpa(ns: &str, name: &str, target: serde_json::Value) -> Resource {
+        Resource::from_value(serde_json::json!({"apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler", "metadata": {"name": name, "namespace": ns},
+            "spec": {"scaleTargetRef": target}}))
+        .expect("hpa")
+    }
+
+    fn workload(ns: &str, kind: &str, name: &str) -> ResourceKey {
+        ResourceKey::new("apps/v1", kind, Some(ns), name)
+    }
+
+    #[test]
+    fn autoscaler_targets_follow_updates_and_removals() {
+        let mut a = Autoscalers::default();
+        assert!(a.is_empty() && !a.targets(&workload("shop", "Deployment", "web")));
+        let one = hpa(
+            "shop",
+            "one",
+            serde_json::json!({"kind": "Deployment", "name": "web"}),
+        );
+        let two = hpa("shop", "two", serde_json::json!({"name": "web"})); // kind defaults to Deployment
+        a.observe(&one);
+        a.observe(&two);
+        assert!(a.targets(&workload("shop", "Deployment", "web")));
+        // Same name, other namespace or kind: not a target.
+        assert!(!a.targets(&workload("other", "Deployment", "web")));
+        assert!(!a.targets(&workload("shop", "StatefulSet", "web")));
+        // One of two conflicting autoscalers goes: still targeted.
+        a.forget(&one.key);
+        assert!(a.targets(&workload("shop", "Deployment", "web")));
+        // An update moves the target.
+        a.observe(&hpa(
+            "shop",
+            "two",
+            serde_json::json!({"kind": "StatefulSet", "name": "db"}),
+        ));
+        assert!(!a.targets(&workload("shop", "Deployment", "web")));
+        assert!(a.targets(&workload("shop", "StatefulSet", "db")));
+        // An update without a target, then a removal: nothing left.
+        a.observe(&hpa("shop", "two", serde_json::json!({})));
+        assert!(a.is_empty() && !a.targets(&workload("shop", "StatefulSet", "db")));
+        a.forget(&two.key);
+        assert!(a.is_empty());
+        // Other kinds are not autoscalers.
+        let cm = Resource::from_value(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "shop"}, "spec": {"scaleTargetRef": {"name": "web"}}}))
+        .expect("cm");
+        a.observe(&cm);
+        assert!(a.is_empty());
     }
 }
