@@ -311,6 +311,9 @@ pub struct Detector {
     config: DetectorConfig,
     clock: Arc<dyn Clock>,
     desired: HashMap<ResourceKey, DesiredEntry>,
+    /// How many desired objects of each (group, version, kind): an autoscaler's target (named by
+    /// kind, namespace and name) is looked up under each, not searched for.
+    desired_kinds: HashMap<(String, String, String), usize>,
     live: HashMap<ResourceKey, LiveEntry>,
     autoscalers: Autoscalers,
     /// Schemas of custom kinds, from live CRDs.
@@ -383,6 +386,7 @@ impl Detector {
             clock,
             desired: HashMap::default(),
             live: HashMap::default(),
+            desired_kinds: HashMap::default(),
             autoscalers: Autoscalers::default(),
             custom: crate::custom::CustomSchemas::default(),
             open: HashMap::default(),
@@ -580,6 +584,10 @@ impl Detector {
     pub fn end_desired(&mut self) -> usize {
         let next = self.staged.take().unwrap_or_default();
         let old = std::mem::replace(&mut self.desired, next);
+        self.desired_kinds.clear();
+        for k in self.desired.keys() {
+            *self.desired_kinds.entry(kind_of(k)).or_default() += 1;
+        }
         let mut changed: Vec<ResourceKey> = old
             .iter()
             .filter(|(k, e)| self.desired.get(k).is_none_or(|n| n.text != e.text))
@@ -608,13 +616,23 @@ impl Detector {
                 .get(&key)
                 .is_some_and(|e| e.text == entry.text && e.provenance == entry.provenance);
             if !same {
-                self.desired.insert(key.clone(), entry);
+                if self.desired.insert(key.clone(), entry).is_none() {
+                    *self.desired_kinds.entry(kind_of(&key)).or_default() += 1;
+                }
                 touched.push(key);
             }
         }
         for k in previous {
             if !fresh.contains(&k) {
-                self.desired.remove(&k);
+                if self.desired.remove(&k).is_some() {
+                    let gvk = kind_of(&k);
+                    if let Some(n) = self.desired_kinds.get_mut(&gvk) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.desired_kinds.remove(&gvk);
+                        }
+                    }
+                }
                 touched.push(k);
             }
         }
@@ -845,10 +863,18 @@ impl Detector {
         };
         let name = t.get("name").and_then(|v| v.as_str()).unwrap_or("");
         let kind = t.get("kind").and_then(|v| v.as_str()).unwrap_or("Deployment");
-        self.desired
+        // Under each desired (group, version) of that kind: a few lookups, not a walk of the set.
+        self.desired_kinds
             .keys()
-            .filter(|k| k.kind == kind && k.name == name && k.namespace == autoscaler.namespace)
-            .cloned()
+            .filter(|(_, _, k)| k == kind)
+            .map(|(group, version, kind)| ResourceKey {
+                group: group.clone(),
+                version: version.clone(),
+                kind: kind.clone(),
+                namespace: autoscaler.namespace.clone(),
+                name: name.to_string(),
+            })
+            .filter(|k| self.desired.contains_key(k))
             .collect()
     }
 
@@ -1618,6 +1644,11 @@ fn crd_kind(r: &crate::Resource) -> Option<(String, String)> {
         r.object.pointer("/spec/group")?.as_str()?.to_string(),
         r.object.pointer("/spec/names/kind")?.as_str()?.to_string(),
     ))
+}
+
+/// A key's (group, version, kind).
+fn kind_of(k: &ResourceKey) -> (String, String, String) {
+    (k.group.clone(), k.version.clone(), k.kind.clone())
 }
 
 fn is_autoscaler(key: &ResourceKey) -> bool {

@@ -460,6 +460,91 @@ fn an_autoscaler_takes_over_replicas() {
     assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Resolved]);
 }
 
+/// An autoscaler's arrival queues exactly the desired workloads it names (kind, namespace, name; any
+/// group and version), however the desired set came to hold them.
+#[test]
+fn an_autoscaler_queues_exactly_its_targets() {
+    let obj = |api: &str, kind: &str, ns: &str, name: &str| {
+        Resource::from_value(json!({"apiVersion": api, "kind": kind,
+            "metadata": {"name": name, "namespace": ns}, "spec": {"replicas": 1}}))
+        .expect("object")
+    };
+    let hpa = |name: &str, target: Value| {
+        Resource::from_value(
+            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "namespace": "shop"}, "spec": {"scaleTargetRef": target}}),
+        )
+        .expect("hpa")
+    };
+    let mut d = Detector::new(
+        DiffEngine::default(),
+        DetectorConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    );
+    let set = vec![
+        obj("apps/v1", "Deployment", "shop", "web"),
+        obj("apps/v1", "Deployment", "other", "web"),
+        obj("apps/v1", "StatefulSet", "shop", "web"),
+        obj("apps/v1", "Deployment", "shop", "api"),
+    ];
+    d.set_desired(set.iter().cloned().map(desired).collect());
+    d.observe(LiveEvent::Restarted {
+        scope: RelistScope::All,
+        resources: set,
+    });
+    d.observe(LiveEvent::Ready);
+    while let Some(k) = d.next_key() {
+        d.process(&k);
+    }
+    let queued = |d: &mut Detector| {
+        let mut keys: Vec<String> = std::iter::from_fn(|| d.next_key())
+            .map(|k| k.to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    d.observe(LiveEvent::Applied(hpa(
+        "h1",
+        json!({"kind": "Deployment", "name": "web"}),
+    )));
+    assert_eq!(queued(&mut d), ["apps/Deployment shop/web"]);
+    // A custom workload of the same name, added by a source: found under its own group.
+    d.replace_source(
+        "rollouts.yaml",
+        vec![DesiredResource {
+            provenance: Provenance::file("rollouts.yaml"),
+            resource: obj("argoproj.io/v1alpha1", "Rollout", "shop", "web"),
+        }],
+    );
+    while let Some(k) = d.next_key() {
+        d.process(&k);
+    }
+    d.observe(LiveEvent::Applied(hpa(
+        "h2",
+        json!({"kind": "Rollout", "name": "web"}),
+    )));
+    assert_eq!(queued(&mut d), ["argoproj.io/Rollout shop/web"]);
+    // Gone from the desired set: no longer queued.
+    d.replace_source("rollouts.yaml", Vec::new());
+    while let Some(k) = d.next_key() {
+        d.process(&k);
+    }
+    d.observe(LiveEvent::Applied(hpa(
+        "h2",
+        json!({"kind": "Rollout", "name": "web", "x": 1}),
+    )));
+    assert!(queued(&mut d).is_empty());
+    // Retargeted: the old and the new target are judged again.
+    d.observe(LiveEvent::Applied(hpa(
+        "h1",
+        json!({"kind": "Deployment", "name": "api"}),
+    )));
+    assert_eq!(
+        queued(&mut d),
+        ["apps/Deployment shop/api", "apps/Deployment shop/web"]
+    );
+}
+
 #[test]
 fn restart_restores_open_drifts_from_the_log() {
     let mut h = Harness::new(
