@@ -311,9 +311,9 @@ pub struct Detector {
     config: DetectorConfig,
     clock: Arc<dyn Clock>,
     desired: HashMap<ResourceKey, DesiredEntry>,
-    /// How many desired objects of each (group, version, kind): an autoscaler's target (named by
-    /// kind, namespace and name) is looked up under each, not searched for.
-    desired_kinds: HashMap<(String, String, String), usize>,
+    /// How many desired objects there are of each kind, per (group, version): an autoscaler's
+    /// target (named by kind, namespace and name) is looked up under each, not searched for.
+    desired_kinds: HashMap<String, Vec<(String, String, usize)>>,
     live: HashMap<ResourceKey, LiveEntry>,
     autoscalers: Autoscalers,
     /// Schemas of custom kinds, from live CRDs.
@@ -586,7 +586,7 @@ impl Detector {
         let old = std::mem::replace(&mut self.desired, next);
         self.desired_kinds.clear();
         for k in self.desired.keys() {
-            *self.desired_kinds.entry(kind_of(k)).or_default() += 1;
+            count_kind(&mut self.desired_kinds, k, true);
         }
         let mut changed: Vec<ResourceKey> = old
             .iter()
@@ -617,7 +617,7 @@ impl Detector {
                 .is_some_and(|e| e.text == entry.text && e.provenance == entry.provenance);
             if !same {
                 if self.desired.insert(key.clone(), entry).is_none() {
-                    *self.desired_kinds.entry(kind_of(&key)).or_default() += 1;
+                    count_kind(&mut self.desired_kinds, &key, true);
                 }
                 touched.push(key);
             }
@@ -625,13 +625,7 @@ impl Detector {
         for k in previous {
             if !fresh.contains(&k) {
                 if self.desired.remove(&k).is_some() {
-                    let gvk = kind_of(&k);
-                    if let Some(n) = self.desired_kinds.get_mut(&gvk) {
-                        *n -= 1;
-                        if *n == 0 {
-                            self.desired_kinds.remove(&gvk);
-                        }
-                    }
+                    count_kind(&mut self.desired_kinds, &k, false);
                 }
                 touched.push(k);
             }
@@ -865,12 +859,13 @@ impl Detector {
         let kind = t.get("kind").and_then(|v| v.as_str()).unwrap_or("Deployment");
         // Under each desired (group, version) of that kind: a few lookups, not a walk of the set.
         self.desired_kinds
-            .keys()
-            .filter(|(_, _, k)| k == kind)
-            .map(|(group, version, kind)| ResourceKey {
+            .get(kind)
+            .into_iter()
+            .flatten()
+            .map(|(group, version, _)| ResourceKey {
                 group: group.clone(),
                 version: version.clone(),
-                kind: kind.clone(),
+                kind: kind.to_string(),
                 namespace: autoscaler.namespace.clone(),
                 name: name.to_string(),
             })
@@ -1646,9 +1641,30 @@ fn crd_kind(r: &crate::Resource) -> Option<(String, String)> {
     ))
 }
 
-/// A key's (group, version, kind).
-fn kind_of(k: &ResourceKey) -> (String, String, String) {
-    (k.group.clone(), k.version.clone(), k.kind.clone())
+/// Counts a desired key in or out of the per-kind counts (nothing copied when its kind is known).
+fn count_kind(kinds: &mut HashMap<String, Vec<(String, String, usize)>>, k: &ResourceKey, add: bool) {
+    let versions = match kinds.get_mut(k.kind.as_str()) {
+        Some(v) => v,
+        None if add => kinds.entry(k.kind.clone()).or_default(),
+        None => return,
+    };
+    match versions
+        .iter()
+        .position(|(g, v, _)| *g == k.group && *v == k.version)
+    {
+        Some(i) if add => versions[i].2 += 1,
+        Some(i) => {
+            versions[i].2 = versions[i].2.saturating_sub(1);
+            if versions[i].2 == 0 {
+                versions.swap_remove(i);
+            }
+        }
+        None if add => versions.push((k.group.clone(), k.version.clone(), 1)),
+        None => {}
+    }
+    if versions.is_empty() {
+        kinds.remove(k.kind.as_str());
+    }
 }
 
 fn is_autoscaler(key: &ResourceKey) -> bool {
