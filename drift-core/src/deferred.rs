@@ -214,10 +214,8 @@ impl Deferred {
             return;
         }
         let offset = text.len() - trimmed.len();
-        let scan = match scan_list_parallel(trimmed, offset, PARALLEL_SCAN_MIN, crate::par::cores()) {
-            Some(scan) => Some(scan),
-            None => scan_json(trimmed, offset),
-        };
+        let scan = scan_list_parallel(trimmed, offset, PARALLEL_SCAN_MIN, crate::par::cores())
+            .or_else(|| scan_json(trimmed, offset));
         let Some(scan) = scan else {
             // A document of a shape the scan does not take: the whole source the ordinary way.
             let loaded = crate::parse_documents_with(source_name, &text, self.options);

@@ -1,6 +1,6 @@
 //! Desired and live objects prepared for comparison.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -192,8 +192,8 @@ impl LiveObject {
 pub struct Autoscalers {
     /// Each autoscaler's target, as [`target_id`].
     target_of: HashMap<ResourceKey, String>,
-    /// Each target's autoscalers (usually one; several when they conflict).
-    by_target: HashMap<String, HashSet<ResourceKey>>,
+    /// How many autoscalers name each target (usually one; several when they conflict).
+    by_target: HashMap<String, usize>,
 }
 
 /// A target's identity within the cluster: namespace, kind and name (an autoscaler names its
@@ -229,10 +229,7 @@ impl Autoscalers {
         };
         let kind = target.get("kind").and_then(Value::as_str).unwrap_or("Deployment");
         let id = target_id(r.key.namespace.as_deref().unwrap_or_default(), kind, name);
-        self.by_target
-            .entry(id.clone())
-            .or_default()
-            .insert(r.key.clone());
+        *self.by_target.entry(id.clone()).or_default() += 1;
         self.target_of.insert(r.key.clone(), id);
     }
 
@@ -241,9 +238,9 @@ impl Autoscalers {
         let Some(id) = self.target_of.remove(autoscaler) else {
             return;
         };
-        if let Some(owners) = self.by_target.get_mut(&id) {
-            owners.remove(autoscaler);
-            if owners.is_empty() {
+        if let Some(n) = self.by_target.get_mut(&id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
                 self.by_target.remove(&id);
             }
         }
