@@ -6,20 +6,24 @@
 //! in a closed collection; otherwise it is reported as unmanaged. Nothing is allocated on the path
 //! where the two agree except the walker's small stacks.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
+use std::borrow::Cow;
+
+use crate::compiled::Compiled;
 use crate::drift::{Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
 use crate::ignore::{IgnoreSet, ResourceIgnores};
 use crate::load::MAX_DEPTH;
+use crate::model::ResourceKey;
 use crate::object::{Autoscalers, DesiredObject, LiveObject};
 use crate::ownership::Step;
 use crate::path::{FieldPath, Segment, escape_pointer_token};
 use crate::rules::{DriftSite, RuleSet};
 use crate::schema::{self, DefaultVerdict, Level, ListSpec, Node};
-use crate::value::{is_effectively_empty, is_empty, is_zero, loose_eq, number_eq, quantity_eq};
+use crate::tree::{Shape, Tree, TreeArr, TreeMap};
+use crate::value::{is_empty, loose_eq, number_eq, quantity_eq};
 
 /// Field managers of the tools people use to change a cluster by hand. A live field one of them owns
 /// in an object the desired state manages is drift ("added by hand"), not an unmanaged extra.
@@ -164,7 +168,30 @@ impl DiffEngine {
         live: Option<&LiveObject>,
         ctx: &DiffContext<'_>,
     ) -> DriftReport {
-        let key = desired.key().clone();
+        self.walk(desired.key(), desired.object(), live, ctx)
+    }
+
+    /// [`DiffEngine::diff_with`] of a desired object in compiled form (as the detector keeps them):
+    /// the comparison reads it in place.
+    pub fn diff_compiled(
+        &self,
+        key: &ResourceKey,
+        desired: &Compiled,
+        live: Option<&LiveObject>,
+        ctx: &DiffContext<'_>,
+    ) -> DriftReport {
+        self.walk(key, desired.root(), live, ctx)
+    }
+
+    /// The comparison, whichever form holds the desired object.
+    fn walk<'a, T: Tree<'a>>(
+        &self,
+        key: &ResourceKey,
+        desired: T,
+        live: Option<&'a LiveObject>,
+        ctx: &DiffContext<'_>,
+    ) -> DriftReport {
+        let key = key.clone();
         let Some(live) = live else {
             return DriftReport {
                 key,
@@ -194,9 +221,9 @@ impl DiffEngine {
             raw: Vec::new(),
             unmanaged: Vec::new(),
         };
-        match (desired.object(), live.object()) {
-            (Value::Object(d), Value::Object(l)) => w.compare_map(d, l, root),
-            (d, l) => w.compare(d, Some(l), root),
+        match (desired.shape(), live.object()) {
+            (Shape::Obj(d), Value::Object(l)) => w.compare_map(d, l, root),
+            (_, l) => w.compare(desired, Some(l), root),
         }
         let Walker { raw, unmanaged, .. } = w;
         let drifts = raw
@@ -249,15 +276,31 @@ impl DiffEngine {
 
 /// A step of the walk.
 #[derive(Clone, Copy)]
-enum Seg<'a> {
+enum Seg<'a, M> {
     Field(&'a str),
     Index(usize),
     Keyed {
         spec: &'static ListSpec,
-        el: &'a Map<String, Value>,
+        el: El<'a, M>,
         live: Option<usize>,
         desired: Option<usize>,
     },
+}
+
+/// A keyed list element: live's, or desired's where live has none.
+#[derive(Clone, Copy)]
+enum El<'a, M> {
+    Live(&'a Map<String, Value>),
+    Desired(M),
+}
+
+impl<'a, M: TreeMap<'a>> El<'a, M> {
+    fn key_fields(&self, spec: &ListSpec) -> Vec<(String, Value)> {
+        match self {
+            El::Live(m) => key_fields(m, spec),
+            El::Desired(d) => key_fields_d(*d, spec),
+        }
+    }
 }
 
 struct RawDrift<'a> {
@@ -269,7 +312,7 @@ struct RawDrift<'a> {
     actual: Option<&'a Value>,
 }
 
-struct Walker<'a, 'o> {
+struct Walker<'a, 'o, T: Tree<'a>> {
     options: &'o DiffOptions,
     live: &'a LiveObject,
     defaults: bool,
@@ -279,20 +322,21 @@ struct Walker<'a, 'o> {
     /// A walk inside a set element: paths are relative, so ownership and ignore rules do not apply.
     nested: bool,
     ignores: &'o ResourceIgnores<'o>,
-    segs: Vec<Seg<'a>>,
+    segs: Vec<Seg<'a, T::Map>>,
     anc: Vec<Level<'a>>,
     raw: Vec<RawDrift<'a>>,
     unmanaged: Vec<(FieldPath, &'a Value)>,
 }
 
-impl<'a, 'o> Walker<'a, 'o> {
-    fn compare(&mut self, d: &'a Value, l: Option<&'a Value>, node: &'static Node) {
+impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
+    fn compare(&mut self, d: T, l: Option<&'a Value>, node: &'static Node) {
         if node.skip {
             return;
         }
         if self.segs.len() > MAX_DEPTH {
-            if !l.is_some_and(|l| loose_eq(d, l)) {
-                self.emit(Change::Changed, Some(Cow::Borrowed(d)), l);
+            let d = d.to_value();
+            if !l.is_some_and(|l| loose_eq(&d, l)) {
+                self.emit(Change::Changed, Some(d), l);
             }
             return;
         }
@@ -304,54 +348,54 @@ impl<'a, 'o> Walker<'a, 'o> {
             return;
         }
         let Some(l) = l.filter(|l| !l.is_null()) else {
-            if node.presence || !is_effectively_empty(d) {
-                self.emit(Change::Missing, Some(Cow::Borrowed(d)), None);
+            if node.presence || !d.is_effectively_empty() {
+                self.emit(Change::Missing, Some(d.to_value()), None);
             }
             return;
         };
-        match (d, l) {
-            (Value::Object(dm), Value::Object(lm)) => self.compare_map(dm, lm, node),
-            (Value::Array(_), Value::Array(_)) => self.compare_list(d, l, node),
+        match (d.shape(), l) {
+            (Shape::Obj(dm), Value::Object(lm)) => self.compare_map(dm, lm, node),
+            (Shape::Arr(da), Value::Array(_)) => self.compare_list(d, da, l, node),
             _ => {
                 if self.scalar_eq(d, l, node) {
                     return;
                 }
-                if node.zero_is_default && is_zero(d) && self.default_matches(node, l) {
+                if node.zero_is_default && d.is_zero() && self.default_matches(node, l) {
                     return;
                 }
-                self.emit(Change::Changed, Some(Cow::Borrowed(d)), Some(l));
+                self.emit(Change::Changed, Some(d.to_value()), Some(l));
             }
         }
     }
 
     #[inline]
-    fn scalar_eq(&self, d: &Value, l: &Value, node: &Node) -> bool {
-        if d == l {
+    fn scalar_eq(&self, d: T, l: &Value, node: &Node) -> bool {
+        if d.eq_value(l) {
             return true;
         }
         match node.leaf {
-            schema::Leaf::Quantity => quantity_eq(d, l),
-            schema::Leaf::ResourceQuantity => crate::value::resource_quantity_eq(d, l),
-            schema::Leaf::Image => match (d, l) {
-                (Value::String(a), Value::String(b)) => crate::image::same_image(a, b),
+            schema::Leaf::Quantity => quantity_eq(&d.to_value(), l),
+            schema::Leaf::ResourceQuantity => crate::value::resource_quantity_eq(&d.to_value(), l),
+            schema::Leaf::Image => match (d.as_str(), l) {
+                (Some(a), Value::String(b)) => crate::image::same_image(a, b),
                 _ => false,
             },
-            schema::Leaf::IntOrString | schema::Leaf::Plain => match (d, l) {
-                (Value::Number(a), Value::Number(b)) => number_eq(a, b),
+            schema::Leaf::IntOrString | schema::Leaf::Plain => match (d.as_number(), l) {
+                (Some(a), Value::Number(b)) => number_eq(&a, b),
                 _ => false,
             },
         }
     }
 
-    fn compare_map(&mut self, dm: &'a Map<String, Value>, lm: &'a Map<String, Value>, node: &'static Node) {
+    fn compare_map(&mut self, dm: T::Map, lm: &'a Map<String, Value>, node: &'static Node) {
         self.anc.push(Level {
             live: lm,
-            desired: Some(dm),
+            desired: Some(dm.level()),
         });
         // Desired keys, live keys and the schema's fields are all sorted: one merge pass visits them.
         let mut schema = SchemaCursor::new(node);
         let mut live_iter = lm.iter().peekable();
-        for (k, dv) in dm {
+        for (k, dv) in dm.entries() {
             let mut lv = None;
             while let Some((lk, v)) = live_iter.peek() {
                 match key_cmp(lk, k) {
@@ -371,13 +415,13 @@ impl<'a, 'o> Walker<'a, 'o> {
             // The common case, a scalar equal on both sides, needs no path.
             if let Some(lv) = lv
                 && !child.skip
-                && is_scalar(dv)
+                && dv.is_scalar()
                 && self.scalar_eq(dv, lv, child)
             {
                 continue;
             }
             self.segs.push(Seg::Field(k));
-            if dv.is_null() || child.dropped_if.is_some_and(|dropped| dropped(dm)) {
+            if dv.is_null() || child.dropped_if.is_some_and(|dropped| dropped(&dm.to_map())) {
                 if let Some(lv) = lv {
                     self.live_only(lv, child, node.closed);
                 }
@@ -487,8 +531,8 @@ impl<'a, 'o> Walker<'a, 'o> {
         }
     }
 
-    fn compare_list(&mut self, d: &'a Value, l: &'a Value, node: &'static Node) {
-        let (Value::Array(da), Value::Array(la)) = (d, l) else {
+    fn compare_list(&mut self, d: T, da: T::Arr, l: &'a Value, node: &'static Node) {
+        let Value::Array(la) = l else {
             return;
         };
         // A custom kind's list declares its own semantics (`x-kubernetes-list-type`).
@@ -498,17 +542,18 @@ impl<'a, 'o> Walker<'a, 'o> {
         match spec {
             Some(spec) if spec.set => {
                 if !self.set_equivalent(da, la, spec) {
-                    self.emit(Change::Changed, Some(Cow::Borrowed(d)), Some(l));
+                    self.emit(Change::Changed, Some(d.to_value()), Some(l));
                 }
             }
             Some(spec) if !spec.keys.is_empty() => self.compare_keyed(da, la, spec, node.closed),
             _ => {
                 let item = spec.map_or(&schema::GENERIC, |s| s.item);
+                let mut ds = da.items();
                 for i in 0..da.len().max(la.len()) {
                     self.segs.push(Seg::Index(i));
-                    match (da.get(i), la.get(i)) {
+                    match (ds.next(), la.get(i)) {
                         (Some(d), Some(l)) => self.compare(d, Some(l), item),
-                        (Some(d), None) => self.emit(Change::Missing, Some(Cow::Borrowed(d)), None),
+                        (Some(d), None) => self.emit(Change::Missing, Some(d.to_value()), None),
                         (None, Some(l)) => self.emit(Change::Extra, None, Some(l)),
                         (None, None) => {}
                     }
@@ -518,11 +563,11 @@ impl<'a, 'o> Walker<'a, 'o> {
         }
     }
 
-    fn compare_keyed(&mut self, da: &'a [Value], la: &'a [Value], spec: &'static ListSpec, closed: bool) {
+    fn compare_keyed(&mut self, da: T::Arr, la: &'a [Value], spec: &'static ListSpec, closed: bool) {
         let mut matched = Matched::new(la.len());
         let index = (la.len() > 32).then(|| key_index(la, spec));
-        for (i, del) in da.iter().enumerate() {
-            let Some(dm) = del.as_object() else {
+        for (i, del) in da.items().enumerate() {
+            let Shape::Obj(dm) = del.shape() else {
                 // Not an element with keys: compare it by position.
                 if i < la.len() {
                     matched.set(i);
@@ -537,16 +582,16 @@ impl<'a, 'o> Walker<'a, 'o> {
                 .get(i)
                 .filter(|_| !matched.get(i))
                 .and_then(Value::as_object)
-                .is_some_and(|lm| keys_equal(dm, lm, spec));
+                .is_some_and(|lm| keys_equal_d(dm, lm, spec));
             let found = if same_place {
                 Some(i)
             } else {
                 match &index {
                     Some(ix) => ix
-                        .get(&key_string(dm, spec))
+                        .get(&key_string_d(dm, spec))
                         .and_then(|cands| cands.iter().copied().find(|j| !matched.get(*j))),
                     None => la.iter().enumerate().position(|(j, l)| {
-                        !matched.get(j) && l.as_object().is_some_and(|lm| keys_equal(dm, lm, spec))
+                        !matched.get(j) && l.as_object().is_some_and(|lm| keys_equal_d(dm, lm, spec))
                     }),
                 }
             };
@@ -556,7 +601,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                     let Some(lm) = la[j].as_object() else { continue };
                     self.segs.push(Seg::Keyed {
                         spec,
-                        el: lm,
+                        el: El::Live(lm),
                         live: Some(j),
                         desired: Some(i),
                     });
@@ -566,11 +611,11 @@ impl<'a, 'o> Walker<'a, 'o> {
                 None => {
                     self.segs.push(Seg::Keyed {
                         spec,
-                        el: dm,
+                        el: El::Desired(dm),
                         live: None,
                         desired: Some(i),
                     });
-                    self.emit(Change::Missing, Some(Cow::Borrowed(del)), None);
+                    self.emit(Change::Missing, Some(del.to_value()), None);
                     self.segs.pop();
                 }
             }
@@ -583,7 +628,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 Some(lm) => {
                     self.segs.push(Seg::Keyed {
                         spec,
-                        el: lm,
+                        el: El::Live(lm),
                         live: Some(j),
                         desired: None,
                     });
@@ -601,12 +646,12 @@ impl<'a, 'o> Walker<'a, 'o> {
 
     /// Sets compare without order: every desired element has its own equivalent live element and
     /// neither side has more.
-    fn set_equivalent(&self, da: &[Value], la: &[Value], spec: &'static ListSpec) -> bool {
+    fn set_equivalent(&self, da: T::Arr, la: &'a [Value], spec: &'static ListSpec) -> bool {
         if da.len() != la.len() {
             return false;
         }
         let mut used = vec![false; la.len()];
-        da.iter().all(|d| {
+        da.items().all(|d| {
             match (0..la.len()).find(|&j| !used[j] && self.element_equivalent(d, &la[j], spec.item)) {
                 Some(j) => {
                     used[j] = true;
@@ -618,13 +663,13 @@ impl<'a, 'o> Walker<'a, 'o> {
     }
 
     /// Whether two set elements are equivalent under the diff semantics (no drift between them).
-    fn element_equivalent(&self, d: &Value, l: &Value, item: &'static Node) -> bool {
-        if d == l {
+    fn element_equivalent(&self, d: T, l: &'a Value, item: &'static Node) -> bool {
+        if d.eq_value(l) {
             return true;
         }
-        match (d, l) {
-            (Value::Object(dm), Value::Object(lm)) => {
-                let mut sub = Walker {
+        match (d.shape(), l) {
+            (Shape::Obj(dm), Value::Object(lm)) => {
+                let mut sub: Walker<'a, '_, T> = Walker {
                     options: self.options,
                     live: self.live,
                     defaults: self.defaults,
@@ -680,7 +725,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 Seg::Field(f) => Segment::Field((*f).to_string()),
                 Seg::Index(i) => Segment::Index(*i),
                 Seg::Keyed { spec, el, live, .. } => Segment::Key {
-                    fields: key_fields(el, spec),
+                    fields: el.key_fields(spec),
                     index: *live,
                 },
             })
@@ -711,7 +756,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 Seg::Keyed { spec, el, .. } => Step::Key(
                     spec.keys
                         .iter()
-                        .zip(key_fields(el, spec))
+                        .zip(el.key_fields(spec))
                         .map(|(k, (_, v))| (k.name, v))
                         .collect(),
                 ),
@@ -845,11 +890,6 @@ impl SchemaCursor {
     }
 }
 
-#[inline]
-fn is_scalar(v: &Value) -> bool {
-    matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
-}
-
 static NO_IGNORES: ResourceIgnores = ResourceIgnores {
     paths: Vec::new(),
     managers: Vec::new(),
@@ -872,6 +912,44 @@ pub(crate) fn key_fields(el: &Map<String, Value>, spec: &ListSpec) -> Vec<(Strin
             (k.name.to_string(), v)
         })
         .collect()
+}
+
+/// [`key_fields`] of a desired element.
+fn key_fields_d<'a, M: TreeMap<'a>>(el: M, spec: &ListSpec) -> Vec<(String, Value)> {
+    spec.keys
+        .iter()
+        .map(|k| {
+            let v = el
+                .get(k.name)
+                .map(|n| n.to_value().into_owned())
+                .or_else(|| k.default.map(|d| Value::String(d.to_string())))
+                .unwrap_or(Value::Null);
+            (k.name.to_string(), v)
+        })
+        .collect()
+}
+
+/// [`keys_equal`] of a desired element and a live one.
+fn keys_equal_d<'a, M: TreeMap<'a>>(a: M, b: &Map<String, Value>, spec: &ListSpec) -> bool {
+    spec.keys.iter().all(|k| {
+        let x = match a.get(k.name) {
+            Some(n) if !n.is_null() => Some(n),
+            _ => None,
+        };
+        match (x, key_value(b, k)) {
+            (Some(x), KeyVal::Value(y)) => x.eq_value(y) || loose_eq(&x.to_value(), y),
+            (Some(x), KeyVal::Str(s)) => x.as_str() == Some(s),
+            (None, KeyVal::Value(y)) => k.default.is_some_and(|s| y.as_str() == Some(s)),
+            (None, KeyVal::Str(y)) => k.default == Some(y),
+            (None, KeyVal::Absent) => k.default.is_none(),
+            (Some(_), KeyVal::Absent) => false,
+        }
+    })
+}
+
+/// [`key_string`] of a desired element.
+fn key_string_d<'a, M: TreeMap<'a>>(el: M, spec: &ListSpec) -> String {
+    key_string(&el.to_map(), spec)
 }
 
 fn key_value<'v>(el: &'v Map<String, Value>, k: &crate::schema::KeySpec) -> KeyVal<'v> {

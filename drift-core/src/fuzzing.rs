@@ -2,7 +2,23 @@
 //! corpus on stable Rust (`tests/fuzz_corpus.rs`). Each must return on any input: no panic, no
 //! unbounded recursion, no unbounded allocation.
 
-use crate::{DesiredObject, DiffEngine, LiveObject, Quantity, parse_documents, revert_patch};
+use crate::compiled::Compiled;
+use crate::drift::DriftReport;
+use crate::{DesiredObject, DiffContext, DiffEngine, LiveObject, Quantity, parse_documents, revert_patch};
+
+/// Diffs with the desired object as a value and in compiled form (the detector's); the two walks
+/// must agree.
+fn diff_both(engine: &DiffEngine, d: &DesiredObject, l: &LiveObject) -> DriftReport {
+    let report = engine.diff(d, Some(l));
+    let compiled = engine.diff_compiled(
+        d.key(),
+        &Compiled::of(d.object()),
+        Some(l),
+        &DiffContext::default(),
+    );
+    assert_eq!(report, compiled, "the compiled form compares differently");
+    report
+}
 
 /// Parses bytes as YAML/JSON documents; every object diffs empty against itself.
 pub fn parse(data: &[u8]) {
@@ -15,7 +31,7 @@ pub fn parse(data: &[u8]) {
     for r in loaded.resources {
         let d = DesiredObject::new(r.clone());
         let l = LiveObject::new(r);
-        let report = engine.diff(&d, Some(&l));
+        let report = diff_both(&engine, &d, &l);
         assert!(
             report.drifts.is_empty(),
             "an object drifted from itself: {:?}",
@@ -41,7 +57,7 @@ pub fn diff_pair(data: &[u8]) {
             l.key = d.key.clone();
             let dobj = DesiredObject::new(d.clone());
             let lobj = LiveObject::new(l);
-            let report = engine.diff(&dobj, Some(&lobj));
+            let report = diff_both(&engine, &dobj, &lobj);
             for drift in &report.drifts {
                 let _ = drift.describe();
             }

@@ -80,6 +80,7 @@
 
 pub mod analysis;
 pub mod clock;
+pub mod compiled;
 pub mod cost;
 pub mod custom;
 pub mod deferred;
@@ -108,6 +109,7 @@ pub mod rules;
 pub mod safety;
 mod schema;
 pub mod shard;
+mod tree;
 mod value;
 
 pub use detector::{Detector, DetectorConfig};

@@ -7,7 +7,11 @@
 //! YAML against this module. Field lists are sorted by key: the diff walks desired, live and schema keys
 //! in one merge pass.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
+
+use crate::tree::DesiredMap;
 
 /// How a scalar is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,20 +79,29 @@ pub(crate) enum Dflt {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Level<'a> {
     pub live: &'a Map<String, Value>,
-    pub desired: Option<&'a Map<String, Value>>,
+    pub desired: Option<DesiredMap<'a>>,
 }
 
 impl<'a> Level<'a> {
-    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
-        self.desired
-            .and_then(|d| d.get(key))
-            .or_else(|| self.live.get(key))
+    pub(crate) fn get(&self, key: &str) -> Option<Cow<'a, Value>> {
+        match self.desired.and_then(|d| d.get(key)) {
+            Some(d) => Some(d),
+            None => self.live.get(key).map(Cow::Borrowed),
+        }
     }
 
-    fn pointer(&self, ptr: &str) -> Option<&'a Value> {
-        self.desired
-            .and_then(|d| d.get(ptr_first(ptr)?)?.pointer(ptr_rest(ptr)))
-            .or_else(|| self.live.get(ptr_first(ptr)?)?.pointer(ptr_rest(ptr)))
+    fn pointer(&self, ptr: &str) -> Option<Cow<'a, Value>> {
+        match self
+            .desired
+            .and_then(|d| d.pointer(ptr_first(ptr)?, ptr_rest(ptr)))
+        {
+            Some(d) => Some(d),
+            None => self
+                .live
+                .get(ptr_first(ptr)?)?
+                .pointer(ptr_rest(ptr))
+                .map(Cow::Borrowed),
+        }
     }
 }
 
@@ -1604,7 +1617,8 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
         Dflt::Build(f) => Some(f()),
         Dflt::EmptyMap => Some(Value::Object(Map::new())),
         Dflt::ImagePullPolicy => {
-            let image = parent?.get("image")?.as_str()?;
+            let image = parent?.get("image")?;
+            let image = image.as_str()?;
             Some(Value::String(
                 if crate::image::tag(image) == Some("latest") {
                     "Always"
@@ -1614,23 +1628,24 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
                 .to_string(),
             ))
         }
-        Dflt::TargetPort => parent?.get("port").cloned(),
+        Dflt::TargetPort => parent?.get("port").map(Cow::into_owned),
         Dflt::ServerSet => None,
         // A mirror of another live field: it follows that field as the server wrote it.
         Dflt::Sibling(s) => parent?.live.get(*s).cloned(),
         Dflt::SiblingSuffix(s, suffix) => {
-            let base = parent?.get(s)?.as_str().filter(|b| !b.is_empty())?;
+            let base = parent?.get(s)?;
+            let base = base.as_str().filter(|b| !b.is_empty())?;
             Some(Value::String(format!("{base}{suffix}")))
         }
         Dflt::SiblingLower(s) => Some(Value::String(parent?.get(s)?.as_str()?.to_lowercase())),
-        Dflt::NamespaceName => grandparent?.get("name").cloned(),
+        Dflt::NamespaceName => grandparent?.get("name").map(Cow::into_owned),
         Dflt::TemplateLabel => levels
             .first()?
             .pointer("/spec/template/metadata/labels")?
             .get(key)
             .cloned(),
         Dflt::LimitOfSameResource => grandparent?.get("limits")?.get(key).cloned(),
-        Dflt::SubjectApiGroup => match parent?.get("kind").and_then(Value::as_str) {
+        Dflt::SubjectApiGroup => match parent?.get("kind").as_deref().and_then(Value::as_str) {
             Some("User" | "Group") => Some(Value::String("rbac.authorization.k8s.io".to_string())),
             _ => Some(Value::String(String::new())),
         },
@@ -1640,7 +1655,7 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
                 .desired
                 .and_then(|d| d.get("serviceAccount"))
                 .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-                .cloned()
+                .map(Cow::into_owned)
                 .unwrap_or_else(|| Value::String("default".into())),
         ),
         // From what was submitted: a live egress list the manifest never had does not widen the default.
@@ -1648,6 +1663,7 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
             let egress = match parent?.desired {
                 Some(d) => d
                     .get("egress")
+                    .as_deref()
                     .and_then(Value::as_array)
                     .is_some_and(|a| !a.is_empty()),
                 None => false,
@@ -1746,7 +1762,7 @@ pub(crate) fn default_at(
     let (mut l, mut d) = (live, Some(desired));
     levels.push(Level {
         live: l.as_object()?,
-        desired: d.and_then(Value::as_object),
+        desired: d.and_then(Value::as_object).map(DesiredMap::Value),
     });
     for (i, s) in parents.iter().enumerate() {
         l = match s {
@@ -1764,7 +1780,7 @@ pub(crate) fn default_at(
         if let Some(m) = l.as_object() {
             levels.push(Level {
                 live: m,
-                desired: d.and_then(Value::as_object),
+                desired: d.and_then(Value::as_object).map(DesiredMap::Value),
             });
         }
     }
@@ -1893,7 +1909,7 @@ fn collect_defaults<'a>(
                         .checked_sub(2)
                         .and_then(|i| levels.get(i))
                         .and_then(|l| l.get("limits"));
-                    if let Some(Value::Object(limits)) = limits {
+                    if let Some(Value::Object(limits)) = limits.as_deref() {
                         for (k, v) in limits {
                             if !map.contains_key(k) {
                                 inserts.push((path.clone(), k.clone(), v.clone()));

@@ -13,30 +13,6 @@ pub(crate) fn is_empty(v: &Value) -> bool {
     }
 }
 
-/// Empty, or a zero value (`0`, `""`, `false`) that an `omitempty` field drops, or a map whose every
-/// value is so. A desired value like this is satisfied by an absent live field.
-pub(crate) fn is_effectively_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.values().all(is_effectively_empty),
-    }
-}
-
-/// A zero scalar: `0`, `""` or `false`.
-#[inline]
-pub(crate) fn is_zero(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Bool(b) => !b,
-        _ => false,
-    }
-}
-
 /// Numbers compared by value: `1 == 1.0`, and integers exactly.
 #[inline]
 pub(crate) fn number_eq(a: &Number, b: &Number) -> bool {
@@ -143,10 +119,11 @@ mod tests {
 
     #[test]
     fn emptiness() {
-        assert!(is_effectively_empty(
+        use crate::tree::Tree;
+        assert!(Tree::is_effectively_empty(
             &json!({"requests": {}, "limits": {"cpu": ""}})
         ));
-        assert!(!is_effectively_empty(&json!({"requests": {"cpu": "1"}})));
+        assert!(!Tree::is_effectively_empty(&json!({"requests": {"cpu": "1"}})));
         assert!(is_empty(&json!([])) && is_empty(&json!(null)) && !is_empty(&json!("")));
     }
 }

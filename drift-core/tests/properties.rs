@@ -364,6 +364,27 @@ proptest! {
     }
 
     #[test]
+    fn the_compiled_form_compares_as_the_value_does(o in object(), muts in proptest::collection::vec(mutation(), 0..4), swap in any::<bool>()) {
+        // Drifted pairs both ways round (a desired object that lacks what live has, and the reverse).
+        let mut live = with_server_defaults(o.clone());
+        for m in &muts {
+            mutate(&mut live, m);
+        }
+        let (d, l) = if swap { (live, o) } else { (o, live) };
+        let engine = DiffEngine::default();
+        let desired = DesiredObject::new(res(d));
+        let live = LiveObject::new(res(l));
+        let report = engine.diff(&desired, Some(&live));
+        let compiled = engine.diff_compiled(
+            desired.key(),
+            &drift_core::compiled::Compiled::of(desired.object()),
+            Some(&live),
+            &drift_core::DiffContext::default(),
+        );
+        prop_assert_eq!(report, compiled);
+    }
+
+    #[test]
     fn quantities_round_trip(m in -1_000_000i64..1_000_000, e in -9i32..7, f in 0usize..3) {
         let format = [drift_core::quantity::QuantityFormat::DecimalSi, drift_core::quantity::QuantityFormat::BinarySi,
                       drift_core::quantity::QuantityFormat::DecimalExponent][f];

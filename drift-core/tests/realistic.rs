@@ -64,9 +64,20 @@ fn every_realistic_case_gives_its_verdict() {
     for c in &cases {
         assert!(!c.source.trim().is_empty(), "{}: cite the source", c.name);
         let engine = engine_for(c);
-        let report = engine.diff(
-            &DesiredObject::new(one(&c.name, "desired", &c.desired)),
-            Some(&LiveObject::new(one(&c.name, "live", &c.live))),
+        let desired = DesiredObject::new(one(&c.name, "desired", &c.desired));
+        let live = LiveObject::new(one(&c.name, "live", &c.live));
+        let report = engine.diff(&desired, Some(&live));
+        // The detector keeps desired objects compiled: that walk must give the same verdict.
+        let compiled = engine.diff_compiled(
+            desired.key(),
+            &drift_core::compiled::Compiled::of(desired.object()),
+            Some(&live),
+            &drift_core::DiffContext::default(),
+        );
+        assert_eq!(
+            report, compiled,
+            "{}: the compiled form compares differently",
+            c.name
         );
         let got: Vec<String> = report
             .drifts

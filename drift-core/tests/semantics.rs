@@ -17,8 +17,18 @@ fn yaml(text: &str) -> Resource {
     l.resources.into_iter().next().expect("one object")
 }
 
+/// The report, checked against the walk of the desired object's compiled form (the detector's).
 fn diff_with(engine: &DiffEngine, desired: Resource, live: Resource) -> DriftReport {
-    engine.diff(&DesiredObject::new(desired), Some(&LiveObject::new(live)))
+    let (d, l) = (DesiredObject::new(desired), LiveObject::new(live));
+    let report = engine.diff(&d, Some(&l));
+    let compiled = engine.diff_compiled(
+        d.key(),
+        &drift_core::compiled::Compiled::of(d.object()),
+        Some(&l),
+        &drift_core::DiffContext::default(),
+    );
+    assert_eq!(report, compiled, "the compiled form compares differently");
+    report
 }
 
 fn diff(desired: Resource, live: Resource) -> DriftReport {

@@ -1,0 +1,301 @@
+//! What the diff reads of a desired object, whichever form holds it: a `serde_json::Value` (a
+//! one-off comparison, `drift-detector diff`) or its compiled form (the detector's desired index).
+//! One walker, compiled for each form: neither pays for the other.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Number, Value};
+
+use crate::compiled::{ArrIter, Node, ObjIter, Seq};
+
+/// A node's shape.
+pub(crate) enum Shape<M, A> {
+    Null,
+    Scalar,
+    Obj(M),
+    Arr(A),
+}
+
+/// A desired node.
+pub(crate) trait Tree<'a>: Copy + 'a {
+    type Map: TreeMap<'a, Node = Self>;
+    type Arr: TreeArr<'a, Node = Self>;
+    fn shape(self) -> Shape<Self::Map, Self::Arr>;
+    fn as_str(self) -> Option<&'a str>;
+    fn as_number(self) -> Option<Number>;
+    /// Equality as serde_json's (`1` is not `1.0`).
+    fn eq_value(self, v: &Value) -> bool;
+    /// The node as a value (borrowed where it is one).
+    fn to_value(self) -> Cow<'a, Value>;
+    /// Empty, or a zero value (`0`, `""`, `false`) that an `omitempty` field drops, or a map whose
+    /// every value is so. A desired value like this is satisfied by an absent live field.
+    fn is_effectively_empty(self) -> bool;
+    /// A zero scalar: `0`, `""` or `false`.
+    fn is_zero(self) -> bool;
+    #[inline]
+    fn is_null(self) -> bool {
+        matches!(self.shape(), Shape::Null)
+    }
+    #[inline]
+    fn is_scalar(self) -> bool {
+        matches!(self.shape(), Shape::Scalar)
+    }
+}
+
+/// A desired object (map).
+pub(crate) trait TreeMap<'a>: Copy + 'a {
+    type Node: Tree<'a>;
+    type Iter: Iterator<Item = (&'a str, Self::Node)>;
+    /// Entries in key order.
+    fn entries(self) -> Self::Iter;
+    fn get(self, key: &str) -> Option<Self::Node>;
+    fn to_map(self) -> Cow<'a, Map<String, Value>>;
+    /// The map as the schema's defaults read it.
+    fn level(self) -> DesiredMap<'a>;
+}
+
+/// A desired array.
+pub(crate) trait TreeArr<'a>: Copy + 'a {
+    type Node: Tree<'a>;
+    type Iter: Iterator<Item = Self::Node>;
+    fn items(self) -> Self::Iter;
+    fn len(self) -> usize;
+}
+
+/// A desired map as the schema's default computations read it (sibling values).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DesiredMap<'a> {
+    Value(&'a Map<String, Value>),
+    Compiled(Seq<'a>),
+}
+
+impl<'a> DesiredMap<'a> {
+    /// A field's value.
+    pub(crate) fn get(&self, key: &str) -> Option<Cow<'a, Value>> {
+        match self {
+            DesiredMap::Value(m) => m.get(key).map(Cow::Borrowed),
+            DesiredMap::Compiled(m) => m.get(key).map(|n| Cow::Owned(Node::to_value(n))),
+        }
+    }
+
+    /// The value at a JSON pointer below a field.
+    pub(crate) fn pointer(&self, key: &str, rest: &str) -> Option<Cow<'a, Value>> {
+        match self {
+            DesiredMap::Value(m) => m.get(key)?.pointer(rest).map(Cow::Borrowed),
+            DesiredMap::Compiled(m) => m.get(key)?.pointer(rest).map(|n| Cow::Owned(Node::to_value(n))),
+        }
+    }
+}
+
+impl<'a> Tree<'a> for &'a Value {
+    type Map = &'a Map<String, Value>;
+    type Arr = &'a [Value];
+    #[inline]
+    fn shape(self) -> Shape<Self::Map, Self::Arr> {
+        match self {
+            Value::Null => Shape::Null,
+            Value::Object(m) => Shape::Obj(m),
+            Value::Array(a) => Shape::Arr(a),
+            _ => Shape::Scalar,
+        }
+    }
+    #[inline]
+    fn as_str(self) -> Option<&'a str> {
+        Value::as_str(self)
+    }
+    #[inline]
+    fn as_number(self) -> Option<Number> {
+        Value::as_number(self).cloned()
+    }
+    #[inline]
+    fn eq_value(self, v: &Value) -> bool {
+        self == v
+    }
+    #[inline]
+    fn to_value(self) -> Cow<'a, Value> {
+        Cow::Borrowed(self)
+    }
+    fn is_effectively_empty(self) -> bool {
+        match self {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(m) => m.values().all(Tree::is_effectively_empty),
+        }
+    }
+    #[inline]
+    fn is_zero(self) -> bool {
+        match self {
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Bool(b) => !b,
+            _ => false,
+        }
+    }
+}
+
+impl<'a> TreeMap<'a> for &'a Map<String, Value> {
+    type Node = &'a Value;
+    type Iter =
+        std::iter::Map<serde_json::map::Iter<'a>, fn((&'a String, &'a Value)) -> (&'a str, &'a Value)>;
+    #[inline]
+    fn entries(self) -> Self::Iter {
+        self.iter().map(|(k, v)| (k.as_str(), v))
+    }
+    #[inline]
+    fn get(self, key: &str) -> Option<&'a Value> {
+        Map::get(self, key)
+    }
+    #[inline]
+    fn to_map(self) -> Cow<'a, Map<String, Value>> {
+        Cow::Borrowed(self)
+    }
+    #[inline]
+    fn level(self) -> DesiredMap<'a> {
+        DesiredMap::Value(self)
+    }
+}
+
+impl<'a> TreeArr<'a> for &'a [Value] {
+    type Node = &'a Value;
+    type Iter = std::slice::Iter<'a, Value>;
+    #[inline]
+    fn items(self) -> Self::Iter {
+        self.iter()
+    }
+    #[inline]
+    fn len(self) -> usize {
+        <[Value]>::len(self)
+    }
+}
+
+impl<'a> Tree<'a> for Node<'a> {
+    type Map = Obj<'a>;
+    type Arr = Arr<'a>;
+    #[inline]
+    fn shape(self) -> Shape<Obj<'a>, Arr<'a>> {
+        match self {
+            Node::Null => Shape::Null,
+            Node::Obj(m) => Shape::Obj(Obj(m)),
+            Node::Arr(a) => Shape::Arr(Arr(a)),
+            _ => Shape::Scalar,
+        }
+    }
+    #[inline]
+    fn as_str(self) -> Option<&'a str> {
+        Node::as_str(&self)
+    }
+    #[inline]
+    fn as_number(self) -> Option<Number> {
+        Node::as_number(&self)
+    }
+    #[inline]
+    fn eq_value(self, v: &Value) -> bool {
+        Node::eq_value(&self, v)
+    }
+    #[inline]
+    fn to_value(self) -> Cow<'a, Value> {
+        Cow::Owned(Node::to_value(self))
+    }
+    #[inline]
+    fn is_effectively_empty(self) -> bool {
+        Node::is_effectively_empty(&self)
+    }
+    #[inline]
+    fn is_zero(self) -> bool {
+        Node::is_zero(&self)
+    }
+}
+
+/// A compiled object.
+#[derive(Clone, Copy)]
+pub(crate) struct Obj<'a>(pub(crate) Seq<'a>);
+
+/// A compiled array.
+#[derive(Clone, Copy)]
+pub(crate) struct Arr<'a>(Seq<'a>);
+
+impl<'a> TreeMap<'a> for Obj<'a> {
+    type Node = Node<'a>;
+    type Iter = ObjIter<'a>;
+    #[inline]
+    fn entries(self) -> ObjIter<'a> {
+        self.0.entries()
+    }
+    #[inline]
+    fn get(self, key: &str) -> Option<Node<'a>> {
+        self.0.get(key)
+    }
+    fn to_map(self) -> Cow<'a, Map<String, Value>> {
+        Cow::Owned(self.0.to_map())
+    }
+    #[inline]
+    fn level(self) -> DesiredMap<'a> {
+        DesiredMap::Compiled(self.0)
+    }
+}
+
+impl<'a> TreeArr<'a> for Arr<'a> {
+    type Node = Node<'a>;
+    type Iter = ArrIter<'a>;
+    #[inline]
+    fn items(self) -> ArrIter<'a> {
+        self.0.items()
+    }
+    #[inline]
+    fn len(self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compiled::Compiled;
+    use serde_json::json;
+
+    #[test]
+    fn both_forms_answer_alike() {
+        for v in [
+            json!(null),
+            json!(0),
+            json!(-0.0),
+            json!(""),
+            json!(false),
+            json!({"a": {"b": ""}, "c": []}),
+            json!({"a": 1}),
+            json!([1, "x"]),
+            json!("text"),
+            json!(2.5),
+        ] {
+            let c = Compiled::of(&v);
+            let n = c.root();
+            let r = &v;
+            assert_eq!(
+                Tree::is_effectively_empty(n),
+                Tree::is_effectively_empty(r),
+                "{v}"
+            );
+            assert_eq!(Tree::is_zero(n), Tree::is_zero(r), "{v}");
+            assert_eq!(Tree::is_null(n), Tree::is_null(r), "{v}");
+            assert_eq!(Tree::is_scalar(n), Tree::is_scalar(r), "{v}");
+            assert_eq!(Tree::as_str(n), Tree::as_str(r), "{v}");
+            assert_eq!(Tree::as_number(n), Tree::as_number(r), "{v}");
+            assert_eq!(Tree::to_value(n).into_owned(), v);
+            assert!(Tree::eq_value(n, &v) && Tree::eq_value(r, &v));
+            if let (Shape::Obj(a), Shape::Obj(b)) = (Tree::shape(n), Tree::shape(r)) {
+                assert_eq!(a.to_map(), b.to_map());
+                assert_eq!(a.level().get("a"), b.level().get("a"));
+                assert_eq!(a.level().pointer("a", "/b"), b.level().pointer("a", "/b"));
+                let ka: Vec<&str> = a.entries().map(|(k, _)| k).collect();
+                let kb: Vec<&str> = b.entries().map(|(k, _)| k).collect();
+                assert_eq!(ka, kb);
+            }
+            if let (Shape::Arr(a), Shape::Arr(b)) = (Tree::shape(n), Tree::shape(r)) {
+                assert_eq!(a.len(), b.len());
+            }
+        }
+    }
+}
