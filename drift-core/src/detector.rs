@@ -46,6 +46,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, Millis};
+use crate::compiled::Compiled;
 use crate::cost::PriceTable;
 use crate::diff::{DiffContext, DiffEngine};
 use crate::drift::{Change, Drift, DriftId, DriftReport, DriftStatus};
@@ -114,27 +115,26 @@ pub enum DetectorError {
     },
 }
 
-/// A desired object, kept as the packed compact JSON of its prepared form (a `serde_json::Value`
-/// costs about ten times the JSON it holds) and parsed when its key is processed.
+/// A desired object, kept in the compiled form of its prepared form (a `serde_json::Value` costs
+/// about ten times the JSON it holds): the diff reads it in place, nothing is parsed to compare it.
 struct DesiredEntry {
-    text: Box<[u8]>,
+    compiled: Compiled,
     provenance: Provenance,
 }
 
 impl DesiredEntry {
     fn new(object: &DesiredObject, provenance: Provenance) -> Self {
         DesiredEntry {
-            text: pack(object.object()),
+            compiled: Compiled::of(object.object()),
             provenance,
         }
     }
 
-    /// The prepared object (the detector's own packing: it unpacks and parses).
+    /// The prepared object as a value (for fixes, prices and the API: most comparisons never need it).
     fn object(&self, key: &ResourceKey) -> DesiredObject {
-        let object = unpack(&self.text).unwrap_or(serde_json::Value::Null);
         DesiredObject::prepared(crate::model::Resource {
             key: key.clone(),
-            object,
+            object: self.compiled.to_value(),
         })
     }
 }
@@ -590,7 +590,7 @@ impl Detector {
         }
         let mut changed: Vec<ResourceKey> = old
             .iter()
-            .filter(|(k, e)| self.desired.get(k).is_none_or(|n| n.text != e.text))
+            .filter(|(k, e)| self.desired.get(k).is_none_or(|n| n.compiled != e.compiled))
             .map(|(k, _)| k.clone())
             .collect();
         changed.extend(self.desired.keys().filter(|k| !old.contains_key(k)).cloned());
@@ -614,7 +614,7 @@ impl Detector {
             let same = self
                 .desired
                 .get(&key)
-                .is_some_and(|e| e.text == entry.text && e.provenance == entry.provenance);
+                .is_some_and(|e| e.compiled == entry.compiled && e.provenance == entry.provenance);
             if !same {
                 if self.desired.insert(key.clone(), entry).is_none() {
                     count_kind(&mut self.desired_kinds, &key, true);
@@ -1057,10 +1057,11 @@ impl Detector {
             autoscalers: Some(&self.autoscalers),
             custom: Some(&self.custom),
         };
-        let desired = entry.object(key);
-        let report = self.engine.diff_with(&desired, live.as_deref(), &ctx);
+        let report = self
+            .engine
+            .diff_compiled(key, &entry.compiled, live.as_deref(), &ctx);
         Some(Judged {
-            objects: (!report.drifts.is_empty()).then_some((desired, live)),
+            objects: (!report.drifts.is_empty()).then(|| (entry.object(key), live)),
             report,
         })
     }
