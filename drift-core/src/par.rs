@@ -21,6 +21,36 @@ pub(crate) fn cores() -> usize {
     })
 }
 
+/// Items a worker claims at a time: an eighth of a worker's share, so that a core the machine slows
+/// down (a busy neighbour, a stolen vCPU) hands its remaining work to the others.
+fn claim(n: usize, workers: usize) -> usize {
+    (n / (workers * 8)).clamp(1, 512)
+}
+
+/// Runs `work(i)` for every claim `i < claims` on `workers` threads (the caller is one of them), each
+/// thread claiming the next one as it finishes the last; the results in claim order.
+fn claimed<U: Send>(claims: usize, workers: usize, work: impl Fn(usize) -> Vec<U> + Sync) -> Vec<U> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let run = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= claims {
+                return done;
+            }
+            done.push((i, work(i)));
+        }
+    };
+    let mut parts = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..workers).map(|_| s.spawn(run)).collect();
+        let mut parts = run();
+        parts.extend(joined(handles));
+        parts
+    });
+    parts.sort_unstable_by_key(|(i, _)| *i);
+    parts.into_iter().flat_map(|(_, u)| u).collect()
+}
+
 /// `items.map(f)`, on every core when there are at least `min` items; the results in the items'
 /// order.
 pub(crate) fn map<T: Send, U: Send>(items: Vec<T>, min: usize, f: impl Fn(T) -> U + Sync) -> Vec<U> {
@@ -28,22 +58,20 @@ pub(crate) fn map<T: Send, U: Send>(items: Vec<T>, min: usize, f: impl Fn(T) -> 
     if workers == 1 {
         return items.into_iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(workers);
-    let mut parts: Vec<Vec<T>> = Vec::with_capacity(workers);
-    let mut rest = items;
-    while rest.len() > chunk {
-        let tail = rest.split_off(chunk);
-        parts.push(rest);
-        rest = tail;
-    }
-    parts.push(rest);
+    let size = claim(items.len(), workers);
+    let mut rest = items.into_iter();
+    let chunks: Vec<std::sync::Mutex<Vec<T>>> = std::iter::from_fn(|| {
+        let chunk: Vec<T> = rest.by_ref().take(size).collect();
+        (!chunk.is_empty()).then(|| std::sync::Mutex::new(chunk))
+    })
+    .collect();
     let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| s.spawn(move || part.into_iter().map(f).collect::<Vec<U>>()))
-            .collect();
-        joined(handles)
+    claimed(chunks.len(), workers, |i| {
+        // Each chunk is claimed once: its lock is never contended (a poisoned one is still ours).
+        let chunk = chunks
+            .get(i)
+            .map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|p| p.into_inner())));
+        chunk.unwrap_or_default().into_iter().map(f).collect()
     })
 }
 
@@ -53,18 +81,15 @@ pub(crate) fn map_ref<T: Sync, U: Send>(items: &[T], min: usize, f: impl Fn(&T) 
     if workers == 1 {
         return items.iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(workers);
+    let size = claim(items.len(), workers);
+    let chunks: Vec<&[T]> = items.chunks(size).collect();
     let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<U>>()))
-            .collect();
-        joined(handles)
+    claimed(chunks.len(), workers, |i| {
+        chunks.get(i).map_or_else(Vec::new, |c| c.iter().map(f).collect())
     })
 }
 
-/// The workers' results in order; a worker's panic raised again here.
+/// The workers' results; a worker's panic raised again here.
 fn joined<U>(handles: Vec<std::thread::ScopedJoinHandle<'_, Vec<U>>>) -> Vec<U> {
     handles
         .into_iter()
