@@ -531,8 +531,16 @@ impl Detector {
         if self.queued.contains(key) {
             return false;
         }
+        self.enqueue_owned(key.clone())
+    }
+
+    /// [`Detector::enqueue`] of a key the caller owns (one copy fewer).
+    fn enqueue_owned(&mut self, key: ResourceKey) -> bool {
+        if self.queued.contains(&key) {
+            return false;
+        }
         self.queued.insert(key.clone());
-        self.queue.push_back(key.clone());
+        self.queue.push_back(key);
         true
     }
 
@@ -594,7 +602,11 @@ impl Detector {
             .map(|(k, _)| k.clone())
             .collect();
         changed.extend(self.desired.keys().filter(|k| !old.contains_key(k)).cloned());
-        changed.iter().filter(|k| self.enqueue(k)).count()
+        changed
+            .into_iter()
+            .map(|k| self.enqueue_owned(k))
+            .filter(|queued| *queued)
+            .count()
     }
 
     /// Replaces the resources of one source (a file, a ConfigHub unit). Only affected keys are queued.
@@ -696,10 +708,14 @@ impl Detector {
                 if !self.listed.contains(&scope) {
                     self.listed.push(scope.clone());
                     // First listing of this scope: desired objects there can now be judged.
-                    let keys: Vec<ResourceKey> =
-                        self.desired.keys().filter(|k| scope.covers(k)).cloned().collect();
+                    let keys: Vec<ResourceKey> = self
+                        .desired
+                        .keys()
+                        .filter(|k| scope.covers(k) && !self.queued.contains(*k))
+                        .cloned()
+                        .collect();
                     for k in keys {
-                        if self.enqueue(&k) {
+                        if self.enqueue_owned(k) {
                             obs.queued += 1;
                         }
                     }
@@ -716,7 +732,7 @@ impl Detector {
                         .cloned()
                         .collect();
                     for k in keys {
-                        if self.enqueue(&k) {
+                        if self.enqueue_owned(k) {
                             obs.queued += 1;
                         }
                     }
@@ -725,9 +741,15 @@ impl Detector {
             LiveEvent::Ready => {
                 if !self.ready {
                     self.ready = true;
-                    let keys: Vec<ResourceKey> = self.desired.keys().cloned().collect();
+                    // Only the keys not queued already are copied (after a scan, none).
+                    let keys: Vec<ResourceKey> = self
+                        .desired
+                        .keys()
+                        .filter(|k| !self.queued.contains(*k))
+                        .cloned()
+                        .collect();
                     for k in keys {
-                        if self.enqueue(&k) {
+                        if self.enqueue_owned(k) {
                             obs.queued += 1;
                         }
                     }
