@@ -10,7 +10,7 @@
 //! (8 bytes); a string (varint length, UTF-8 bytes); an array or object (varint element count,
 //! 4-byte body length, body). An object's body is its entries in the map's order (sorted), each a
 //! key and a node. A key is a varint `k`: even, the `k/2`-th of the field names Kubernetes objects
-//! share ([`KEYS`], so `metadata` takes one byte); odd, `k/2` bytes of UTF-8 follow. Numbers keep
+//! share (a static table, so `metadata` takes one byte); odd, `k/2` bytes of UTF-8 follow. Numbers keep
 //! serde_json's variant, so equality is serde_json's, and the encoding is canonical: equal bytes are
 //! equal values (the one exception, `0.0` against `-0.0`, only costs a spare comparison).
 //!
