@@ -14,9 +14,24 @@ use drift_core::ports::{LiveEvent, RelistScope};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// With `PERF_CTL` naming the control FIFO of `perf record --control=fifo:PATH -D -1`, only the
+/// timed part is sampled (not the fixture's cloning).
+fn perf_control(command: &[u8]) {
+    if let Some(path) = std::env::var_os("PERF_CTL") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
+            let _ = f.write_all(command);
+        }
+    }
+}
+
 fn main() {
     let (desired, live) = drift_benches::scan_fixture(10_000);
-    for _ in 0..3 {
+    let runs = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..runs {
         let d = drift_benches::as_desired(desired.iter().cloned());
         let l = live.clone();
         let mut det = Detector::new(
@@ -24,6 +39,7 @@ fn main() {
             DetectorConfig::default(),
             Arc::new(ManualClock::new(0)),
         );
+        perf_control(b"enable\n");
         let t = Instant::now();
         det.set_desired(d);
         let t1 = Instant::now();
@@ -43,6 +59,7 @@ fn main() {
             drift_benches::drain(&mut det)
         };
         let t3 = Instant::now();
+        perf_control(b"disable\n");
         println!(
             "set_desired {:?}  re-list {:?}  process {:?}  total {:?} ({events} events)",
             t1 - t,

@@ -40,6 +40,7 @@
 //! assert_eq!(out.events[0].drift.describe(), "spec.replicas expected=3, actual=5");
 //! ```
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -189,15 +190,10 @@ impl LiveEntry {
 struct PreparedLive {
     fingerprint: Fingerprint,
     object: Result<LiveObject, crate::model::Resource>,
-}
-
-impl PreparedLive {
-    fn key(&self) -> &ResourceKey {
-        match &self.object {
-            Ok(o) => o.key(),
-            Err(r) => &r.key,
-        }
-    }
+    /// Its key is desired.
+    desired: bool,
+    /// Its key is queued already.
+    queued: bool,
 }
 
 /// A key's comparison, made apart from the detector's state (on any core). The objects are kept
@@ -206,6 +202,9 @@ impl PreparedLive {
 struct Judged {
     objects: Option<(DesiredObject, Option<Arc<LiveObject>>)>,
     report: DriftReport,
+    /// The key, copied where it was judged, when its live object is still held parsed: to store
+    /// compactly afterwards (see [`Detector::compact`]).
+    settle: Option<ResourceKey>,
 }
 
 /// Batches smaller than this are handled on the calling thread (threads cost more than they save).
@@ -321,6 +320,9 @@ pub struct Detector {
     open: HashMap<ResourceKey, BTreeMap<DriftId, OpenDrift>>,
     queue: VecDeque<ResourceKey>,
     queued: HashSet<ResourceKey>,
+    /// Every desired key is queued (a whole desired set was queued and no key has left the queue
+    /// since): a first listing or `Ready` has nothing to add, and skips looking at every key.
+    desired_all_queued: bool,
     listed: Vec<RelistScope>,
     ready: bool,
     rate: RateLimiter,
@@ -392,6 +394,7 @@ impl Detector {
             open: HashMap::default(),
             queue: VecDeque::new(),
             queued: HashSet::default(),
+            desired_all_queued: false,
             listed: Vec::new(),
             ready: false,
             approved: HashMap::default(),
@@ -514,7 +517,14 @@ impl Detector {
 
     fn defer_settle(&mut self, key: &ResourceKey) {
         if self.live.get(key).is_some_and(|e| e.fresh.is_some()) {
-            self.unsettled.push(key.clone());
+            self.settle(Some(key.clone()));
+        }
+    }
+
+    /// Marks a live entry held parsed for the next compaction (a long backlog is compacted now).
+    fn settle(&mut self, key: Option<ResourceKey>) {
+        if let Some(key) = key {
+            self.unsettled.push(key);
             if self.unsettled.len() > 65_536 {
                 self.compact(usize::MAX);
             }
@@ -548,6 +558,7 @@ impl Detector {
     pub fn next_key(&mut self) -> Option<ResourceKey> {
         let k = self.queue.pop_front()?;
         self.queued.remove(&k);
+        self.desired_all_queued = false;
         Some(k)
     }
 
@@ -602,11 +613,15 @@ impl Detector {
             .map(|(k, _)| k.clone())
             .collect();
         changed.extend(self.desired.keys().filter(|k| !old.contains_key(k)).cloned());
-        changed
+        let queued = changed
             .into_iter()
             .map(|k| self.enqueue_owned(k))
             .filter(|queued| *queued)
-            .count()
+            .count();
+        // Every key of a first set is queued now; a later set keeps the flag (its unchanged keys are
+        // as queued as before, the others were just queued).
+        self.desired_all_queued |= old.is_empty();
+        queued
     }
 
     /// Replaces the resources of one source (a file, a ConfigHub unit). Only affected keys are queued.
@@ -690,33 +705,39 @@ impl Detector {
                 if self.shard.is_some() {
                     resources.retain(|r| self.keeps_live(&r.key));
                 }
-                // What the list (and its earlier parts) holds; the keys borrowed, not copied.
+                // What the list (and its earlier parts) holds; the keys borrowed, not copied. Nothing
+                // can be gone when nothing is held (the first listing).
                 let parts: HashSet<ResourceKey> = self.listing.remove(&scope).unwrap_or_default();
-                let listed: HashSet<&ResourceKey> = resources.iter().map(|r| &r.key).collect();
-                let gone: Vec<ResourceKey> = self
-                    .live
-                    .keys()
-                    .filter(|k| scope.covers(k) && !listed.contains(*k) && !parts.contains(*k))
-                    .cloned()
-                    .collect();
-                for k in gone {
-                    self.delete_live(&k, &mut obs);
+                if !self.live.is_empty() {
+                    let listed: HashSet<&ResourceKey> = resources.iter().map(|r| &r.key).collect();
+                    let gone: Vec<ResourceKey> = self
+                        .live
+                        .keys()
+                        .filter(|k| scope.covers(k) && !listed.contains(*k) && !parts.contains(*k))
+                        .cloned()
+                        .collect();
+                    for k in gone {
+                        self.delete_live(&k, &mut obs);
+                    }
                 }
                 for p in self.prepare_live_all(resources) {
                     self.apply_prepared(p, &mut obs);
                 }
                 if !self.listed.contains(&scope) {
                     self.listed.push(scope.clone());
-                    // First listing of this scope: desired objects there can now be judged.
-                    let keys: Vec<ResourceKey> = self
-                        .desired
-                        .keys()
-                        .filter(|k| scope.covers(k) && !self.queued.contains(*k))
-                        .cloned()
-                        .collect();
-                    for k in keys {
-                        if self.enqueue_owned(k) {
-                            obs.queued += 1;
+                    // First listing of this scope: desired objects there can now be judged (those
+                    // not queued yet; none to look for when every desired key is).
+                    if !self.desired_all_queued {
+                        let keys: Vec<ResourceKey> = self
+                            .desired
+                            .keys()
+                            .filter(|k| scope.covers(k) && !self.queued.contains(*k))
+                            .cloned()
+                            .collect();
+                        for k in keys {
+                            if self.enqueue_owned(k) {
+                                obs.queued += 1;
+                            }
                         }
                     }
                 }
@@ -741,16 +762,19 @@ impl Detector {
             LiveEvent::Ready => {
                 if !self.ready {
                     self.ready = true;
-                    // Only the keys not queued already are copied (after a scan, none).
-                    let keys: Vec<ResourceKey> = self
-                        .desired
-                        .keys()
-                        .filter(|k| !self.queued.contains(*k))
-                        .cloned()
-                        .collect();
-                    for k in keys {
-                        if self.enqueue_owned(k) {
-                            obs.queued += 1;
+                    // Only the keys not queued already are copied (after a scan, none; nothing is
+                    // looked at when every desired key is known to be queued).
+                    if !self.desired_all_queued {
+                        let keys: Vec<ResourceKey> = self
+                            .desired
+                            .keys()
+                            .filter(|k| !self.queued.contains(*k))
+                            .cloned()
+                            .collect();
+                        for k in keys {
+                            if self.enqueue_owned(k) {
+                                obs.queued += 1;
+                            }
                         }
                     }
                 }
@@ -773,14 +797,19 @@ impl Detector {
         self.apply_prepared(p, obs);
     }
 
-    /// Fingerprints a live object and, unless the detector holds it unchanged, prepares it.
+    /// Fingerprints a live object and, unless the detector holds it unchanged, prepares it; notes
+    /// whether its key is desired and queued (lookups made here, on any core, not in arrival order).
     fn prepare_live(&self, r: crate::model::Resource) -> PreparedLive {
         let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
         let fp = fingerprint(&r.object, has_generation);
         let unchanged = self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp);
+        let desired = self.desired.contains_key(&r.key);
+        let queued = desired && self.queued.contains(&r.key);
         PreparedLive {
             fingerprint: fp,
             object: if unchanged { Err(r) } else { Ok(LiveObject::new(r)) },
+            desired,
+            queued,
         }
     }
 
@@ -790,41 +819,79 @@ impl Detector {
     }
 
     /// Takes a prepared live object, in arrival order (an object prepared as unchanged is prepared
-    /// now if an earlier one of the same batch changed the entry).
+    /// now if an earlier one of the same batch changed the entry). What preparing noted still holds:
+    /// a batch changes neither the desired set nor takes keys out of the queue.
     fn apply_prepared(&mut self, p: PreparedLive, obs: &mut Observed) {
         self.stats.objects_seen += 1;
-        let fp = p.fingerprint;
-        if self.live.get(p.key()).is_some_and(|e| e.fingerprint == fp) {
-            self.stats.objects_skipped += 1;
-            obs.skipped += 1;
-            return;
-        }
-        let object = p.object.unwrap_or_else(LiveObject::new);
+        let PreparedLive {
+            fingerprint: fp,
+            object,
+            desired,
+            queued,
+        } = p;
+        let object = match object {
+            Err(r) => {
+                if self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp) {
+                    self.stats.objects_skipped += 1;
+                    obs.skipped += 1;
+                    return;
+                }
+                LiveObject::new(r)
+            }
+            Ok(object) => object,
+        };
         let key = object.key().clone();
-        // Objects nobody desires are never diffed: they go compact with the next compaction.
-        if !self.desired.contains_key(&key) {
-            self.unsettled.push(key.clone());
-        }
-        if is_autoscaler(&key) {
-            let before = self.autoscaler_targets_of(&key);
-            self.autoscalers.observe(object.resource());
-            self.live.insert(key.clone(), LiveEntry::new(object, fp));
-            let after = self.autoscaler_targets_of(&key);
-            for t in before.into_iter().chain(after) {
-                if self.desired.contains_key(&t) && self.enqueue(&t) {
-                    obs.queued += 1;
+        if is_autoscaler(&key) || crate::custom::is_crd(&key) {
+            if self.live.get(&key).is_some_and(|e| e.fingerprint == fp) {
+                self.stats.objects_skipped += 1;
+                obs.skipped += 1;
+                return;
+            }
+            if is_autoscaler(&key) {
+                let before = self.autoscaler_targets_of(&key);
+                self.autoscalers.observe(object.resource());
+                self.live.insert(key.clone(), LiveEntry::new(object, fp));
+                let after = self.autoscaler_targets_of(&key);
+                for t in before.into_iter().chain(after) {
+                    if self.desired.contains_key(&t) && self.enqueue(&t) {
+                        obs.queued += 1;
+                    }
+                }
+            } else {
+                self.custom.observe(object.resource());
+                let kinds = crd_kind(object.resource());
+                self.live.insert(key.clone(), LiveEntry::new(object, fp));
+                // Its custom resources are judged again with the new schema.
+                self.requeue_kind(kinds, obs);
+            }
+        } else {
+            // One lookup: an entry equal to it (an earlier object of the batch) is kept.
+            let needed = (!desired || !queued).then(|| key.clone());
+            match self.live.entry(key) {
+                Entry::Occupied(e) if e.get().fingerprint == fp => {
+                    self.stats.objects_skipped += 1;
+                    obs.skipped += 1;
+                    return;
+                }
+                Entry::Occupied(mut e) => {
+                    e.insert(LiveEntry::new(object, fp));
+                }
+                Entry::Vacant(e) => {
+                    e.insert(LiveEntry::new(object, fp));
                 }
             }
-        } else if crate::custom::is_crd(&key) {
-            self.custom.observe(object.resource());
-            let kinds = crd_kind(object.resource());
-            self.live.insert(key.clone(), LiveEntry::new(object, fp));
-            // Its custom resources are judged again with the new schema.
-            self.requeue_kind(kinds, obs);
-        } else {
-            self.live.insert(key.clone(), LiveEntry::new(object, fp));
+            let Some(key) = needed else { return };
+            if !desired {
+                // Objects nobody desires are never diffed: they go compact with the next compaction.
+                self.unsettled.push(key);
+            } else if self.enqueue_owned(key) {
+                obs.queued += 1;
+            }
+            return;
         }
-        if self.desired.contains_key(&key) && self.enqueue(&key) {
+        if !desired {
+            self.unsettled.push(key);
+        } else if !queued && self.enqueue_owned(key) {
             obs.queued += 1;
         }
     }
@@ -1027,7 +1094,9 @@ impl Detector {
     /// Queues every desired key (a full scan).
     pub fn queue_all(&mut self) -> usize {
         let keys: Vec<ResourceKey> = self.desired.keys().cloned().collect();
-        keys.iter().filter(|k| self.enqueue(k)).count()
+        let queued = keys.iter().filter(|k| self.enqueue(k)).count();
+        self.desired_all_queued = true;
+        queued
     }
 
     // --------------------------------------------------------------------------------------------
@@ -1074,7 +1143,9 @@ impl Detector {
             return None;
         }
         let entry = self.desired.get(key)?;
-        let live = self.live.get(key).and_then(LiveEntry::object);
+        let held = self.live.get(key);
+        let settle = held.is_some_and(|e| e.fresh.is_some()).then(|| key.clone());
+        let live = held.and_then(LiveEntry::object);
         let ctx = DiffContext {
             autoscalers: Some(&self.autoscalers),
             custom: Some(&self.custom),
@@ -1085,6 +1156,7 @@ impl Detector {
         Some(Judged {
             objects: (!report.drifts.is_empty()).then(|| (entry.object(key), live)),
             report,
+            settle,
         })
     }
 
@@ -1130,10 +1202,13 @@ impl Detector {
     fn conclude(&mut self, key: &ResourceKey, judged: Judged) -> Outcome {
         let now = self.clock.now();
         let mut out = Outcome::default();
-        let Judged { objects, report } = judged;
-        if !self.desired.contains_key(key) {
-            return out;
-        }
+        // Judged just now, by `process` or `process_all`: desired (nothing in between changes the
+        // desired set).
+        let Judged {
+            objects,
+            report,
+            settle,
+        } = judged;
         self.not_watched.remove(key);
         self.stats.diffs += 1;
         // In sync, and nothing was open: no transition (most keys of a scan).
@@ -1142,7 +1217,7 @@ impl Detector {
             && !self.open.contains_key(key)
         {
             out.report = Some(report);
-            self.defer_settle(key);
+            self.settle(settle);
             return out;
         }
         let Some(provenance) = self.desired.get(key).map(|e| e.provenance.clone()) else {
@@ -1354,7 +1429,7 @@ impl Detector {
             }
         }
         out.report = Some(report);
-        self.defer_settle(key);
+        self.settle(settle);
         if self.open.get(key).is_some_and(BTreeMap::is_empty) {
             self.open.remove(key);
         }

@@ -1048,3 +1048,36 @@ fn a_batch_processed_on_every_core_is_the_keys_processed_one_by_one() {
     }
     assert_eq!(batched, one_by_one);
 }
+
+/// Keys taken from the queue before their list arrived are queued again by the first listing, and
+/// by `Ready` (the detector skips looking for unqueued keys only while every desired key is queued).
+#[test]
+fn keys_processed_before_their_list_are_judged_when_it_arrives() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let mut d = Detector::new(DiffEngine::default(), DetectorConfig::default(), clock);
+    d.set_desired(vec![
+        desired(deploy_in("a", "x", 2)),
+        desired(deploy_in("a", "y", 2)),
+        desired(deploy_in("b", "z", 2)),
+    ]);
+    // Processed before any list: nothing can be judged yet, and the queue is empty after.
+    assert!(drain(&mut d).is_empty());
+    assert_eq!(d.queue_len(), 0);
+    // The list of namespace a: x drifted (3 replicas), y is gone.
+    let queued = d.observe(listed("a", vec![deploy_in("a", "x", 3)])).queued;
+    assert_eq!(queued, 2, "x and y queued again by their first listing");
+    let events = drain(&mut d);
+    let mut opened: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == DriftEventKind::Opened)
+        .map(|e| e.drift.key.name.as_str())
+        .collect();
+    opened.sort();
+    assert_eq!(opened, ["x", "y"]);
+    // Namespace b is never listed: Ready queues every key again (z included), and z is "not
+    // watched", never "missing".
+    assert_eq!(d.observe(LiveEvent::Ready).queued, 3);
+    assert!(drain(&mut d).is_empty());
+    let not_watched: Vec<String> = d.not_watched().into_iter().map(|(k, _)| k.name).collect();
+    assert_eq!(not_watched, ["z"]);
+}
