@@ -318,8 +318,9 @@ pub struct Detector {
     /// Schemas of custom kinds, from live CRDs.
     custom: crate::custom::CustomSchemas,
     open: HashMap<ResourceKey, BTreeMap<DriftId, OpenDrift>>,
-    queue: VecDeque<ResourceKey>,
-    queued: HashSet<ResourceKey>,
+    /// Keys to process, in order; each key is in `queued` too (shared, not copied).
+    queue: VecDeque<Arc<ResourceKey>>,
+    queued: HashSet<Arc<ResourceKey>>,
     /// Every desired key is queued (a whole desired set was queued and no key has left the queue
     /// since): a first listing or `Ready` has nothing to add, and skips looking at every key.
     desired_all_queued: bool,
@@ -549,6 +550,7 @@ impl Detector {
         if self.queued.contains(&key) {
             return false;
         }
+        let key = Arc::new(key);
         self.queued.insert(key.clone());
         self.queue.push_back(key);
         true
@@ -557,9 +559,10 @@ impl Detector {
     /// The next key to process, in arrival order; each key is queued at most once (latest wins).
     pub fn next_key(&mut self) -> Option<ResourceKey> {
         let k = self.queue.pop_front()?;
-        self.queued.remove(&k);
+        self.queued.remove(&*k);
         self.desired_all_queued = false;
-        Some(k)
+        // The queue held the only other reference: the key is taken, not copied.
+        Some(Arc::try_unwrap(k).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Keys waiting.

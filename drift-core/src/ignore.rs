@@ -337,11 +337,14 @@ impl IgnoreSet {
     /// The rules that apply to one resource: path patterns and field managers. Allocates nothing when
     /// no rule selects the resource.
     pub fn for_resource<'s>(&'s self, key: &ResourceKey, object: &Value) -> ResourceIgnores<'s> {
-        let labels = object
-            .get("metadata")
-            .and_then(|m| m.get("labels"))
-            .and_then(Value::as_object);
-        let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        // Looked up only for a rule with a label selector (the presets have none).
+        let label = |k: &str| {
+            object
+                .get("metadata")
+                .and_then(|m| m.get("labels"))
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+        };
         let mut out = ResourceIgnores::default();
         let presets = self.presets.iter().flat_map(|p| p.compiled().iter());
         for rule in self.ignore.iter().chain(presets) {
