@@ -26,7 +26,12 @@ fn perf_control(command: &[u8]) {
 }
 
 fn main() {
-    let (desired, live) = drift_benches::scan_fixture(10_000);
+    let (desired, mut live) = drift_benches::scan_fixture(10_000);
+    if std::env::var_os("PROJECTED").is_some() {
+        // As drift-kube's live source delivers them.
+        let projection = drift_kube::Projection::default();
+        live = live.into_iter().map(|r| projection.resource(r)).collect();
+    }
     let runs = std::env::var("RUNS")
         .ok()
         .and_then(|r| r.parse().ok())

@@ -52,10 +52,21 @@ fn hash_value(h: &mut FastHasher, v: &Value, depth: usize) {
     match v {
         Value::Null => h.word(1),
         Value::Bool(b) => h.word(2 + u64::from(*b)),
-        Value::Number(n) => {
-            h.word(4);
-            h.bytes(n.to_string().as_bytes());
-        }
+        // serde_json's variant and value (1 and 1.0 differ, as their text does), without printing.
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => {
+                h.word(4);
+                h.word(u);
+            }
+            (None, Some(i)) => {
+                h.word(8);
+                h.word(i as u64);
+            }
+            (None, None) => {
+                h.word(9);
+                h.word(n.as_f64().unwrap_or(f64::NAN).to_bits());
+            }
+        },
         Value::String(s) => {
             h.word(5);
             h.bytes(s.as_bytes());
@@ -156,6 +167,26 @@ mod tests {
         assert_eq!(fingerprint(&a, false), fingerprint(&b, false));
         b["data"]["k"] = json!("w");
         assert_ne!(fingerprint(&a, false), fingerprint(&b, false));
+    }
+
+    #[test]
+    fn numbers_differ_by_value_and_variant() {
+        let of = |n: Value| fingerprint(&json!({"metadata": {}, "spec": {"port": n}}), false);
+        let all = [
+            json!(80),
+            json!(81),
+            json!(-80),
+            json!(80.0),
+            json!(80.5),
+            json!(u64::MAX),
+            json!(-1),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(of(a.clone()), of(a.clone()), "{a}");
+            for b in &all[i + 1..] {
+                assert_ne!(of(a.clone()), of(b.clone()), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]
