@@ -15,3 +15,18 @@ pub fn testdata_yaml(rel: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
+
+/// The report of the walk the detector makes: over the desired object's compiled form (to check it
+/// against the `Value` walk's).
+pub fn diff_compiled(
+    engine: &drift_core::DiffEngine,
+    desired: &drift_core::DesiredObject,
+    live: &drift_core::LiveObject,
+) -> drift_core::DriftReport {
+    engine.diff_compiled(
+        desired.key(),
+        &drift_core::compiled::Compiled::of(desired.object()),
+        Some(live),
+        &drift_core::DiffContext::default(),
+    )
+}

@@ -4,6 +4,8 @@
 //! - for every built-in rule, applying the revert patch to live leaves no drift;
 //! - quantities survive a round trip through their canonical form.
 
+mod common;
+
 use drift_core::patch::apply_patch;
 use drift_core::{DesiredObject, DiffEngine, LiveObject, Quantity, Resource, revert_patch};
 use proptest::prelude::*;
@@ -375,12 +377,7 @@ proptest! {
         let desired = DesiredObject::new(res(d));
         let live = LiveObject::new(res(l));
         let report = engine.diff(&desired, Some(&live));
-        let compiled = engine.diff_compiled(
-            desired.key(),
-            &drift_core::compiled::Compiled::of(desired.object()),
-            Some(&live),
-            &drift_core::DiffContext::default(),
-        );
+        let compiled = common::diff_compiled(&engine, &desired, &live);
         prop_assert_eq!(report, compiled);
     }
 

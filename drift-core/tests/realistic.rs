@@ -68,12 +68,7 @@ fn every_realistic_case_gives_its_verdict() {
         let live = LiveObject::new(one(&c.name, "live", &c.live));
         let report = engine.diff(&desired, Some(&live));
         // The detector keeps desired objects compiled: that walk must give the same verdict.
-        let compiled = engine.diff_compiled(
-            desired.key(),
-            &drift_core::compiled::Compiled::of(desired.object()),
-            Some(&live),
-            &drift_core::DiffContext::default(),
-        );
+        let compiled = common::diff_compiled(&engine, &desired, &live);
         assert_eq!(
             report, compiled,
             "{}: the compiled form compares differently",

@@ -1,6 +1,8 @@
 //! The diff semantics of ARCHITECTURE §3, one behaviour per test: equivalences, never-compared fields,
 //! server defaults (from k8s-defaults.md), ownership, closed collections, keyed lists, autoscalers.
 
+mod common;
+
 use drift_core::{
     Autoscalers, Change, DesiredObject, DiffContext, DiffEngine, DiffOptions, DriftReport, LiveObject,
     Resource, parse_documents,
@@ -21,12 +23,7 @@ fn yaml(text: &str) -> Resource {
 fn diff_with(engine: &DiffEngine, desired: Resource, live: Resource) -> DriftReport {
     let (d, l) = (DesiredObject::new(desired), LiveObject::new(live));
     let report = engine.diff(&d, Some(&l));
-    let compiled = engine.diff_compiled(
-        d.key(),
-        &drift_core::compiled::Compiled::of(d.object()),
-        Some(&l),
-        &drift_core::DiffContext::default(),
-    );
+    let compiled = common::diff_compiled(engine, &d, &l);
     assert_eq!(report, compiled, "the compiled form compares differently");
     report
 }
