@@ -102,12 +102,12 @@ fn main() {
         per(h2 - h1)
     );
     println!(
-        "    live state after scan     {:>10} bytes  {:>7.0} B/object  (cache as packed compact JSON, fingerprints, open drifts)",
+        "    live state after scan     {:>10} bytes  {:>7.0} B/object  (cache as packed compiled objects, fingerprints, open drifts)",
         h3 - h1,
         per(h3 - h1)
     );
     println!(
-        "    of which packed JSON      {:>10} bytes  {:>7.0} B/object  (Detector::live_cache_bytes); a Deployment: {:.0} B of compact JSON before packing",
+        "    of which packed objects   {:>10} bytes  {:>7.0} B/object  (Detector::live_cache_bytes); a Deployment: {:.0} B of compact JSON before packing",
         det.live_cache_bytes(),
         per(det.live_cache_bytes() as i64),
         deployment_text as f64 / deployments as f64
