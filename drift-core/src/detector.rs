@@ -564,6 +564,24 @@ impl Detector {
         Some(Arc::try_unwrap(k).unwrap_or_else(|shared| (*shared).clone()))
     }
 
+    /// Queues the desired keys `pick` selects that are not queued yet, copying only those (after a
+    /// scan, none; nothing is looked at while every desired key is known to be queued).
+    fn queue_unqueued(&mut self, pick: impl Fn(&ResourceKey) -> bool) -> usize {
+        if self.desired_all_queued {
+            return 0;
+        }
+        let keys: Vec<ResourceKey> = self
+            .desired
+            .keys()
+            .filter(|k| pick(k) && !self.queued.contains(*k))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .map(|k| self.enqueue_owned(k))
+            .filter(|queued| *queued)
+            .count()
+    }
+
     /// Keys waiting.
     pub fn queue_len(&self) -> usize {
         self.queue.len()
@@ -727,21 +745,8 @@ impl Detector {
                 }
                 if !self.listed.contains(&scope) {
                     self.listed.push(scope.clone());
-                    // First listing of this scope: desired objects there can now be judged (those
-                    // not queued yet; none to look for when every desired key is).
-                    if !self.desired_all_queued {
-                        let keys: Vec<ResourceKey> = self
-                            .desired
-                            .keys()
-                            .filter(|k| scope.covers(k) && !self.queued.contains(*k))
-                            .cloned()
-                            .collect();
-                        for k in keys {
-                            if self.enqueue_owned(k) {
-                                obs.queued += 1;
-                            }
-                        }
-                    }
+                    // First listing of this scope: desired objects there can now be judged.
+                    obs.queued += self.queue_unqueued(|k| scope.covers(k));
                 }
             }
             LiveEvent::NamespaceListed(ns) => {
@@ -764,21 +769,7 @@ impl Detector {
             LiveEvent::Ready => {
                 if !self.ready {
                     self.ready = true;
-                    // Only the keys not queued already are copied (after a scan, none; nothing is
-                    // looked at when every desired key is known to be queued).
-                    if !self.desired_all_queued {
-                        let keys: Vec<ResourceKey> = self
-                            .desired
-                            .keys()
-                            .filter(|k| !self.queued.contains(*k))
-                            .cloned()
-                            .collect();
-                        for k in keys {
-                            if self.enqueue_owned(k) {
-                                obs.queued += 1;
-                            }
-                        }
-                    }
+                    obs.queued += self.queue_unqueued(|_| true);
                 }
             }
         }
@@ -831,71 +822,59 @@ impl Detector {
             desired,
             queued,
         } = p;
+        let held_as = |d: &Self, key: &ResourceKey| d.live.get(key).is_some_and(|e| e.fingerprint == fp);
         let object = match object {
-            Err(r) => {
-                if self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp) {
-                    self.stats.objects_skipped += 1;
-                    obs.skipped += 1;
-                    return;
-                }
-                LiveObject::new(r)
-            }
+            Err(r) if held_as(self, &r.key) => return self.skip(obs),
+            Err(r) => LiveObject::new(r),
             Ok(object) => object,
         };
         let key = object.key().clone();
-        if is_autoscaler(&key) || crate::custom::is_crd(&key) {
-            if self.live.get(&key).is_some_and(|e| e.fingerprint == fp) {
-                self.stats.objects_skipped += 1;
-                obs.skipped += 1;
-                return;
+        // The key once more for what follows, unless it is desired and queued already (a scan).
+        let then = (!desired || !queued).then(|| key.clone());
+        if is_autoscaler(&key) {
+            if held_as(self, &key) {
+                return self.skip(obs);
             }
-            if is_autoscaler(&key) {
-                let before = self.autoscaler_targets_of(&key);
-                self.autoscalers.observe(object.resource());
-                self.live.insert(key.clone(), LiveEntry::new(object, fp));
-                let after = self.autoscaler_targets_of(&key);
-                for t in before.into_iter().chain(after) {
-                    if self.desired.contains_key(&t) && self.enqueue(&t) {
-                        obs.queued += 1;
-                    }
+            let before = self.autoscaler_targets_of(&key);
+            self.autoscalers.observe(object.resource());
+            self.live.insert(key.clone(), LiveEntry::new(object, fp));
+            let after = self.autoscaler_targets_of(&key);
+            for t in before.into_iter().chain(after) {
+                if self.desired.contains_key(&t) && self.enqueue(&t) {
+                    obs.queued += 1;
                 }
-            } else {
-                self.custom.observe(object.resource());
-                let kinds = crd_kind(object.resource());
-                self.live.insert(key.clone(), LiveEntry::new(object, fp));
-                // Its custom resources are judged again with the new schema.
-                self.requeue_kind(kinds, obs);
             }
+        } else if crate::custom::is_crd(&key) {
+            if held_as(self, &key) {
+                return self.skip(obs);
+            }
+            self.custom.observe(object.resource());
+            let kinds = crd_kind(object.resource());
+            self.live.insert(key, LiveEntry::new(object, fp));
+            // Its custom resources are judged again with the new schema.
+            self.requeue_kind(kinds, obs);
         } else {
             // One lookup: an entry equal to it (an earlier object of the batch) is kept.
-            let needed = (!desired || !queued).then(|| key.clone());
             match self.live.entry(key) {
-                Entry::Occupied(e) if e.get().fingerprint == fp => {
-                    self.stats.objects_skipped += 1;
-                    obs.skipped += 1;
-                    return;
-                }
-                Entry::Occupied(mut e) => {
-                    e.insert(LiveEntry::new(object, fp));
-                }
-                Entry::Vacant(e) => {
-                    e.insert(LiveEntry::new(object, fp));
+                Entry::Occupied(e) if e.get().fingerprint == fp => return self.skip(obs),
+                e => {
+                    e.insert_entry(LiveEntry::new(object, fp));
                 }
             }
-            let Some(key) = needed else { return };
-            if !desired {
-                // Objects nobody desires are never diffed: they go compact with the next compaction.
-                self.unsettled.push(key);
-            } else if self.enqueue_owned(key) {
-                obs.queued += 1;
-            }
-            return;
         }
+        let Some(key) = then else { return };
         if !desired {
+            // Objects nobody desires are never diffed: they go compact with the next compaction.
             self.unsettled.push(key);
-        } else if !queued && self.enqueue_owned(key) {
+        } else if self.enqueue_owned(key) {
             obs.queued += 1;
         }
+    }
+
+    /// Counts an object recognised as held already.
+    fn skip(&mut self, obs: &mut Observed) {
+        self.stats.objects_skipped += 1;
+        obs.skipped += 1;
     }
 
     /// Queues every desired object of a custom kind (its CRD's schema changed).
