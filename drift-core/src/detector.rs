@@ -70,6 +70,8 @@ use crate::shard::Shard;
 /// strings), seeded per process.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+/// The desired index: a hash map that iterates in the order the set was given.
+type DesiredIndex = indexmap::IndexMap<ResourceKey, DesiredEntry, foldhash::fast::RandomState>;
 
 /// Detector settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -308,7 +310,9 @@ pub struct Detector {
     engine: DiffEngine,
     config: DetectorConfig,
     clock: Arc<dyn Clock>,
-    desired: HashMap<ResourceKey, DesiredEntry>,
+    /// In the order the desired set was given (see [`DesiredIndex`]): keys are queued in it, and a
+    /// scan then reads the compiled objects in the order they were stored.
+    desired: DesiredIndex,
     /// How many desired objects there are of each kind, per (group, version): an autoscaler's
     /// target (named by kind, namespace and name) is looked up under each, not searched for.
     desired_kinds: HashMap<String, Vec<(String, String, usize)>>,
@@ -344,7 +348,7 @@ pub struct Detector {
     /// Keys seen in the parts of lists still arriving ([`LiveEvent::Listing`]), per scope.
     listing: HashMap<RelistScope, HashSet<ResourceKey>>,
     /// A desired set being loaded in parts ([`Detector::begin_desired`]).
-    staged: Option<HashMap<ResourceKey, DesiredEntry>>,
+    staged: Option<DesiredIndex>,
     stats: DetectorStats,
 }
 
@@ -386,7 +390,7 @@ impl Detector {
             engine,
             config,
             clock,
-            desired: HashMap::default(),
+            desired: DesiredIndex::default(),
             live: HashMap::default(),
             desired_kinds: HashMap::default(),
             autoscalers: Autoscalers::default(),
@@ -601,7 +605,7 @@ impl Detector {
     /// [`Detector::end_desired`]): each part is stored compactly as it comes, so a large set is
     /// never held parsed all at once. The current set stays in force until the end.
     pub fn begin_desired(&mut self) {
-        self.staged = Some(HashMap::default());
+        self.staged = Some(DesiredIndex::default());
     }
 
     /// A part of the set being staged (see [`Detector::begin_desired`]; without it, one is begun).
@@ -614,7 +618,7 @@ impl Detector {
                 DesiredEntry::new(&DesiredObject::new(r.resource), r.provenance),
             )
         });
-        let staged = self.staged.get_or_insert_with(HashMap::default);
+        let staged = self.staged.get_or_insert_with(DesiredIndex::default);
         staged.reserve(entries.len());
         staged.extend(entries);
     }
@@ -627,12 +631,14 @@ impl Detector {
         for k in self.desired.keys() {
             count_kind(&mut self.desired_kinds, k, true);
         }
-        let mut changed: Vec<ResourceKey> = old
+        // Changed and added keys in the set's order, then the removed ones.
+        let mut changed: Vec<ResourceKey> = self
+            .desired
             .iter()
-            .filter(|(k, e)| self.desired.get(k).is_none_or(|n| n.compiled != e.compiled))
+            .filter(|(k, n)| old.get(*k).is_none_or(|e| n.compiled != e.compiled))
             .map(|(k, _)| k.clone())
             .collect();
-        changed.extend(self.desired.keys().filter(|k| !old.contains_key(k)).cloned());
+        changed.extend(old.keys().filter(|k| !self.desired.contains_key(*k)).cloned());
         let queued = changed
             .into_iter()
             .map(|k| self.enqueue_owned(k))
@@ -671,7 +677,7 @@ impl Detector {
         }
         for k in previous {
             if !fresh.contains(&k) {
-                if self.desired.remove(&k).is_some() {
+                if self.desired.swap_remove(&k).is_some() {
                     count_kind(&mut self.desired_kinds, &k, false);
                 }
                 touched.push(k);
@@ -795,9 +801,11 @@ impl Detector {
     fn prepare_live(&self, r: crate::model::Resource) -> PreparedLive {
         let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
         let fp = fingerprint(&r.object, has_generation);
-        let unchanged = self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp);
+        // A first listing holds nothing yet, and a first scan has every desired key queued: no
+        // lookup then.
+        let unchanged = !self.live.is_empty() && self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp);
         let desired = self.desired.contains_key(&r.key);
-        let queued = desired && self.queued.contains(&r.key);
+        let queued = desired && (self.desired_all_queued || self.queued.contains(&r.key));
         PreparedLive {
             fingerprint: fp,
             object: if unchanged { Err(r) } else { Ok(LiveObject::new(r)) },

@@ -250,6 +250,17 @@ impl Redactor {
             self.redact_secret(obj);
             return;
         }
+        // Most objects hold nothing to redact: one look, nothing copied or looked up twice.
+        if !self.names_sensitive_value(obj)
+            && !obj
+                .get("metadata")
+                .and_then(|m| m.get("annotations"))
+                .and_then(|a| a.get(LAST_APPLIED))
+                .and_then(Value::as_str)
+                .is_some_and(|la| self.may_hold_sensitive(la))
+        {
+            return;
+        }
         let name = obj
             .get("metadata")
             .and_then(|m| m.get("name"))
@@ -291,6 +302,50 @@ impl Redactor {
     /// Cheap pre-check of a text for a sensitive name.
     fn may_hold_sensitive(&self, text: &str) -> bool {
         self.has_fragment(&normalize_bytes(text))
+    }
+
+    /// Whether a ConfigMap key or a container env variable of the object has a sensitive name: when
+    /// not, [`Redactor::redact_named_values`] changes nothing.
+    fn names_sensitive_value(&self, obj: &Value) -> bool {
+        if obj.get("kind").and_then(Value::as_str) == Some("ConfigMap")
+            && ["data", "binaryData"].iter().any(|f| {
+                obj.get(f)
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| m.keys().any(|k| self.is_sensitive_name(k)))
+            })
+        {
+            return true;
+        }
+        let Some(spec) = obj.get("spec") else {
+            return false;
+        };
+        fn template(s: &Value) -> Option<&Value> {
+            s.get("template")?.get("spec")
+        }
+        let job = spec
+            .get("jobTemplate")
+            .and_then(|j| j.get("spec"))
+            .and_then(template);
+        [template(spec), job, Some(spec)]
+            .into_iter()
+            .flatten()
+            .any(|pod| {
+                ["containers", "initContainers", "ephemeralContainers"]
+                    .iter()
+                    .any(|list| {
+                        pod.get(list).and_then(Value::as_array).is_some_and(|cs| {
+                            cs.iter().any(|c| {
+                                c.get("env").and_then(Value::as_array).is_some_and(|env| {
+                                    env.iter().any(|e| {
+                                        e.get("name")
+                                            .and_then(Value::as_str)
+                                            .is_some_and(|n| self.is_sensitive_name(n))
+                                    })
+                                })
+                            })
+                        })
+                    })
+            })
     }
 
     /// ConfigMap keys and container env values with sensitive names; whether anything changed.
@@ -650,6 +705,37 @@ mod tests {
         let mut cm2 = json!({"kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"color": "blue", "auth_token": "x"}});
         custom.redact(&mut cm2);
         assert!(!cm2.to_string().contains("blue") && cm2.to_string().contains("\"x\""));
+    }
+
+    /// Each place a value named like a secret hides, alone in its object (the quick "nothing to
+    /// redact" look must find every one of them).
+    #[test]
+    fn every_place_a_named_value_hides_is_redacted() {
+        let r = Redactor::with_key([7; 32]);
+        let env = json!([{"name": "API_TOKEN", "value": "s3cr3t"}]);
+        let pod = |list: &str| json!({list: [{"name": "c", "env": env.clone()}]});
+        let la = json!({"kind": "Deployment", "spec": {"template": {"spec": pod("containers")}}});
+        let cases = [
+            json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": pod("containers")}),
+            json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": pod("initContainers")}),
+            json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": pod("ephemeralContainers")}),
+            json!({"kind": "Job", "metadata": {"name": "j"}, "spec": {"template": {"spec": pod("initContainers")}}}),
+            json!({"kind": "CronJob", "metadata": {"name": "c"},
+                "spec": {"jobTemplate": {"spec": {"template": {"spec": pod("containers")}}}}}),
+            json!({"kind": "ConfigMap", "metadata": {"name": "m"}, "binaryData": {"api-token": "czNjcjN0"}}),
+            // Only the annotation still holds it (the live env was edited away).
+            json!({"kind": "Deployment", "metadata": {"name": "d", "annotations": {LAST_APPLIED: la.to_string()}},
+                "spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}}),
+        ];
+        for mut obj in cases {
+            let before = obj.clone();
+            r.redact(&mut obj);
+            let text = obj.to_string();
+            assert!(
+                !text.contains("s3cr3t") && !text.contains("czNjcjN0"),
+                "{before} -> {text}"
+            );
+        }
     }
 
     #[test]

@@ -1081,3 +1081,32 @@ fn keys_processed_before_their_list_are_judged_when_it_arrives() {
     let not_watched: Vec<String> = d.not_watched().into_iter().map(|(k, _)| k.name).collect();
     assert_eq!(not_watched, ["z"]);
 }
+
+/// Keys are queued (and a scan judges them) in the order the desired set gave them, not in a hash
+/// order: the same set gives the same order every time, and a later set queues what it changed in
+/// its own order.
+#[test]
+fn keys_are_queued_in_the_order_the_desired_set_gives_them() {
+    let names: Vec<String> = (0..64).map(|i| format!("app-{}", (i * 37) % 64)).collect();
+    let mut d = Detector::new(
+        DiffEngine::default(),
+        DetectorConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    );
+    d.set_desired(names.iter().map(|n| desired(deploy_in("a", n, 1))).collect());
+    let order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
+    assert_eq!(order, names);
+    // A later set: the changed and added keys in its order, then the removed one.
+    let mut next: Vec<DesiredResource> = names.iter().map(|n| desired(deploy_in("a", n, 1))).collect();
+    next.reverse();
+    next[3] = desired(deploy_in("a", &names[60], 2));
+    next[10] = desired(deploy_in("a", &names[53], 2));
+    next.push(desired(deploy_in("a", "new", 1)));
+    next.remove(20);
+    d.set_desired(next);
+    let order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
+    assert_eq!(
+        order,
+        [names[60].as_str(), names[53].as_str(), "new", names[43].as_str()]
+    );
+}
