@@ -245,11 +245,26 @@ impl std::fmt::Debug for Compiled {
 impl Compiled {
     /// Compiles a value.
     pub fn of(value: &Value) -> Self {
-        let mut out = Vec::with_capacity(256);
-        encode(value, &mut out);
-        Compiled {
-            bytes: out.into_boxed_slice(),
+        thread_local! {
+            /// Each thread encodes into one buffer, copied out at its exact length: no growing
+            /// copies per object, no slack kept.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let copied = |out: &mut Vec<u8>| {
+            out.clear();
+            encode(value, out);
+            let bytes = Box::from(out.as_slice());
+            if out.capacity() > 1 << 20 {
+                // One huge object does not pin its buffer.
+                *out = Vec::new();
+            }
+            Compiled { bytes }
+        };
+        SCRATCH
+            .try_with(|s| s.try_borrow_mut().ok().map(|mut out| copied(&mut out)))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| copied(&mut Vec::new()))
     }
 
     /// Wraps bytes [`Compiled::as_bytes`] gave (reading them never panics, whatever they hold).

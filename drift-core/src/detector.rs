@@ -162,10 +162,10 @@ fn unpack(packed: &[u8]) -> Option<serde_json::Value> {
 }
 
 impl LiveEntry {
-    fn new(object: LiveObject, fingerprint: Fingerprint) -> Self {
+    fn new(object: Arc<LiveObject>, fingerprint: Fingerprint) -> Self {
         LiveEntry {
             fingerprint,
-            fresh: Some(Arc::new(object)),
+            fresh: Some(object),
             compact: None,
         }
     }
@@ -190,11 +190,14 @@ impl LiveEntry {
 /// unless it looked unchanged then, its prepared form.
 struct PreparedLive {
     fingerprint: Fingerprint,
-    object: Result<LiveObject, crate::model::Resource>,
+    /// Boxed where it was prepared (on any core): applying it moves a pointer.
+    object: Result<Arc<LiveObject>, crate::model::Resource>,
     /// Its key is desired.
     desired: bool,
     /// Its key is queued already.
     queued: bool,
+    /// The detector holds its key.
+    held: bool,
 }
 
 /// A key's comparison, made apart from the detector's state (on any core). The objects are kept
@@ -550,11 +553,11 @@ impl Detector {
 
     /// [`Detector::enqueue`] of a key the caller owns (one copy fewer).
     fn enqueue_owned(&mut self, key: ResourceKey) -> bool {
-        if self.queued.contains(&key) {
+        // One lookup: a key queued already stays where it is.
+        let key = Arc::new(key);
+        if !self.queued.insert(key.clone()) {
             return false;
         }
-        let key = Arc::new(key);
-        self.queued.insert(key.clone());
         self.queue.push_back(key);
         true
     }
@@ -722,9 +725,7 @@ impl Detector {
                 seen.extend(resources.iter().map(|r| r.key.clone()));
                 let mut resources = resources;
                 resources.retain(|r| self.keeps_live(&r.key));
-                for p in self.prepare_live_all(resources) {
-                    self.apply_prepared(p, &mut obs);
-                }
+                self.apply_all(resources, &mut obs);
             }
             LiveEvent::Restarted { scope, mut resources } => {
                 self.stats.relists += 1;
@@ -746,9 +747,7 @@ impl Detector {
                         self.delete_live(&k, &mut obs);
                     }
                 }
-                for p in self.prepare_live_all(resources) {
-                    self.apply_prepared(p, &mut obs);
-                }
+                self.apply_all(resources, &mut obs);
                 if !self.listed.contains(&scope) {
                     self.listed.push(scope.clone());
                     // First listing of this scope: desired objects there can now be judged.
@@ -803,20 +802,35 @@ impl Detector {
         let fp = fingerprint(&r.object, has_generation);
         // A first listing holds nothing yet, and a first scan has every desired key queued: no
         // lookup then.
-        let unchanged = !self.live.is_empty() && self.live.get(&r.key).is_some_and(|e| e.fingerprint == fp);
+        let held = if self.live.is_empty() {
+            None
+        } else {
+            self.live.get(&r.key)
+        };
+        let unchanged = held.is_some_and(|e| e.fingerprint == fp);
         let desired = self.desired.contains_key(&r.key);
         let queued = desired && (self.desired_all_queued || self.queued.contains(&r.key));
         PreparedLive {
             fingerprint: fp,
-            object: if unchanged { Err(r) } else { Ok(LiveObject::new(r)) },
+            object: if unchanged {
+                Err(r)
+            } else {
+                Ok(Arc::new(LiveObject::new(r)))
+            },
             desired,
             queued,
+            held: held.is_some(),
         }
     }
 
-    /// [`Detector::prepare_live`] of a list's objects, on every core.
-    fn prepare_live_all(&self, resources: Vec<crate::model::Resource>) -> Vec<PreparedLive> {
-        crate::par::map(resources, PARALLEL_MIN, |r| self.prepare_live(r))
+    /// [`Detector::prepare_live`] of a list's objects, on every core, then each applied in order.
+    fn apply_all(&mut self, resources: Vec<crate::model::Resource>, obs: &mut Observed) {
+        let prepared = crate::par::map(resources, PARALLEL_MIN, |r| self.prepare_live(r));
+        // Room for the new keys at once, not by doubling as they come.
+        self.live.reserve(prepared.iter().filter(|p| !p.held).count());
+        for p in prepared {
+            self.apply_prepared(p, obs);
+        }
     }
 
     /// Takes a prepared live object, in arrival order (an object prepared as unchanged is prepared
@@ -829,11 +843,12 @@ impl Detector {
             object,
             desired,
             queued,
+            ..
         } = p;
         let held_as = |d: &Self, key: &ResourceKey| d.live.get(key).is_some_and(|e| e.fingerprint == fp);
         let object = match object {
             Err(r) if held_as(self, &r.key) => return self.skip(obs),
-            Err(r) => LiveObject::new(r),
+            Err(r) => Arc::new(LiveObject::new(r)),
             Ok(object) => object,
         };
         let key = object.key().clone();
