@@ -615,11 +615,14 @@ impl Detector {
     pub fn desired_part(&mut self, resources: Vec<DesiredResource>) {
         // Preparing and packing each object is independent of the rest: on every core.
         let entries = crate::par::map(resources, PARALLEL_MIN, |r| {
-            let key = r.resource.key.clone();
-            (
-                key,
-                DesiredEntry::new(&DesiredObject::new(r.resource), r.provenance),
-            )
+            // The key is moved out of the prepared object, not copied, with the version it was
+            // given (an `autoscaling/v1` HorizontalPodAutoscaler is compared in its v2 form).
+            let version = r.resource.key.version.clone();
+            let object = DesiredObject::new(r.resource);
+            let entry = DesiredEntry::new(&object, r.provenance);
+            let mut key = object.into_resource().key;
+            key.version = version;
+            (key, entry)
         });
         let staged = self.staged.get_or_insert_with(DesiredIndex::default);
         staged.reserve(entries.len());
