@@ -1109,4 +1109,37 @@ fn keys_are_queued_in_the_order_the_desired_set_gives_them() {
         order,
         [names[60].as_str(), names[53].as_str(), "new", names[43].as_str()]
     );
+
+    // A first set given in parts, one key twice: each key once, where it first came.
+    let fresh = || {
+        Detector::new(
+            DiffEngine::default(),
+            DetectorConfig::default(),
+            Arc::new(ManualClock::new(0)),
+        )
+    };
+    let mut d = fresh();
+    d.begin_desired();
+    d.desired_part(vec![
+        desired(deploy_in("a", "x", 1)),
+        desired(deploy_in("a", "y", 1)),
+    ]);
+    d.desired_part(vec![
+        desired(deploy_in("a", "z", 1)),
+        desired(deploy_in("a", "x", 2)),
+    ]);
+    assert_eq!(d.end_desired(), 3);
+    let order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
+    assert_eq!(order, ["x", "y", "z"]);
+    // A source replaced while a first set is staged: every key is still queued (w by its source,
+    // and again as removed by the set).
+    let mut d = fresh();
+    d.begin_desired();
+    d.desired_part(vec![desired(deploy_in("a", "x", 1))]);
+    d.replace_source("workloads.yaml", vec![desired(deploy_in("a", "w", 1))]);
+    d.desired_part(vec![desired(deploy_in("a", "y", 1))]);
+    d.end_desired();
+    let mut order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
+    order.sort();
+    assert_eq!(order, ["w", "x", "y"]);
 }
