@@ -1,6 +1,7 @@
 //! Times the phases of the detector's initial scan of 10,000 objects (the `scan` bench group):
 //! taking the desired set, the re-list, processing every key.
-//! Run: `cargo run --release -p drift-benches --example phases_scan`
+//! Run: `cargo run --release -p drift-benches --example phases_scan` (`RUNS`, `N`, `PROJECTED`,
+//! `PERF_CTL`: see below).
 #![allow(clippy::print_stdout)] // prints its own timing
 
 use std::sync::Arc;
@@ -26,7 +27,12 @@ fn perf_control(command: &[u8]) {
 }
 
 fn main() {
-    let (desired, mut live) = drift_benches::scan_fixture(10_000);
+    // `N` objects instead of 10,000 (does the cost per object depend on how much is held?).
+    let n = std::env::var("N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let (desired, mut live) = drift_benches::scan_fixture(n);
     if std::env::var_os("PROJECTED").is_some() {
         // As drift-kube's live source delivers them.
         let projection = drift_kube::Projection::default();

@@ -13,10 +13,11 @@ use crate::model::{Resource, ResourceKey};
 /// A kind's schemas: (version, `openAPIV3Schema`) per version.
 type VersionSchemas = Vec<(String, Arc<Value>)>;
 
-/// Schemas of custom kinds, by (group, kind), one per served version.
+/// Schemas of custom kinds, by group and kind, one per served version.
 #[derive(Debug, Clone, Default)]
 pub struct CustomSchemas {
-    by_kind: HashMap<(String, String), VersionSchemas>,
+    /// Group → kind → schemas (looked up by `&str` on every comparison: nothing is copied to ask).
+    by_kind: HashMap<String, HashMap<String, VersionSchemas>>,
     /// CRD name → (group, kind), to forget a deleted CRD.
     names: HashMap<String, (String, String)>,
 }
@@ -58,20 +59,26 @@ impl CustomSchemas {
             .collect();
         let gk = (group.to_string(), kind.to_string());
         self.names.insert(r.key.name.clone(), gk.clone());
-        self.by_kind.insert(gk, versions);
+        self.by_kind.entry(gk.0).or_default().insert(gk.1, versions);
     }
 
     /// Forgets a deleted CRD.
     pub fn forget(&mut self, crd: &ResourceKey) {
-        if let Some(gk) = self.names.remove(&crd.name) {
-            self.by_kind.remove(&gk);
+        if let Some((group, kind)) = self.names.remove(&crd.name)
+            && let Some(kinds) = self.by_kind.get_mut(&group)
+        {
+            kinds.remove(&kind);
+            if kinds.is_empty() {
+                self.by_kind.remove(&group);
+            }
         }
     }
 
     /// The schema of a custom kind's version, if its CRD is known.
     pub fn schema(&self, group: &str, version: &str, kind: &str) -> Option<&Value> {
         self.by_kind
-            .get(&(group.to_string(), kind.to_string()))?
+            .get(group)?
+            .get(kind)?
             .iter()
             .find(|(v, _)| v == version)
             .map(|(_, s)| s.as_ref())
@@ -79,7 +86,7 @@ impl CustomSchemas {
 
     /// How many custom kinds are known.
     pub fn len(&self) -> usize {
-        self.by_kind.len()
+        self.by_kind.values().map(HashMap::len).sum()
     }
 
     /// Whether none is.
