@@ -104,7 +104,17 @@ static EXTRA_CLUSTER_SCOPED: &[(&str, &str)] = &[
 
 /// Looks a kind up by group and kind.
 pub fn lookup(group: &str, kind: &str) -> Option<&'static KindInfo> {
-    KNOWN_KINDS.iter().find(|k| k.group == group && k.kind == kind)
+    // Asked for every live object: one hash of the kind instead of a walk down the table.
+    type Index = std::collections::HashMap<&'static str, Vec<&'static KindInfo>, foldhash::fast::FixedState>;
+    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index = Index::default();
+        for k in KNOWN_KINDS {
+            index.entry(k.kind).or_default().push(k);
+        }
+        index
+    });
+    index.get(kind)?.iter().find(|k| k.group == group).copied()
 }
 
 /// Looks a kind up by group and plural resource name.

@@ -1581,7 +1581,21 @@ pub(crate) static KINDS: &[KindSchema] = &[
 
 /// The schema root for a kind and whether its defaults apply to `version`.
 pub(crate) fn root_for(group: &str, version: &str, kind: &str) -> (&'static Node, bool) {
-    match KINDS.iter().find(|k| k.group == group && k.kind == kind) {
+    // Asked for every comparison: one hash of the kind instead of a walk down the table.
+    type Index =
+        std::collections::HashMap<&'static str, Vec<&'static KindSchema>, foldhash::fast::FixedState>;
+    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index = Index::default();
+        for k in KINDS {
+            index.entry(k.kind).or_default().push(k);
+        }
+        index
+    });
+    match index
+        .get(kind)
+        .and_then(|ks| ks.iter().find(|k| k.group == group))
+    {
         Some(k) => (k.root, k.defaults_version == Some(version)),
         None => (&GENERIC_ROOT, false),
     }
