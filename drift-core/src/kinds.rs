@@ -102,18 +102,24 @@ static EXTRA_CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
 ];
 
+/// A static table's entries by kind, in table order (for tables asked about every object: one hash
+/// of the kind instead of a walk down the table).
+pub(crate) type KindIndex<T> =
+    std::collections::HashMap<&'static str, Vec<&'static T>, foldhash::fast::FixedState>;
+
+/// Builds a [`KindIndex`].
+pub(crate) fn index_by_kind<T>(table: &'static [T], kind: fn(&T) -> &'static str) -> KindIndex<T> {
+    let mut index = KindIndex::default();
+    for entry in table {
+        index.entry(kind(entry)).or_default().push(entry);
+    }
+    index
+}
+
 /// Looks a kind up by group and kind.
 pub fn lookup(group: &str, kind: &str) -> Option<&'static KindInfo> {
-    // Asked for every live object: one hash of the kind instead of a walk down the table.
-    type Index = std::collections::HashMap<&'static str, Vec<&'static KindInfo>, foldhash::fast::FixedState>;
-    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
-    let index = INDEX.get_or_init(|| {
-        let mut index = Index::default();
-        for k in KNOWN_KINDS {
-            index.entry(k.kind).or_default().push(k);
-        }
-        index
-    });
+    static INDEX: std::sync::OnceLock<KindIndex<KindInfo>> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| index_by_kind(KNOWN_KINDS, |k| k.kind));
     index.get(kind)?.iter().find(|k| k.group == group).copied()
 }
 

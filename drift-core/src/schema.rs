@@ -1581,17 +1581,8 @@ pub(crate) static KINDS: &[KindSchema] = &[
 
 /// The schema root for a kind and whether its defaults apply to `version`.
 pub(crate) fn root_for(group: &str, version: &str, kind: &str) -> (&'static Node, bool) {
-    // Asked for every comparison: one hash of the kind instead of a walk down the table.
-    type Index =
-        std::collections::HashMap<&'static str, Vec<&'static KindSchema>, foldhash::fast::FixedState>;
-    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
-    let index = INDEX.get_or_init(|| {
-        let mut index = Index::default();
-        for k in KINDS {
-            index.entry(k.kind).or_default().push(k);
-        }
-        index
-    });
+    static INDEX: std::sync::OnceLock<crate::kinds::KindIndex<KindSchema>> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| crate::kinds::index_by_kind(KINDS, |k| k.kind));
     match index
         .get(kind)
         .and_then(|ks| ks.iter().find(|k| k.group == group))
