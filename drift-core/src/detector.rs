@@ -315,8 +315,9 @@ pub struct Detector {
     engine: DiffEngine,
     config: DetectorConfig,
     clock: Arc<dyn Clock>,
-    /// In the order the desired set was given (see [`DesiredIndex`]): keys are queued in it, and a
-    /// scan then reads the compiled objects in the order they were stored.
+    /// In the order the desired set was given (see [`DesiredIndex`]; a source replaced later adds its
+    /// new keys at the end, and a removed key's place takes the last key): keys are queued in it,
+    /// and a scan then reads the compiled objects in the order they were stored.
     desired: DesiredIndex,
     /// How many desired objects there are of each kind, per (group, version): an autoscaler's
     /// target (named by kind, namespace and name) is looked up under each, not searched for.
