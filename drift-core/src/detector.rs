@@ -355,10 +355,6 @@ pub struct Detector {
     listing: HashMap<RelistScope, HashSet<ResourceKey>>,
     /// A desired set being loaded in parts ([`Detector::begin_desired`]).
     staged: Option<DesiredIndex>,
-    /// Copies of the staged keys to queue, made with the objects (on every core) while the set
-    /// replaces an empty one (a first set queues every key); `None` once a part was staged over a
-    /// set in force.
-    staged_queue: Option<Vec<Arc<ResourceKey>>>,
     stats: DetectorStats,
 }
 
@@ -420,7 +416,6 @@ impl Detector {
             dormant: HashMap::default(),
             listing: HashMap::default(),
             staged: None,
-            staged_queue: None,
             stats: DetectorStats::default(),
         }
     }
@@ -561,12 +556,8 @@ impl Detector {
 
     /// [`Detector::enqueue`] of a key the caller owns (one copy fewer).
     fn enqueue_owned(&mut self, key: ResourceKey) -> bool {
-        self.enqueue_shared(Arc::new(key))
-    }
-
-    /// [`Detector::enqueue`] of a shared key.
-    fn enqueue_shared(&mut self, key: Arc<ResourceKey>) -> bool {
         // One lookup: a key queued already stays where it is.
+        let key = Arc::new(key);
         if !self.queued.insert(key.clone()) {
             return false;
         }
@@ -621,15 +612,10 @@ impl Detector {
     /// never held parsed all at once. The current set stays in force until the end.
     pub fn begin_desired(&mut self) {
         self.staged = Some(DesiredIndex::default());
-        self.staged_queue = Some(Vec::new());
     }
 
     /// A part of the set being staged (see [`Detector::begin_desired`]; without it, one is begun).
     pub fn desired_part(&mut self, resources: Vec<DesiredResource>) {
-        if self.staged.is_none() {
-            self.begin_desired();
-        }
-        let first = self.desired.is_empty() && self.staged_queue.is_some();
         // Preparing and packing each object is independent of the rest: on every core.
         let entries = crate::par::map(resources, PARALLEL_MIN, |r| {
             // The key is moved out of the prepared object, not copied, with the version it was
@@ -639,54 +625,34 @@ impl Detector {
             let entry = DesiredEntry::new(&object, r.provenance);
             let mut key = object.into_resource().key;
             key.version = version;
-            let copy = first.then(|| Arc::new(key.clone()));
-            (key, entry, copy)
+            (key, entry)
         });
-        if !first {
-            self.staged_queue = None;
-        }
         let staged = self.staged.get_or_insert_with(DesiredIndex::default);
         staged.reserve(entries.len());
-        for (key, entry, copy) in entries {
-            staged.insert(key, entry);
-            if let (Some(q), Some(copy)) = (self.staged_queue.as_mut(), copy) {
-                q.push(copy);
-            }
-        }
+        staged.extend(entries);
     }
 
     /// Puts the staged set in force. Changed, added and removed keys are queued.
     pub fn end_desired(&mut self) -> usize {
         let next = self.staged.take().unwrap_or_default();
-        let copies = self.staged_queue.take();
         let old = std::mem::replace(&mut self.desired, next);
         self.desired_kinds.clear();
         for k in self.desired.keys() {
             count_kind(&mut self.desired_kinds, k, true);
         }
-        let queued = match copies {
-            // A first set: every key, in the set's order, copied already.
-            Some(copies) if old.is_empty() => copies
-                .into_iter()
-                .map(|k| self.enqueue_shared(k))
-                .filter(|queued| *queued)
-                .count(),
-            _ => {
-                // Changed and added keys in the set's order, then the removed ones.
-                let mut changed: Vec<ResourceKey> = self
-                    .desired
-                    .iter()
-                    .filter(|(k, n)| old.get(*k).is_none_or(|e| n.compiled != e.compiled))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                changed.extend(old.keys().filter(|k| !self.desired.contains_key(*k)).cloned());
-                changed
-                    .into_iter()
-                    .map(|k| self.enqueue_owned(k))
-                    .filter(|queued| *queued)
-                    .count()
-            }
-        };
+        // Changed and added keys in the set's order, then the removed ones.
+        let mut changed: Vec<ResourceKey> = self
+            .desired
+            .iter()
+            .filter(|(k, n)| old.get(*k).is_none_or(|e| n.compiled != e.compiled))
+            .map(|(k, _)| k.clone())
+            .collect();
+        changed.extend(old.keys().filter(|k| !self.desired.contains_key(*k)).cloned());
+        let queued = changed
+            .into_iter()
+            .map(|k| self.enqueue_owned(k))
+            .filter(|queued| *queued)
+            .count();
         // Every key of a first set is queued now; a later set keeps the flag (its unchanged keys are
         // as queued as before, the others were just queued).
         self.desired_all_queued |= old.is_empty();

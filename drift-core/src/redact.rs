@@ -51,6 +51,16 @@ pub const DEFAULT_SENSITIVE_NAMES: &[&str] = &[
     "connectionstring",
 ];
 const TOKEN_HEX: usize = 16;
+
+/// Where a value named like a secret is looked for: a ConfigMap's maps, the containers' env of a pod
+/// spec at any of these paths (a workload's template, a CronJob's, a Pod's own).
+const CONFIG_MAP_FIELDS: [&str; 2] = ["data", "binaryData"];
+const POD_SPECS: [&[&str]; 3] = [
+    &["spec", "template", "spec"],
+    &["spec", "jobTemplate", "spec", "template", "spec"],
+    &["spec"],
+];
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Hashes secret values with the install's key.
@@ -305,54 +315,48 @@ impl Redactor {
     }
 
     /// Whether a ConfigMap key or a container env variable of the object has a sensitive name: when
-    /// not, [`Redactor::redact_named_values`] changes nothing.
+    /// not, [`Redactor::redact_named_values`] changes nothing (it looks in the same places).
     fn names_sensitive_value(&self, obj: &Value) -> bool {
-        if obj.get("kind").and_then(Value::as_str) == Some("ConfigMap")
-            && ["data", "binaryData"].iter().any(|f| {
+        let config_map = obj.get("kind").and_then(Value::as_str) == Some("ConfigMap")
+            && CONFIG_MAP_FIELDS.iter().any(|f| {
                 obj.get(f)
                     .and_then(Value::as_object)
                     .is_some_and(|m| m.keys().any(|k| self.is_sensitive_name(k)))
-            })
-        {
-            return true;
-        }
-        let Some(spec) = obj.get("spec") else {
-            return false;
-        };
-        fn template(s: &Value) -> Option<&Value> {
-            s.get("template")?.get("spec")
-        }
-        let job = spec
-            .get("jobTemplate")
-            .and_then(|j| j.get("spec"))
-            .and_then(template);
-        [template(spec), job, Some(spec)]
-            .into_iter()
-            .flatten()
-            .any(|pod| {
-                ["containers", "initContainers", "ephemeralContainers"]
-                    .iter()
-                    .any(|list| {
-                        pod.get(list).and_then(Value::as_array).is_some_and(|cs| {
-                            cs.iter().any(|c| {
-                                c.get("env").and_then(Value::as_array).is_some_and(|env| {
-                                    env.iter().any(|e| {
-                                        e.get("name")
-                                            .and_then(Value::as_str)
-                                            .is_some_and(|n| self.is_sensitive_name(n))
-                                    })
-                                })
-                            })
-                        })
+            });
+        config_map
+            || POD_SPECS
+                .iter()
+                .filter_map(|path| path.iter().try_fold(obj, |v, f| v.get(*f)))
+                .any(|pod| {
+                    CONTAINER_LISTS.iter().any(|list| {
+                        pod.get(list)
+                            .and_then(Value::as_array)
+                            .is_some_and(|cs| cs.iter().any(|c| self.has_sensitive_env(c)))
                     })
-            })
+                })
+    }
+
+    /// Whether an env entry's name is sensitive.
+    fn is_sensitive_env(&self, entry: &Value) -> bool {
+        entry
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| self.is_sensitive_name(n))
+    }
+
+    /// Whether a container has an env entry with a sensitive name.
+    fn has_sensitive_env(&self, container: &Value) -> bool {
+        container
+            .get("env")
+            .and_then(Value::as_array)
+            .is_some_and(|env| env.iter().any(|e| self.is_sensitive_env(e)))
     }
 
     /// ConfigMap keys and container env values with sensitive names; whether anything changed.
     fn redact_named_values(&self, obj: &mut Value, kind: &str, name: &str) -> bool {
         let mut changed = false;
         if kind == "ConfigMap" {
-            for field in ["data", "binaryData"] {
+            for field in CONFIG_MAP_FIELDS {
                 if let Some(m) = obj.get_mut(field).and_then(Value::as_object_mut) {
                     for (k, v) in m.iter_mut() {
                         if self.is_sensitive_name(k) && !v.as_str().is_some_and(Redactor::is_token) {
@@ -368,30 +372,17 @@ impl Redactor {
                 }
             }
         }
-        for spec in [
-            &["spec", "template", "spec"][..],
-            &["spec", "jobTemplate", "spec", "template", "spec"],
-            &["spec"],
-        ] {
+        for spec in POD_SPECS {
             let Some(pod) = crate::value::field_path_mut(obj, spec).and_then(Value::as_object_mut) else {
                 continue;
             };
-            for list in ["containers", "initContainers", "ephemeralContainers"] {
+            for list in CONTAINER_LISTS {
                 let Some(cs) = pod.get_mut(list).and_then(Value::as_array_mut) else {
                     continue;
                 };
                 for c in cs.iter_mut() {
                     // Most containers have no sensitive env name: one look, nothing copied.
-                    let sensitive = |e: &Value| {
-                        e.get("name")
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| self.is_sensitive_name(n))
-                    };
-                    if !c
-                        .get("env")
-                        .and_then(Value::as_array)
-                        .is_some_and(|env| env.iter().any(sensitive))
-                    {
+                    if !self.has_sensitive_env(c) {
                         continue;
                     }
                     let cname = c
@@ -403,7 +394,7 @@ impl Redactor {
                         continue;
                     };
                     for e in env.iter_mut() {
-                        if !sensitive(e) {
+                        if !self.is_sensitive_env(e) {
                             continue;
                         }
                         let en = e
