@@ -48,6 +48,33 @@ fn main() {
             drifts += engine.diff(d, Some(l)).drifts.len();
         }
         let t6 = Instant::now();
+        // Both sides compiled (the desired index's form and the live object's).
+        let compiled: Vec<_> = pairs
+            .iter()
+            .map(|(d, l)| {
+                (
+                    d.key().clone(),
+                    drift_core::compiled::Compiled::of(d.object()),
+                    drift_core::CompiledLive::of(l),
+                )
+            })
+            .collect();
+        let t7 = Instant::now();
+        let ctx = drift_core::DiffContext::default();
+        for (k, d, l) in &compiled {
+            drifts += engine.diff_compiled_both(k, d, l, &ctx).drifts.len();
+        }
+        let t8 = Instant::now();
+        for (k, d, l) in &compiled {
+            drifts += engine.diff_compiled_both(k, d, l, &ctx).drifts.len();
+        }
+        let t9 = Instant::now();
+        println!(
+            "  compiling both {:?}; compiled diffs {:?}, again {:?}",
+            t7 - t6,
+            t8 - t7,
+            t9 - t8
+        );
         assert_eq!(live_size, again);
         println!(
             "one core: touch live {:?}, again {:?} ({live_size}); touch desired {:?} ({desired_size}); prepare both {:?}; diffs {:?}, again {:?} ({} drifts)",
@@ -57,7 +84,7 @@ fn main() {
             t4 - t3,
             t5 - t4,
             t6 - t5,
-            drifts / 2
+            drifts / 4
         );
     }
 }

@@ -298,6 +298,248 @@ impl Compiled {
     }
 }
 
+/// Fields a decoding leaves out (read past, never built): `keys` of the map being read; the map under
+/// `nested.0` is read with the rule `nested.1`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Skip {
+    pub(crate) keys: &'static [&'static str],
+    pub(crate) nested: Option<(&'static str, &'static Skip)>,
+}
+
+impl Skip {
+    /// Nothing left out.
+    pub(crate) const NONE: Skip = Skip {
+        keys: &[],
+        nested: None,
+    };
+}
+
+impl Compiled {
+    /// Decodes JSON text straight into the compiled form, leaving out what `skip` names: the same
+    /// bytes as [`Compiled::of`] of the value `serde_json` would parse (the last of duplicate keys
+    /// wins), without building that value.
+    pub(crate) fn from_json(text: &str, skip: &Skip) -> Result<Compiled, serde_json::Error> {
+        let mut out = Vec::with_capacity(text.len() / 2);
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde::de::DeserializeSeed::deserialize(Decode { out: &mut out, skip }, &mut de)?;
+        de.end()?;
+        Ok(Compiled {
+            bytes: out.into_boxed_slice(),
+        })
+    }
+}
+
+/// Writes one decoded node into `out`; a map's entries are read with `skip`.
+struct Decode<'o, 's> {
+    out: &'o mut Vec<u8>,
+    skip: &'s Skip,
+}
+
+/// A node decoded without a rule of its own (below the skipped levels).
+const PLAIN: &Skip = &Skip::NONE;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Decode<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Writes a container's header (tag, a one-byte count, a 4-byte length); returns where it starts.
+fn header(out: &mut Vec<u8>, tag: u8) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[tag, 0, 0, 0, 0, 0]);
+    at
+}
+
+/// Completes the header written at `at` once the body (after it) is written: the count as a
+/// varint (widened in place past 127) and the body length.
+fn finish(out: &mut Vec<u8>, at: usize, count: usize) {
+    let body = out.len() - at - 6;
+    let len = u32::try_from(body).unwrap_or(u32::MAX).to_le_bytes();
+    if let Ok(one) = u8::try_from(count)
+        && one < 0x80
+    {
+        out[at + 1] = one;
+        out[at + 2..at + 6].copy_from_slice(&len);
+    } else {
+        let mut head = Vec::with_capacity(14);
+        varint(count as u64, &mut head);
+        head.extend_from_slice(&len);
+        out.splice(at + 1..at + 6, head);
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Decode<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.out.push(NULL);
+        Ok(())
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
+        self.out.push(if b { TRUE } else { FALSE });
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
+        self.out.push(POS);
+        varint(n, self.out);
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
+        match u64::try_from(n) {
+            Ok(u) => self.visit_u64(u),
+            Err(_) => {
+                self.out.push(NEG);
+                varint(!(n as u64), self.out);
+                Ok(())
+            }
+        }
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<(), E> {
+        // As `Value`: a float that is no JSON number is `null`.
+        if f.is_finite() {
+            self.out.push(FLOAT);
+            self.out.extend_from_slice(&f.to_le_bytes());
+        } else {
+            self.out.push(NULL);
+        }
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+        self.out.push(STR);
+        varint(s.len() as u64, self.out);
+        self.out.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let at = header(self.out, ARR);
+        let mut count = 0;
+        while seq
+            .next_element_seed(Decode {
+                out: self.out,
+                skip: PLAIN,
+            })?
+            .is_some()
+        {
+            count += 1;
+        }
+        finish(self.out, at, count);
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let out = self.out;
+        let at = header(out, OBJ);
+        // Each entry's start; entries are written as they come, then put in key order.
+        let mut starts: Vec<usize> = Vec::new();
+        let mut sorted = true;
+        loop {
+            let start = out.len();
+            if map.next_key_seed(KeySeed { out: &mut *out })?.is_none() {
+                break;
+            }
+            let key = entry_key(out, start).unwrap_or_default();
+            if self.skip.keys.contains(&key) {
+                // (Never an entry of the same key before it: that key is always skipped here.)
+                out.truncate(start);
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            if sorted
+                && let Some(&prev) = starts.last()
+                && entry_key(out, prev) >= Some(key)
+            {
+                sorted = false;
+            }
+            let skip = match self.skip.nested {
+                Some((name, rule)) if name == key => rule,
+                _ => PLAIN,
+            };
+            map.next_value_seed(Decode { out: &mut *out, skip })?;
+            starts.push(start);
+        }
+        let count = if sorted {
+            starts.len()
+        } else {
+            order_entries(out, at + 6, &starts)
+        };
+        finish(out, at, count);
+        Ok(())
+    }
+}
+
+/// Writes a map key as it is read.
+struct KeySeed<'o> {
+    out: &'o mut Vec<u8>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<(), E> {
+        write_key(k, self.out);
+        Ok(())
+    }
+}
+
+/// The key of the entry written at `start`.
+fn entry_key(out: &[u8], start: usize) -> Option<&str> {
+    read_key(out.get(start..)?).map(|(k, _)| k)
+}
+
+/// Puts the entries written from `body` on (starting at `starts`) in key order, the last of
+/// duplicate keys kept; returns how many are left.
+fn order_entries(out: &mut Vec<u8>, body: usize, starts: &[usize]) -> usize {
+    let end = out.len();
+    let mut ranges: Vec<(usize, usize)> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (s, starts.get(i + 1).copied().unwrap_or(end)))
+        .collect();
+    // Stable: of equal keys, the later stays later.
+    ranges.sort_by(|a, b| entry_key(out, a.0).cmp(&entry_key(out, b.0)));
+    let mut ordered = Vec::with_capacity(end - body);
+    let mut count = 0;
+    for (i, &(s, e)) in ranges.iter().enumerate() {
+        if ranges
+            .get(i + 1)
+            .is_some_and(|n| entry_key(out, n.0) == entry_key(out, s))
+        {
+            continue;
+        }
+        ordered.extend_from_slice(&out[s..e]);
+        count += 1;
+    }
+    out.truncate(body);
+    out.extend_from_slice(&ordered);
+    count
+}
+
+/// Writes a map key (interned when it is a common one).
+fn write_key(k: &str, out: &mut Vec<u8>) {
+    match key_ids().get(k) {
+        Some(id) => varint((*id as u64) << 1, out),
+        None => {
+            varint(((k.len() as u64) << 1) | 1, out);
+            out.extend_from_slice(k.as_bytes());
+        }
+    }
+}
+
 fn varint(mut n: u64, out: &mut Vec<u8>) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
@@ -341,15 +583,8 @@ fn encode(v: &Value, out: &mut Vec<u8>) {
             out.push(OBJ);
             varint(m.len() as u64, out);
             let at = body_start(out);
-            let ids = key_ids();
             for (k, x) in m {
-                match ids.get(k.as_str()) {
-                    Some(id) => varint((*id as u64) << 1, out),
-                    None => {
-                        varint(((k.len() as u64) << 1) | 1, out);
-                        out.extend_from_slice(k.as_bytes());
-                    }
-                }
+                write_key(k, out);
                 encode(x, out);
             }
             body_end(out, at);
@@ -633,6 +868,30 @@ impl<'a> Node<'a> {
         })
     }
 
+    /// Whether two nodes are equal as serde_json compares values. Equal bytes are equal values;
+    /// unequal bytes are compared by structure (`0.0` and `-0.0` are equal).
+    pub(crate) fn eq_node(&self, other: &Node<'_>) -> bool {
+        match (*self, *other) {
+            (Node::Arr(a), Node::Arr(b)) => {
+                a.len == b.len && (a.body == b.body || a.items().zip(b.items()).all(|(x, y)| x.eq_node(&y)))
+            }
+            (Node::Obj(a), Node::Obj(b)) => {
+                a.len == b.len
+                    && (a.body == b.body
+                        || a.entries()
+                            .zip(b.entries())
+                            .all(|((ka, va), (kb, vb))| ka == kb && va.eq_node(&vb)))
+            }
+            (Node::Null, Node::Null) => true,
+            (Node::Bool(a), Node::Bool(b)) => a == b,
+            (Node::Pos(a), Node::Pos(b)) => a == b,
+            (Node::Neg(a), Node::Neg(b)) => a == b,
+            (Node::Float(a), Node::Float(b)) => a == b,
+            (Node::Str(a), Node::Str(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// Whether the node equals a value as serde_json compares values (`1` is not `1.0`).
     pub(crate) fn eq_value(&self, v: &Value) -> bool {
         match (*self, v) {
@@ -781,6 +1040,132 @@ mod tests {
         }
         for n in [json!(1), json!(-1), json!(1.5), json!("1")] {
             assert_eq!(Compiled::of(&n).root().as_number(), n.as_number().cloned(), "{n}");
+        }
+    }
+
+    /// A value as JSON text with its object keys in reverse order and, for some, a duplicate key
+    /// (an earlier value the later one overrides), as text from an API server or a person comes.
+    fn unsorted_text(v: &Value, dup: &mut u32, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                out.push('{');
+                let mut first = true;
+                for (k, x) in m.iter().rev() {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    *dup += 1;
+                    if (*dup).is_multiple_of(3) {
+                        out.push_str(&Value::String(k.clone()).to_string());
+                        out.push_str(":[\"overridden\"],");
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    unsorted_text(x, dup, out);
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    unsorted_text(x, dup, out);
+                }
+                out.push(']');
+            }
+            _ => out.push_str(&v.to_string()),
+        }
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-zé\"\\\\/ ]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 200, 140, |inner| {
+            let key = prop_oneof![
+                Just("metadata".to_string()),
+                Just("name".to_string()),
+                Just("status".to_string()),
+                "[a-zA-Z~/ é]{0,6}",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..140).prop_map(Value::Array),
+                proptest::collection::btree_map(key, inner, 0..140)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_text_gives_the_bytes_compiling_its_value_gives(v in arb_value()) {
+            // Sorted and unique keys, as printed.
+            // (Against the value serde_json parses from the text: its float parsing does not
+            // always give back the printed float.)
+            let text = v.to_string();
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(Compiled::from_json(&text, &Skip::NONE).unwrap(), Compiled::of(&parsed));
+            // Keys in another order, some given twice: the value serde_json parses from the text.
+            let mut dup = 0;
+            let mut odd = String::new();
+            unsorted_text(&v, &mut dup, &mut odd);
+            let odd_parsed: Value = serde_json::from_str(&odd).unwrap();
+            proptest::prop_assert_eq!(&odd_parsed, &parsed);
+            proptest::prop_assert_eq!(Compiled::from_json(&odd, &Skip::NONE).unwrap(), Compiled::of(&parsed));
+        }
+    }
+
+    #[test]
+    fn decoding_leaves_out_what_the_rule_names_at_its_level_only() {
+        const ANNOTATIONS: Skip = Skip {
+            keys: &["drop-me"],
+            nested: None,
+        };
+        const META: Skip = Skip {
+            keys: &["managedFields"],
+            nested: Some(("annotations", &ANNOTATIONS)),
+        };
+        const ROOT: Skip = Skip {
+            keys: &["status"],
+            nested: Some(("metadata", &META)),
+        };
+        let text = r#"{"status": {"a": 1}, "metadata": {"managedFields": [1], "name": "x",
+            "annotations": {"drop-me": "1", "keep": "2"}, "status": "kept below the root"},
+            "spec": {"status": "kept", "managedFields": "kept"}, "status": 2}"#;
+        let want = serde_json::json!({"metadata": {"name": "x", "annotations": {"keep": "2"},
+            "status": "kept below the root"}, "spec": {"status": "kept", "managedFields": "kept"}});
+        assert_eq!(Compiled::from_json(text, &ROOT).unwrap(), Compiled::of(&want));
+        // A skipped key given twice; the others in order.
+        let text = r#"{"b": 1, "status": 1, "a": 2, "status": {"x": 1}}"#;
+        assert_eq!(
+            Compiled::from_json(text, &ROOT).unwrap(),
+            Compiled::of(&serde_json::json!({"a": 2, "b": 1}))
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_an_error_with_its_line() {
+        for (text, line) in [("{\"a\": 1,\n\"b\": }", 2), ("[1, 2", 1), ("{} {}", 1), ("", 1)] {
+            let e = Compiled::from_json(text, &Skip::NONE).unwrap_err();
+            assert_eq!(e.line(), line, "{text}: {e}");
+        }
+        // Counts past one byte and bodies past any small size.
+        let big = Value::Array((0..300).map(Value::from).collect());
+        let wide = Value::Object((0..300).map(|i| (format!("k{i}"), Value::from(i))).collect());
+        for v in [big, wide] {
+            assert_eq!(
+                Compiled::from_json(&v.to_string(), &Skip::NONE).unwrap(),
+                Compiled::of(&v)
+            );
         }
     }
 

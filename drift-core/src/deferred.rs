@@ -16,8 +16,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::compiled::{Compiled, Skip};
 use crate::load::{LoadError, LoadOptions, compact_object};
 use crate::model::{Resource, ResourceKey};
+use crate::object::CompiledLive;
 
 /// Objects known by identity, parsed on demand.
 #[derive(Debug, Default)]
@@ -403,6 +405,40 @@ impl Deferred {
     /// As [`Deferred::resource`].
     pub fn lean(&self, i: usize) -> Result<Resource, LoadError> {
         self.parse(i, Shape::Lean)
+    }
+
+    /// Object `i` read as [`Deferred::lean`] reads it, but decoded straight into the compiled form
+    /// ([`CompiledLive`], for [`crate::DiffEngine::diff_with_compiled_live`]): no `Value` is built.
+    /// `None` where that does not apply — an object parsed already, a typed list's item without its
+    /// own type, text that does not decode, or an object redaction would change — and then
+    /// [`Deferred::lean`] is the way. (Loading compactly changes nothing in a lean object: what
+    /// [`crate::load::compact_object`] takes out is left out already.)
+    pub fn lean_compiled(&self, i: usize) -> Option<CompiledLive> {
+        const ANNOTATIONS: Skip = Skip {
+            keys: &[LAST_APPLIED],
+            nested: None,
+        };
+        const METADATA: Skip = Skip {
+            keys: &["managedFields"],
+            nested: Some(("annotations", &ANNOTATIONS)),
+        };
+        const LEAN: Skip = Skip {
+            keys: &["status"],
+            nested: Some(("metadata", &METADATA)),
+        };
+        let it = self.items.get(i)?;
+        let Body::Raw {
+            text,
+            start,
+            end,
+            list_type: None,
+        } = &it.body
+        else {
+            return None;
+        };
+        let body = self.texts.get(*text)?.get(*start..*end)?;
+        let object = Compiled::from_json(body, &LEAN).ok()?;
+        CompiledLive::unredacted(it.key.clone(), object, crate::redact::Redactor::global()).ok()
     }
 
     fn parse(&self, i: usize, shape: Shape) -> Result<Resource, LoadError> {

@@ -17,13 +17,14 @@ use crate::drift::{Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedFi
 use crate::ignore::{IgnoreSet, ResourceIgnores};
 use crate::load::MAX_DEPTH;
 use crate::model::ResourceKey;
-use crate::object::{Autoscalers, DesiredObject, LiveObject};
+use crate::object::{Autoscalers, CompiledLive, DesiredObject, LiveObject};
+use crate::ownership::Ownership;
 use crate::ownership::Step;
 use crate::path::{FieldPath, Segment, escape_pointer_token};
 use crate::rules::{DriftSite, RuleSet};
 use crate::schema::{self, DefaultVerdict, Level, ListSpec, Node};
-use crate::tree::{Shape, Tree, TreeArr, TreeMap};
-use crate::value::{is_empty, loose_eq, number_eq, quantity_eq};
+use crate::tree::{Indexed, Shape, Tree, TreeArr, TreeMap};
+use crate::value::{loose_eq, number_eq, quantity_eq};
 
 /// Field managers of the tools people use to change a cluster by hand. A live field one of them owns
 /// in an object the desired state manages is drift ("added by hand"), not an unmanaged extra.
@@ -183,6 +184,42 @@ impl DiffEngine {
         self.walk(key, desired.root(), live, ctx)
     }
 
+    /// [`DiffEngine::diff_with`] against a live object in compiled form ([`CompiledLive`]): the
+    /// comparison reads it in place, and builds values only for what it reports.
+    pub fn diff_with_compiled_live(
+        &self,
+        desired: &DesiredObject,
+        live: &CompiledLive,
+        ctx: &DiffContext<'_>,
+    ) -> DriftReport {
+        self.compare_with(
+            desired.key(),
+            desired.object(),
+            live.key(),
+            live.root(),
+            LiveRef::Compiled(live),
+            ctx,
+        )
+    }
+
+    /// [`DiffEngine::diff_compiled`] against a live object in compiled form: both read in place.
+    pub fn diff_compiled_both(
+        &self,
+        key: &ResourceKey,
+        desired: &Compiled,
+        live: &CompiledLive,
+        ctx: &DiffContext<'_>,
+    ) -> DriftReport {
+        self.compare_with(
+            key,
+            desired.root(),
+            live.key(),
+            live.root(),
+            LiveRef::Compiled(live),
+            ctx,
+        )
+    }
+
     /// The comparison, whichever form holds the desired object.
     fn walk<'a, T: Tree<'a>>(
         &self,
@@ -191,24 +228,43 @@ impl DiffEngine {
         live: Option<&'a LiveObject>,
         ctx: &DiffContext<'_>,
     ) -> DriftReport {
-        let key = key.clone();
         let Some(live) = live else {
             return DriftReport {
-                key,
+                key: key.clone(),
                 status: DriftStatus::MissingLive,
                 drifts: Vec::new(),
                 unmanaged: Vec::new(),
             };
         };
-        let lkey = live.key();
+        self.compare_with(
+            key,
+            desired,
+            live.key(),
+            live.object(),
+            LiveRef::Object(live),
+            ctx,
+        )
+    }
+
+    /// The comparison, whichever forms hold the two objects.
+    fn compare_with<'a, T: Tree<'a>, L: Tree<'a>>(
+        &self,
+        key: &ResourceKey,
+        desired: T,
+        lkey: &ResourceKey,
+        lroot: L,
+        live: LiveRef<'a>,
+        ctx: &DiffContext<'_>,
+    ) -> DriftReport {
+        let key = key.clone();
         let (root, defaults) = schema::root_for(&lkey.group, &lkey.version, &lkey.kind);
-        let ignores = self.options.ignore.for_resource(lkey, live.object());
+        let ignores = self.options.ignore.for_tree(lkey, lroot);
         let autoscaled = crate::kinds::is_scalable_workload(&lkey.group, &lkey.kind)
             && ctx.autoscalers.is_some_and(|a| a.targets(lkey));
         let custom = ctx
             .custom
             .and_then(|c| c.schema(&lkey.group, &lkey.version, &lkey.kind));
-        let mut w = Walker {
+        let mut w: Walker<'a, '_, T, L> = Walker {
             options: &self.options,
             live,
             defaults,
@@ -221,9 +277,9 @@ impl DiffEngine {
             raw: Vec::new(),
             unmanaged: Vec::new(),
         };
-        match (desired.shape(), live.object()) {
-            (Shape::Obj(d), Value::Object(l)) => w.compare_map(d, l, root),
-            (_, l) => w.compare(desired, Some(l), root),
+        match (desired.shape(), lroot.shape()) {
+            (Shape::Obj(d), Shape::Obj(l)) => w.compare_map(d, l, root),
+            _ => w.compare(desired, Some(lroot), root),
         }
         let Walker { raw, unmanaged, .. } = w;
         let drifts = raw
@@ -234,7 +290,7 @@ impl DiffEngine {
                     path: &r.path,
                     change: r.change,
                     expected: r.expected.as_deref(),
-                    actual: r.actual,
+                    actual: r.actual.as_deref(),
                 };
                 let (rule, class) = self.rules.classify(&site);
                 Drift {
@@ -242,7 +298,7 @@ impl DiffEngine {
                     key: key.clone(),
                     change: r.change,
                     expected: r.expected.map(Cow::into_owned),
-                    actual: r.actual.cloned(),
+                    actual: r.actual.map(Cow::into_owned),
                     rule,
                     set: class.set,
                     severity: class.severity,
@@ -257,7 +313,7 @@ impl DiffEngine {
             .map(|(path, v)| UnmanagedField {
                 path: path.pointer(),
                 field: path.readable(),
-                actual: v.clone(),
+                actual: v.into_owned(),
             })
             .collect();
         let status = if drifts.is_empty() {
@@ -274,14 +330,30 @@ impl DiffEngine {
     }
 }
 
+/// The live object compared, for what the walk reads besides its fields (field ownership).
+#[derive(Clone, Copy)]
+enum LiveRef<'a> {
+    Object(&'a LiveObject),
+    Compiled(&'a CompiledLive),
+}
+
+impl<'a> LiveRef<'a> {
+    fn ownership(self) -> &'a Ownership {
+        match self {
+            LiveRef::Object(l) => l.ownership(),
+            LiveRef::Compiled(l) => l.ownership(),
+        }
+    }
+}
+
 /// A step of the walk.
 #[derive(Clone, Copy)]
-enum Seg<'a, M> {
+enum Seg<'a, M, LM> {
     Field(&'a str),
     Index(usize),
     Keyed {
         spec: &'static ListSpec,
-        el: El<'a, M>,
+        el: El<M, LM>,
         live: Option<usize>,
         desired: Option<usize>,
     },
@@ -289,16 +361,16 @@ enum Seg<'a, M> {
 
 /// A keyed list element: live's, or desired's where live has none.
 #[derive(Clone, Copy)]
-enum El<'a, M> {
-    Live(&'a Map<String, Value>),
+enum El<M, LM> {
+    Live(LM),
     Desired(M),
 }
 
-impl<'a, M: TreeMap<'a>> El<'a, M> {
+impl<'a, M: TreeMap<'a>, LM: TreeMap<'a>> El<M, LM> {
     fn key_fields(&self, spec: &ListSpec) -> Vec<(String, Value)> {
         match self {
-            El::Live(m) => key_fields(m, spec),
-            El::Desired(d) => key_fields_d(*d, spec),
+            El::Live(m) => key_fields_of(*m, spec),
+            El::Desired(d) => key_fields_of(*d, spec),
         }
     }
 }
@@ -309,12 +381,21 @@ struct RawDrift<'a> {
     desired_pointer: Option<String>,
     change: Change,
     expected: Option<Cow<'a, Value>>,
-    actual: Option<&'a Value>,
+    actual: Option<Cow<'a, Value>>,
 }
 
-struct Walker<'a, 'o, T: Tree<'a>> {
+/// The map of a node that is one.
+#[inline]
+fn as_map<'a, X: Tree<'a>>(x: X) -> Option<X::Map> {
+    match x.shape() {
+        Shape::Obj(m) => Some(m),
+        _ => None,
+    }
+}
+
+struct Walker<'a, 'o, T: Tree<'a>, L: Tree<'a>> {
     options: &'o DiffOptions,
-    live: &'a LiveObject,
+    live: LiveRef<'a>,
     defaults: bool,
     /// The custom kind's schema (from its live CRD), for its `default:` values.
     custom: Option<&'o Value>,
@@ -322,21 +403,21 @@ struct Walker<'a, 'o, T: Tree<'a>> {
     /// A walk inside a set element: paths are relative, so ownership and ignore rules do not apply.
     nested: bool,
     ignores: &'o ResourceIgnores<'o>,
-    segs: Vec<Seg<'a, T::Map>>,
+    segs: Vec<Seg<'a, T::Map, L::Map>>,
     anc: Vec<Level<'a>>,
     raw: Vec<RawDrift<'a>>,
-    unmanaged: Vec<(FieldPath, &'a Value)>,
+    unmanaged: Vec<(FieldPath, Cow<'a, Value>)>,
 }
 
-impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
-    fn compare(&mut self, d: T, l: Option<&'a Value>, node: &'static Node) {
+impl<'a, 'o, T: Tree<'a>, L: Tree<'a>> Walker<'a, 'o, T, L> {
+    fn compare(&mut self, d: T, l: Option<L>, node: &'static Node) {
         if node.skip {
             return;
         }
         if self.segs.len() > MAX_DEPTH {
             let d = d.to_value();
-            if !l.is_some_and(|l| loose_eq(&d, l)) {
-                self.emit(Change::Changed, Some(d), l);
+            if !l.is_some_and(|l| loose_eq(&d, &l.to_value())) {
+                self.emit(Change::Changed, Some(d), l.map(Tree::to_value));
             }
             return;
         }
@@ -353,9 +434,9 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
             }
             return;
         };
-        match (d.shape(), l) {
-            (Shape::Obj(dm), Value::Object(lm)) => self.compare_map(dm, lm, node),
-            (Shape::Arr(da), Value::Array(_)) => self.compare_list(d, da, l, node),
+        match (d.shape(), l.shape()) {
+            (Shape::Obj(dm), Shape::Obj(lm)) => self.compare_map(dm, lm, node),
+            (Shape::Arr(da), Shape::Arr(la)) => self.compare_list(d, da, l, la, node),
             _ => {
                 if self.scalar_eq(d, l, node) {
                     return;
@@ -363,48 +444,50 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
                 if node.zero_is_default && d.is_zero() && self.default_matches(node, l) {
                     return;
                 }
-                self.emit(Change::Changed, Some(d.to_value()), Some(l));
+                self.emit(Change::Changed, Some(d.to_value()), Some(l.to_value()));
             }
         }
     }
 
     #[inline]
-    fn scalar_eq(&self, d: T, l: &Value, node: &Node) -> bool {
-        if d.eq_value(l) {
+    fn scalar_eq(&self, d: T, l: L, node: &Node) -> bool {
+        if l.eq_tree(d) {
             return true;
         }
         match node.leaf {
-            schema::Leaf::Quantity => quantity_eq(&d.to_value(), l),
-            schema::Leaf::ResourceQuantity => crate::value::resource_quantity_eq(&d.to_value(), l),
-            schema::Leaf::Image => match (d.as_str(), l) {
-                (Some(a), Value::String(b)) => crate::image::same_image(a, b),
+            schema::Leaf::Quantity => quantity_eq(&d.to_value(), &l.to_value()),
+            schema::Leaf::ResourceQuantity => {
+                crate::value::resource_quantity_eq(&d.to_value(), &l.to_value())
+            }
+            schema::Leaf::Image => match (d.as_str(), l.as_str()) {
+                (Some(a), Some(b)) => crate::image::same_image(a, b),
                 _ => false,
             },
-            schema::Leaf::IntOrString | schema::Leaf::Plain => match (d.as_number(), l) {
-                (Some(a), Value::Number(b)) => number_eq(&a, b),
+            schema::Leaf::IntOrString | schema::Leaf::Plain => match (d.as_number(), l.as_number()) {
+                (Some(a), Some(b)) => number_eq(&a, &b),
                 _ => false,
             },
         }
     }
 
-    fn compare_map(&mut self, dm: T::Map, lm: &'a Map<String, Value>, node: &'static Node) {
+    fn compare_map(&mut self, dm: T::Map, lm: L::Map, node: &'static Node) {
         self.anc.push(Level {
-            live: lm,
+            live: lm.level(),
             desired: Some(dm.level()),
         });
         // Desired keys, live keys and the schema's fields are all sorted: one merge pass visits them.
         let mut schema = SchemaCursor::new(node);
-        let mut live_iter = lm.iter().peekable();
+        let mut live_iter = lm.entries().peekable();
         for (k, dv) in dm.entries() {
             let mut lv = None;
-            while let Some((lk, v)) = live_iter.peek() {
+            while let Some(&(lk, v)) = live_iter.peek() {
                 match key_cmp(lk, k) {
                     Ordering::Less => {
                         self.live_only_entry(lk, v, schema.child(lk), node.closed);
                         live_iter.next();
                     }
                     Ordering::Equal => {
-                        lv = Some(*v);
+                        lv = Some(v);
                         live_iter.next();
                         break;
                     }
@@ -437,8 +520,8 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
     }
 
     #[inline]
-    fn live_only_entry(&mut self, k: &'a str, v: &'a Value, child: &'static Node, parent_closed: bool) {
-        if child.skip || is_empty(v) {
+    fn live_only_entry(&mut self, k: &'a str, v: L, child: &'static Node, parent_closed: bool) {
+        if child.skip || v.is_empty() {
             return;
         }
         self.segs.push(Seg::Field(k));
@@ -447,30 +530,30 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
     }
 
     /// A live value at a place the desired object leaves open.
-    fn live_only(&mut self, lv: &'a Value, node: &'static Node, parent_closed: bool) {
-        if node.skip || is_empty(lv) {
+    fn live_only(&mut self, lv: L, node: &'static Node, parent_closed: bool) {
+        if node.skip || lv.is_empty() {
             return;
         }
         match self.default_verdict(node, lv) {
             DefaultVerdict::Matches => return,
             // Someone edited a field the server defaults (§3.2a): drift against the default.
             DefaultVerdict::Differs(default) => {
-                self.emit(Change::Changed, Some(Cow::Owned(default)), Some(lv));
+                self.emit(Change::Changed, Some(Cow::Owned(default)), Some(lv.to_value()));
                 return;
             }
             DefaultVerdict::None => {}
         }
         if !parent_closed
             && self.segs.len() <= MAX_DEPTH
-            && let Value::Object(lm) = lv
+            && let Shape::Obj(lm) = lv.shape()
             && node.has_structure()
         {
             self.anc.push(Level {
-                live: lm,
+                live: lm.level(),
                 desired: None,
             });
             let mut schema = SchemaCursor::new(node);
-            for (k, v) in lm {
+            for (k, v) in lm.entries() {
                 self.live_only_entry(k, v, schema.child(k), node.closed);
             }
             self.anc.pop();
@@ -479,9 +562,9 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
         self.unexplained(lv, parent_closed);
     }
 
-    fn default_verdict(&self, node: &Node, lv: &Value) -> DefaultVerdict {
+    fn default_verdict(&self, node: &Node, lv: L) -> DefaultVerdict {
         if let Some(d) = self.custom_default() {
-            return if loose_eq(d, lv) {
+            return if loose_eq(d, &lv.to_value()) {
                 DefaultVerdict::Matches
             } else {
                 DefaultVerdict::Differs(d.clone())
@@ -514,27 +597,24 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
         Some(s)
     }
 
-    fn default_matches(&self, node: &Node, lv: &Value) -> bool {
+    fn default_matches(&self, node: &Node, lv: L) -> bool {
         self.default_verdict(node, lv) == DefaultVerdict::Matches
     }
 
     /// A live value nothing explains: drift if it is ours to remove or a person added it to an
     /// object we manage, else unmanaged.
-    fn unexplained(&mut self, lv: &'a Value, closed: bool) {
+    fn unexplained(&mut self, lv: L, closed: bool) {
         if closed || self.owned_by_applier() || self.owned_by_hand() {
-            self.emit(Change::Extra, None, Some(lv));
+            self.emit(Change::Extra, None, Some(lv.to_value()));
         } else {
             let path = self.field_path();
             if !self.ignores.covers(&path) {
-                self.unmanaged.push((path, lv));
+                self.unmanaged.push((path, lv.to_value()));
             }
         }
     }
 
-    fn compare_list(&mut self, d: T, da: T::Arr, l: &'a Value, node: &'static Node) {
-        let Value::Array(la) = l else {
-            return;
-        };
+    fn compare_list(&mut self, d: T, da: T::Arr, l: L, la: L::Arr, node: &'static Node) {
         // A custom kind's list declares its own semantics (`x-kubernetes-list-type`).
         let spec = node
             .list
@@ -542,19 +622,19 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
         match spec {
             Some(spec) if spec.set => {
                 if !self.set_equivalent(da, la, spec) {
-                    self.emit(Change::Changed, Some(d.to_value()), Some(l));
+                    self.emit(Change::Changed, Some(d.to_value()), Some(l.to_value()));
                 }
             }
             Some(spec) if !spec.keys.is_empty() => self.compare_keyed(da, la, spec, node.closed),
             _ => {
                 let item = spec.map_or(&schema::GENERIC, |s| s.item);
-                let mut ds = da.items();
+                let (mut ds, mut ls) = (da.items(), la.items());
                 for i in 0..da.len().max(la.len()) {
                     self.segs.push(Seg::Index(i));
-                    match (ds.next(), la.get(i)) {
+                    match (ds.next(), ls.next()) {
                         (Some(d), Some(l)) => self.compare(d, Some(l), item),
                         (Some(d), None) => self.emit(Change::Missing, Some(d.to_value()), None),
-                        (None, Some(l)) => self.emit(Change::Extra, None, Some(l)),
+                        (None, Some(l)) => self.emit(Change::Extra, None, Some(l.to_value())),
                         (None, None) => {}
                     }
                     self.segs.pop();
@@ -563,42 +643,50 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
         }
     }
 
-    fn compare_keyed(&mut self, da: T::Arr, la: &'a [Value], spec: &'static ListSpec, closed: bool) {
-        let mut matched = Matched::new(la.len());
-        let index = (la.len() > 32).then(|| key_index(la, spec));
+    fn compare_keyed(&mut self, da: T::Arr, la: L::Arr, spec: &'static ListSpec, closed: bool) {
+        let la = la.indexed();
+        let n = la.count();
+        let mut matched = Matched::new(n);
+        let index = (n > 32).then(|| key_index(&la, spec));
         for (i, del) in da.items().enumerate() {
             let Shape::Obj(dm) = del.shape() else {
                 // Not an element with keys: compare it by position.
-                if i < la.len() {
+                if i < n {
                     matched.set(i);
                 }
                 self.segs.push(Seg::Index(i));
-                self.compare(del, la.get(i), &schema::GENERIC);
+                self.compare(del, la.at(i), &schema::GENERIC);
                 self.segs.pop();
                 continue;
             };
             // Lists usually keep their order: try the same position first.
             let same_place = la
-                .get(i)
+                .at(i)
                 .filter(|_| !matched.get(i))
-                .and_then(Value::as_object)
-                .is_some_and(|lm| keys_equal_d(dm, lm, spec));
+                .and_then(as_map)
+                .is_some_and(|lm| keys_equal_of(dm, lm, spec));
             let found = if same_place {
                 Some(i)
             } else {
                 match &index {
                     Some(ix) => ix
-                        .get(&key_string_d(dm, spec))
+                        .get(&key_string_of(dm, spec))
                         .and_then(|cands| cands.iter().copied().find(|j| !matched.get(*j))),
-                    None => la.iter().enumerate().position(|(j, l)| {
-                        !matched.get(j) && l.as_object().is_some_and(|lm| keys_equal_d(dm, lm, spec))
+                    None => (0..n).find(|&j| {
+                        !matched.get(j)
+                            && la
+                                .at(j)
+                                .and_then(as_map)
+                                .is_some_and(|lm| keys_equal_of(dm, lm, spec))
                     }),
                 }
             };
             match found {
                 Some(j) => {
                     matched.set(j);
-                    let Some(lm) = la[j].as_object() else { continue };
+                    let Some(lm) = la.at(j).and_then(as_map) else {
+                        continue;
+                    };
                     self.segs.push(Seg::Keyed {
                         spec,
                         el: El::Live(lm),
@@ -620,11 +708,12 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
                 }
             }
         }
-        for (j, lel) in la.iter().enumerate() {
-            if matched.get(j) || is_empty(lel) {
+        for j in 0..n {
+            let Some(lel) = la.at(j) else { break };
+            if matched.get(j) || lel.is_empty() {
                 continue;
             }
-            match lel.as_object() {
+            match as_map(lel) {
                 Some(lm) => {
                     self.segs.push(Seg::Keyed {
                         spec,
@@ -646,13 +735,16 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
 
     /// Sets compare without order: every desired element has its own equivalent live element and
     /// neither side has more.
-    fn set_equivalent(&self, da: T::Arr, la: &'a [Value], spec: &'static ListSpec) -> bool {
+    fn set_equivalent(&self, da: T::Arr, la: L::Arr, spec: &'static ListSpec) -> bool {
         if da.len() != la.len() {
             return false;
         }
-        let mut used = vec![false; la.len()];
+        let la = la.indexed();
+        let mut used = vec![false; la.count()];
         da.items().all(|d| {
-            match (0..la.len()).find(|&j| !used[j] && self.element_equivalent(d, &la[j], spec.item)) {
+            let found = (0..la.count())
+                .find(|&j| !used[j] && la.at(j).is_some_and(|l| self.element_equivalent(d, l, spec.item)));
+            match found {
                 Some(j) => {
                     used[j] = true;
                     true
@@ -663,13 +755,13 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
     }
 
     /// Whether two set elements are equivalent under the diff semantics (no drift between them).
-    fn element_equivalent(&self, d: T, l: &'a Value, item: &'static Node) -> bool {
-        if d.eq_value(l) {
+    fn element_equivalent(&self, d: T, l: L, item: &'static Node) -> bool {
+        if l.eq_tree(d) {
             return true;
         }
-        match (d.shape(), l) {
-            (Shape::Obj(dm), Value::Object(lm)) => {
-                let mut sub: Walker<'a, '_, T> = Walker {
+        match (d.shape(), l.shape()) {
+            (Shape::Obj(dm), Shape::Obj(lm)) => {
+                let mut sub: Walker<'a, '_, T, L> = Walker {
                     options: self.options,
                     live: self.live,
                     defaults: self.defaults,
@@ -689,7 +781,7 @@ impl<'a, 'o, T: Tree<'a>> Walker<'a, 'o, T> {
         }
     }
 
-    fn emit(&mut self, change: Change, expected: Option<Cow<'a, Value>>, actual: Option<&'a Value>) {
+    fn emit(&mut self, change: Change, expected: Option<Cow<'a, Value>>, actual: Option<Cow<'a, Value>>) {
         let path = self.field_path();
         if self.ignores.covers(&path) {
             return;
@@ -899,23 +991,8 @@ fn is_spec_replicas(path: &FieldPath) -> bool {
     matches!(path.segments(), [Segment::Field(a), Segment::Field(b)] if a == "spec" && b == "replicas")
 }
 
-/// The key fields of a list element, with key defaults applied.
-pub(crate) fn key_fields(el: &Map<String, Value>, spec: &ListSpec) -> Vec<(String, Value)> {
-    spec.keys
-        .iter()
-        .map(|k| {
-            let v = el
-                .get(k.name)
-                .cloned()
-                .or_else(|| k.default.map(|d| Value::String(d.to_string())))
-                .unwrap_or(Value::Null);
-            (k.name.to_string(), v)
-        })
-        .collect()
-}
-
-/// [`key_fields`] of a desired element.
-fn key_fields_d<'a, M: TreeMap<'a>>(el: M, spec: &ListSpec) -> Vec<(String, Value)> {
+/// The key fields of a list element (in either form), with key defaults applied.
+fn key_fields_of<'a, M: TreeMap<'a>>(el: M, spec: &ListSpec) -> Vec<(String, Value)> {
     spec.keys
         .iter()
         .map(|k| {
@@ -929,27 +1006,38 @@ fn key_fields_d<'a, M: TreeMap<'a>>(el: M, spec: &ListSpec) -> Vec<(String, Valu
         .collect()
 }
 
-/// [`keys_equal`] of a desired element and a live one.
-fn keys_equal_d<'a, M: TreeMap<'a>>(a: M, b: &Map<String, Value>, spec: &ListSpec) -> bool {
+/// [`keys_equal`] of a desired element and a live one, in either form.
+fn keys_equal_of<'a, M: TreeMap<'a>, N: TreeMap<'a>>(a: M, b: N, spec: &ListSpec) -> bool {
     spec.keys.iter().all(|k| {
-        let x = match a.get(k.name) {
-            Some(n) if !n.is_null() => Some(n),
-            _ => None,
-        };
-        match (x, key_value(b, k)) {
-            (Some(x), KeyVal::Value(y)) => x.eq_value(y) || loose_eq(&x.to_value(), y),
-            (Some(x), KeyVal::Str(s)) => x.as_str() == Some(s),
-            (None, KeyVal::Value(y)) => k.default.is_some_and(|s| y.as_str() == Some(s)),
-            (None, KeyVal::Str(y)) => k.default == Some(y),
-            (None, KeyVal::Absent) => k.default.is_none(),
-            (Some(_), KeyVal::Absent) => false,
+        let x = a.get(k.name).filter(|n| !n.is_null());
+        let y = b.get(k.name).filter(|n| !n.is_null());
+        match (x, y) {
+            (Some(x), Some(y)) => y.eq_tree(x) || loose_eq(&x.to_value(), &y.to_value()),
+            // An absent key field takes its default, if it has one.
+            (Some(v), None) => k.default.is_some_and(|s| v.as_str() == Some(s)),
+            (None, Some(v)) => k.default.is_some_and(|s| v.as_str() == Some(s)),
+            (None, None) => true,
         }
     })
 }
 
-/// [`key_string`] of a desired element.
-fn key_string_d<'a, M: TreeMap<'a>>(el: M, spec: &ListSpec) -> String {
-    key_string(&el.to_map(), spec)
+/// An element's key as text (equal keys, equal text), in either form.
+fn key_string_of<'a, M: TreeMap<'a>>(el: M, spec: &ListSpec) -> String {
+    let mut s = String::new();
+    for k in spec.keys {
+        match el.get(k.name).filter(|n| !n.is_null()) {
+            Some(v) => match v.as_number() {
+                Some(n) => s.push_str(&n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string())),
+                None => s.push_str(&v.to_value().to_string()),
+            },
+            None => match k.default {
+                Some(d) => s.push_str(&Value::String(d.to_string()).to_string()),
+                None => s.push('-'),
+            },
+        }
+        s.push('\u{0}');
+    }
+    s
 }
 
 fn key_value<'v>(el: &'v Map<String, Value>, k: &crate::schema::KeySpec) -> KeyVal<'v> {
@@ -981,27 +1069,11 @@ pub(crate) fn keys_equal(a: &Map<String, Value>, b: &Map<String, Value>, spec: &
         })
 }
 
-fn key_string(el: &Map<String, Value>, spec: &ListSpec) -> String {
-    let mut s = String::new();
-    for k in spec.keys {
-        match key_value(el, k) {
-            KeyVal::Value(Value::Number(n)) => {
-                s.push_str(&n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string()))
-            }
-            KeyVal::Value(v) => s.push_str(&v.to_string()),
-            KeyVal::Str(d) => s.push_str(&Value::String(d.to_string()).to_string()),
-            KeyVal::Absent => s.push('-'),
-        }
-        s.push('\u{0}');
-    }
-    s
-}
-
-fn key_index(la: &[Value], spec: &ListSpec) -> std::collections::HashMap<String, Vec<usize>> {
+fn key_index<'a, I: Indexed<'a>>(la: &I, spec: &ListSpec) -> std::collections::HashMap<String, Vec<usize>> {
     let mut ix: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
-    for (j, l) in la.iter().enumerate() {
-        if let Some(lm) = l.as_object() {
-            ix.entry(key_string(lm, spec)).or_default().push(j);
+    for j in 0..la.count() {
+        if let Some(lm) = la.at(j).and_then(as_map) {
+            ix.entry(key_string_of(lm, spec)).or_default().push(j);
         }
     }
     ix

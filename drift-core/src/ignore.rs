@@ -337,13 +337,24 @@ impl IgnoreSet {
     /// The rules that apply to one resource: path patterns and field managers. Allocates nothing when
     /// no rule selects the resource.
     pub fn for_resource<'s>(&'s self, key: &ResourceKey, object: &Value) -> ResourceIgnores<'s> {
+        self.for_tree(key, object)
+    }
+
+    /// [`IgnoreSet::for_resource`] of an object in either form.
+    pub(crate) fn for_tree<'s, 'a, T: crate::tree::Tree<'a>>(
+        &'s self,
+        key: &ResourceKey,
+        object: T,
+    ) -> ResourceIgnores<'s> {
         // Looked up only for a rule with a label selector (the presets have none).
         let label = |k: &str| {
             object
-                .get("metadata")
-                .and_then(|m| m.get("labels"))
-                .and_then(|l| l.get(k))
-                .and_then(Value::as_str)
+                .pointer("/metadata/labels")
+                .and_then(|l| match l.shape() {
+                    crate::tree::Shape::Obj(m) => crate::tree::TreeMap::get(m, k),
+                    _ => None,
+                })
+                .and_then(crate::tree::Tree::as_str)
         };
         let mut out = ResourceIgnores::default();
         let presets = self.presets.iter().flat_map(|p| p.compiled().iter());
@@ -352,7 +363,7 @@ impl IgnoreSet {
                 continue;
             }
             if let Some(ptr) = &rule.when_present
-                && object.pointer(ptr).is_none_or(Value::is_null)
+                && object.pointer(ptr).is_none_or(crate::tree::Tree::is_null)
             {
                 continue;
             }

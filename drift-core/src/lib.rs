@@ -120,7 +120,7 @@ pub use load::{
     load_reader, load_reader_with, manifest_files, parse_documents, parse_documents_with,
 };
 pub use model::{ObjectError, Resource, ResourceKey, check_api_version, json_type, split_api_version};
-pub use object::{Autoscalers, DesiredObject, LiveObject, hpa_v1_to_v2};
+pub use object::{Autoscalers, CompiledLive, DesiredObject, LiveObject, hpa_v1_to_v2};
 pub use ownership::shrink_last_applied;
 pub use patch::{PatchError, revert_patch};
 pub use quantity::Quantity;

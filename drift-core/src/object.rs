@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::compiled::Compiled;
 use crate::model::{Resource, ResourceKey};
 use crate::ownership::Ownership;
 use crate::redact::Redactor;
@@ -181,6 +182,76 @@ impl LiveObject {
     pub(crate) fn ownership(&self) -> &Ownership {
         self.ownership
             .get_or_init(|| Ownership::from_object(&self.resource.object))
+    }
+}
+
+/// A live object in compiled form, decoded straight from its text
+/// ([`crate::deferred::Deferred::lean_compiled`]): the diff reads it in place and builds values only
+/// for what it reports. Made only of objects redaction would leave unchanged (no Secret, no value
+/// under a sensitive name), so it needs none.
+#[derive(Debug)]
+pub struct CompiledLive {
+    key: ResourceKey,
+    object: Compiled,
+    ownership: OnceLock<Ownership>,
+}
+
+impl CompiledLive {
+    /// Wraps a compiled live object, unless [`Redactor`] would change it (then it is given back).
+    pub(crate) fn unredacted(
+        key: ResourceKey,
+        object: Compiled,
+        redactor: &Redactor,
+    ) -> Result<Self, Compiled> {
+        if redactor.would_change(object.root()) {
+            return Err(object);
+        }
+        Ok(CompiledLive {
+            key,
+            object,
+            ownership: OnceLock::new(),
+        })
+    }
+
+    /// A prepared live object in compiled form (redacted already, as it is).
+    pub fn of(live: &LiveObject) -> Self {
+        CompiledLive {
+            key: live.key().clone(),
+            object: Compiled::of(live.object()),
+            ownership: OnceLock::new(),
+        }
+    }
+
+    /// Identity.
+    pub fn key(&self) -> &ResourceKey {
+        &self.key
+    }
+
+    /// The compiled object.
+    pub fn compiled(&self) -> &Compiled {
+        &self.object
+    }
+
+    pub(crate) fn root(&self) -> crate::compiled::Node<'_> {
+        self.object.root()
+    }
+
+    /// As [`LiveObject::ownership_read`].
+    pub fn ownership_read(&self) -> bool {
+        self.ownership.get().is_some()
+    }
+
+    /// Field ownership, read from the object's `metadata` when first asked for.
+    pub(crate) fn ownership(&self) -> &Ownership {
+        self.ownership.get_or_init(|| {
+            let meta = self
+                .root()
+                .pointer("/metadata")
+                .map_or(Value::Null, crate::compiled::Node::to_value);
+            let mut object = serde_json::Map::new();
+            object.insert("metadata".to_string(), meta);
+            Ownership::from_object(&Value::Object(object))
+        })
     }
 }
 

@@ -29,6 +29,7 @@
 
 use std::sync::OnceLock;
 
+use crate::tree::{Shape, Tree, TreeArr, TreeMap};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
@@ -261,7 +262,7 @@ impl Redactor {
             return;
         }
         // Most objects hold nothing to redact: one look, nothing copied or looked up twice.
-        if !self.names_sensitive_value(obj)
+        if !self.names_sensitive_value(&*obj)
             && !obj
                 .get("metadata")
                 .and_then(|m| m.get("annotations"))
@@ -316,40 +317,69 @@ impl Redactor {
 
     /// Whether a ConfigMap key or a container env variable of the object has a sensitive name: when
     /// not, [`Redactor::redact_named_values`] changes nothing (it looks in the same places).
-    fn names_sensitive_value(&self, obj: &Value) -> bool {
-        let config_map = obj.get("kind").and_then(Value::as_str) == Some("ConfigMap")
-            && CONFIG_MAP_FIELDS.iter().any(|f| {
-                obj.get(f)
-                    .and_then(Value::as_object)
-                    .is_some_and(|m| m.keys().any(|k| self.is_sensitive_name(k)))
-            });
+    fn names_sensitive_value<'a, T: Tree<'a>>(&self, obj: T) -> bool {
+        let field = |v: T, f: &str| match v.shape() {
+            Shape::Obj(m) => m.get(f),
+            _ => None,
+        };
+        let config_map = field(obj, "kind").and_then(Tree::as_str) == Some("ConfigMap")
+            && CONFIG_MAP_FIELDS
+                .iter()
+                .any(|f| match field(obj, f).map(Tree::shape) {
+                    Some(Shape::Obj(m)) => m.entries().any(|(k, _)| self.is_sensitive_name(k)),
+                    _ => false,
+                });
         config_map
             || POD_SPECS
                 .iter()
-                .filter_map(|path| path.iter().try_fold(obj, |v, f| v.get(*f)))
+                .filter_map(|path| path.iter().try_fold(obj, |v, f| field(v, f)))
                 .any(|pod| {
-                    CONTAINER_LISTS.iter().any(|list| {
-                        pod.get(list)
-                            .and_then(Value::as_array)
-                            .is_some_and(|cs| cs.iter().any(|c| self.has_sensitive_env(c)))
-                    })
+                    CONTAINER_LISTS
+                        .iter()
+                        .any(|list| match field(pod, list).map(Tree::shape) {
+                            Some(Shape::Arr(cs)) => cs.items().any(|c| self.has_sensitive_env(c)),
+                            _ => false,
+                        })
                 })
     }
 
     /// Whether an env entry's name is sensitive.
-    fn is_sensitive_env(&self, entry: &Value) -> bool {
-        entry
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| self.is_sensitive_name(n))
+    fn is_sensitive_env<'a, T: Tree<'a>>(&self, entry: T) -> bool {
+        match entry.shape() {
+            Shape::Obj(m) => m
+                .get("name")
+                .and_then(Tree::as_str)
+                .is_some_and(|n| self.is_sensitive_name(n)),
+            _ => false,
+        }
     }
 
     /// Whether a container has an env entry with a sensitive name.
-    fn has_sensitive_env(&self, container: &Value) -> bool {
-        container
-            .get("env")
-            .and_then(Value::as_array)
-            .is_some_and(|env| env.iter().any(|e| self.is_sensitive_env(e)))
+    fn has_sensitive_env<'a, T: Tree<'a>>(&self, container: T) -> bool {
+        match container.shape() {
+            Shape::Obj(m) => match m.get("env").map(Tree::shape) {
+                Some(Shape::Arr(env)) => env.items().any(|e| self.is_sensitive_env(e)),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether [`Redactor::redact`] would change an object (in either form): a Secret, a value
+    /// under a sensitive name, or a last-applied annotation that may hold one.
+    pub(crate) fn would_change<'a, T: Tree<'a>>(&self, obj: T) -> bool {
+        obj.pointer("/kind")
+            .and_then(Tree::as_str)
+            .is_some_and(is_secret_kind)
+            || self.names_sensitive_value(obj)
+            || obj
+                .pointer("/metadata/annotations")
+                .and_then(|a| match a.shape() {
+                    Shape::Obj(m) => m.get(LAST_APPLIED),
+                    _ => None,
+                })
+                .and_then(Tree::as_str)
+                .is_some_and(|la| self.may_hold_sensitive(la))
     }
 
     /// ConfigMap keys and container env values with sensitive names; whether anything changed.
@@ -382,7 +412,7 @@ impl Redactor {
                 };
                 for c in cs.iter_mut() {
                     // Most containers have no sensitive env name: one look, nothing copied.
-                    if !self.has_sensitive_env(c) {
+                    if !self.has_sensitive_env(&*c) {
                         continue;
                     }
                     let cname = c
@@ -394,7 +424,7 @@ impl Redactor {
                         continue;
                     };
                     for e in env.iter_mut() {
-                        if !self.is_sensitive_env(e) {
+                        if !self.is_sensitive_env(&*e) {
                             continue;
                         }
                         let en = e

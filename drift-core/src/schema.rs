@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
-use crate::tree::DesiredMap;
+use crate::tree::MapRef;
 
 /// How a scalar is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,15 +78,15 @@ pub(crate) enum Dflt {
 /// defaults what was applied.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Level<'a> {
-    pub live: &'a Map<String, Value>,
-    pub desired: Option<DesiredMap<'a>>,
+    pub live: MapRef<'a>,
+    pub desired: Option<MapRef<'a>>,
 }
 
 impl<'a> Level<'a> {
     pub(crate) fn get(&self, key: &str) -> Option<Cow<'a, Value>> {
         match self.desired.and_then(|d| d.get(key)) {
             Some(d) => Some(d),
-            None => self.live.get(key).map(Cow::Borrowed),
+            None => self.live.get(key),
         }
     }
 
@@ -96,11 +96,7 @@ impl<'a> Level<'a> {
             .and_then(|d| d.pointer(ptr_first(ptr)?, ptr_rest(ptr)))
         {
             Some(d) => Some(d),
-            None => self
-                .live
-                .get(ptr_first(ptr)?)?
-                .pointer(ptr_rest(ptr))
-                .map(Cow::Borrowed),
+            None => self.live.pointer(ptr_first(ptr)?, ptr_rest(ptr)),
         }
     }
 }
@@ -1636,7 +1632,7 @@ pub(crate) fn default_value_in(d: &Dflt, key: &str, levels: &[Level<'_>]) -> Opt
         Dflt::TargetPort => parent?.get("port").map(Cow::into_owned),
         Dflt::ServerSet => None,
         // A mirror of another live field: it follows that field as the server wrote it.
-        Dflt::Sibling(s) => parent?.live.get(*s).cloned(),
+        Dflt::Sibling(s) => parent?.live.get(s).map(Cow::into_owned),
         Dflt::SiblingSuffix(s, suffix) => {
             let base = parent?.get(s)?;
             let base = base.as_str().filter(|b| !b.is_empty())?;
@@ -1714,19 +1710,26 @@ pub(crate) enum DefaultVerdict {
 }
 
 /// Compares a live value with the default of `node`.
-pub(crate) fn default_verdict(node: &Node, key: &str, live: &Value, levels: &[Level<'_>]) -> DefaultVerdict {
+pub(crate) fn default_verdict<'a, L: crate::tree::Tree<'a>>(
+    node: &Node,
+    key: &str,
+    live: L,
+    levels: &[Level<'_>],
+) -> DefaultVerdict {
     let Some(d) = &node.default else {
         return DefaultVerdict::None;
     };
     // The common constant defaults, compared without building a value.
-    match (d, live) {
-        (Dflt::ServerSet, _) => return DefaultVerdict::Matches,
-        (Dflt::Str(s), Value::String(l)) if l == s => return DefaultVerdict::Matches,
-        (Dflt::Int(i), Value::Number(n)) if n.as_i64() == Some(*i) => return DefaultVerdict::Matches,
-        (Dflt::Bool(b), Value::Bool(l)) if l == b => return DefaultVerdict::Matches,
+    match d {
+        Dflt::ServerSet => return DefaultVerdict::Matches,
+        Dflt::Str(s) if live.as_str() == Some(*s) => return DefaultVerdict::Matches,
+        Dflt::Int(i) if live.as_number().and_then(|n| n.as_i64()) == Some(*i) => {
+            return DefaultVerdict::Matches;
+        }
+        Dflt::Bool(b) if live.eq_value(&Value::Bool(*b)) => return DefaultVerdict::Matches,
         // The server sets it once, at creation, from the image of that day: a later image change keeps
         // it, so either value it can set is a default; only `Never` (or anything else) is an edit.
-        (Dflt::ImagePullPolicy, Value::String(l)) if l == "Always" || l == "IfNotPresent" => {
+        Dflt::ImagePullPolicy if matches!(live.as_str(), Some("Always" | "IfNotPresent")) => {
             return DefaultVerdict::Matches;
         }
         _ => {}
@@ -1734,9 +1737,10 @@ pub(crate) fn default_verdict(node: &Node, key: &str, live: &Value, levels: &[Le
     match default_value_in(d, key, levels) {
         None => DefaultVerdict::None,
         Some(v) => {
+            let live = live.to_value();
             let equal = match node.leaf {
-                Leaf::Quantity | Leaf::ResourceQuantity => crate::value::quantity_eq(&v, live),
-                _ => crate::value::loose_eq(&v, live),
+                Leaf::Quantity | Leaf::ResourceQuantity => crate::value::quantity_eq(&v, &live),
+                _ => crate::value::loose_eq(&v, &live),
             };
             if equal {
                 DefaultVerdict::Matches
@@ -1766,8 +1770,8 @@ pub(crate) fn default_at(
     let mut levels: Vec<Level<'_>> = Vec::with_capacity(parents.len() + 1);
     let (mut l, mut d) = (live, Some(desired));
     levels.push(Level {
-        live: l.as_object()?,
-        desired: d.and_then(Value::as_object).map(DesiredMap::Value),
+        live: MapRef::Value(l.as_object()?),
+        desired: d.and_then(Value::as_object).map(MapRef::Value),
     });
     for (i, s) in parents.iter().enumerate() {
         l = match s {
@@ -1784,8 +1788,8 @@ pub(crate) fn default_at(
         });
         if let Some(m) = l.as_object() {
             levels.push(Level {
-                live: m,
-                desired: d.and_then(Value::as_object).map(DesiredMap::Value),
+                live: MapRef::Value(m),
+                desired: d.and_then(Value::as_object).map(MapRef::Value),
             });
         }
     }
@@ -1877,7 +1881,7 @@ fn collect_defaults<'a>(
     match value {
         Value::Object(map) => {
             levels.push(Level {
-                live: map,
+                live: MapRef::Value(map),
                 desired: None,
             });
             for (key, child) in node.fields {

@@ -1,6 +1,7 @@
-//! What the diff reads of a desired object, whichever form holds it: a `serde_json::Value` (a
-//! one-off comparison, `drift-detector diff`) or its compiled form (the detector's desired index).
-//! One walker, compiled for each form: neither pays for the other.
+//! What the diff reads of an object, whichever form holds it: a `serde_json::Value` (a one-off
+//! comparison, `drift-detector diff`, live objects as the watch delivers them) or its compiled form
+//! (the detector's desired index, a live object decoded straight from its text). One walker,
+//! compiled for each pair of forms: none pays for another.
 
 use std::borrow::Cow;
 
@@ -16,7 +17,7 @@ pub(crate) enum Shape<M, A> {
     Arr(A),
 }
 
-/// A desired node.
+/// A node (of either side).
 pub(crate) trait Tree<'a>: Copy + 'a {
     type Map: TreeMap<'a, Node = Self>;
     type Arr: TreeArr<'a, Node = Self>;
@@ -25,6 +26,21 @@ pub(crate) trait Tree<'a>: Copy + 'a {
     fn as_number(self) -> Option<Number>;
     /// Equality as serde_json's (`1` is not `1.0`).
     fn eq_value(self, v: &Value) -> bool;
+    /// Equality with a compiled node, as serde_json's.
+    fn eq_node(self, n: Node<'_>) -> bool;
+    /// Equality with a node of any form, as serde_json's.
+    fn eq_tree<'b, U: Tree<'b>>(self, other: U) -> bool;
+    /// The node at a JSON pointer below this one (as `Value::pointer`).
+    fn pointer(self, ptr: &str) -> Option<Self>;
+    /// `null`, or an empty map or list.
+    fn is_empty(self) -> bool {
+        match self.shape() {
+            Shape::Null => true,
+            Shape::Obj(m) => m.entries().next().is_none(),
+            Shape::Arr(a) => a.len() == 0,
+            Shape::Scalar => false,
+        }
+    }
     /// The node as a value (borrowed where it is one).
     fn to_value(self) -> Cow<'a, Value>;
     /// Empty, or a zero value (`0`, `""`, `false`) that an `omitempty` field drops, or a map whose
@@ -42,7 +58,7 @@ pub(crate) trait Tree<'a>: Copy + 'a {
     }
 }
 
-/// A desired object (map).
+/// A map.
 pub(crate) trait TreeMap<'a>: Copy + 'a {
     type Node: Tree<'a>;
     type Iter: Iterator<Item = (&'a str, Self::Node)>;
@@ -51,38 +67,72 @@ pub(crate) trait TreeMap<'a>: Copy + 'a {
     fn get(self, key: &str) -> Option<Self::Node>;
     fn to_map(self) -> Cow<'a, Map<String, Value>>;
     /// The map as the schema's defaults read it.
-    fn level(self) -> DesiredMap<'a>;
+    fn level(self) -> MapRef<'a>;
 }
 
-/// A desired array.
+/// An array.
 pub(crate) trait TreeArr<'a>: Copy + 'a {
     type Node: Tree<'a>;
     type Iter: Iterator<Item = Self::Node>;
+    /// The elements, each reachable by position.
+    type Indexed: Indexed<'a, Node = Self::Node>;
     fn items(self) -> Self::Iter;
     fn len(self) -> usize;
+    fn indexed(self) -> Self::Indexed;
 }
 
-/// A desired map as the schema's default computations read it (sibling values).
+/// An array's elements by position.
+pub(crate) trait Indexed<'a> {
+    type Node: Tree<'a>;
+    fn at(&self, i: usize) -> Option<Self::Node>;
+    fn count(&self) -> usize;
+}
+
+impl<'a> Indexed<'a> for &'a [Value] {
+    type Node = &'a Value;
+    #[inline]
+    fn at(&self, i: usize) -> Option<&'a Value> {
+        self.get(i)
+    }
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<'a> Indexed<'a> for Vec<Node<'a>> {
+    type Node = Node<'a>;
+    #[inline]
+    fn at(&self, i: usize) -> Option<Node<'a>> {
+        self.get(i).copied()
+    }
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A map as the schema's default computations read it (sibling values).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum DesiredMap<'a> {
+pub(crate) enum MapRef<'a> {
     Value(&'a Map<String, Value>),
     Compiled(Seq<'a>),
 }
 
-impl<'a> DesiredMap<'a> {
+impl<'a> MapRef<'a> {
     /// A field's value.
     pub(crate) fn get(&self, key: &str) -> Option<Cow<'a, Value>> {
         match self {
-            DesiredMap::Value(m) => m.get(key).map(Cow::Borrowed),
-            DesiredMap::Compiled(m) => m.get(key).map(|n| Cow::Owned(Node::to_value(n))),
+            MapRef::Value(m) => m.get(key).map(Cow::Borrowed),
+            MapRef::Compiled(m) => m.get(key).map(|n| Cow::Owned(Node::to_value(n))),
         }
     }
 
     /// The value at a JSON pointer below a field.
     pub(crate) fn pointer(&self, key: &str, rest: &str) -> Option<Cow<'a, Value>> {
         match self {
-            DesiredMap::Value(m) => m.get(key)?.pointer(rest).map(Cow::Borrowed),
-            DesiredMap::Compiled(m) => m.get(key)?.pointer(rest).map(|n| Cow::Owned(Node::to_value(n))),
+            MapRef::Value(m) => m.get(key)?.pointer(rest).map(Cow::Borrowed),
+            MapRef::Compiled(m) => m.get(key)?.pointer(rest).map(|n| Cow::Owned(Node::to_value(n))),
         }
     }
 }
@@ -110,6 +160,18 @@ impl<'a> Tree<'a> for &'a Value {
     #[inline]
     fn eq_value(self, v: &Value) -> bool {
         self == v
+    }
+    #[inline]
+    fn eq_node(self, n: Node<'_>) -> bool {
+        n.eq_value(self)
+    }
+    #[inline]
+    fn eq_tree<'b, U: Tree<'b>>(self, other: U) -> bool {
+        other.eq_value(self)
+    }
+    #[inline]
+    fn pointer(self, ptr: &str) -> Option<Self> {
+        Value::pointer(self, ptr)
     }
     #[inline]
     fn to_value(self) -> Cow<'a, Value> {
@@ -153,14 +215,19 @@ impl<'a> TreeMap<'a> for &'a Map<String, Value> {
         Cow::Borrowed(self)
     }
     #[inline]
-    fn level(self) -> DesiredMap<'a> {
-        DesiredMap::Value(self)
+    fn level(self) -> MapRef<'a> {
+        MapRef::Value(self)
     }
 }
 
 impl<'a> TreeArr<'a> for &'a [Value] {
     type Node = &'a Value;
     type Iter = std::slice::Iter<'a, Value>;
+    type Indexed = &'a [Value];
+    #[inline]
+    fn indexed(self) -> &'a [Value] {
+        self
+    }
     #[inline]
     fn items(self) -> Self::Iter {
         self.iter()
@@ -194,6 +261,18 @@ impl<'a> Tree<'a> for Node<'a> {
     #[inline]
     fn eq_value(self, v: &Value) -> bool {
         Node::eq_value(&self, v)
+    }
+    #[inline]
+    fn eq_node(self, n: Node<'_>) -> bool {
+        Node::eq_node(&self, &n)
+    }
+    #[inline]
+    fn eq_tree<'b, U: Tree<'b>>(self, other: U) -> bool {
+        other.eq_node(self)
+    }
+    #[inline]
+    fn pointer(self, ptr: &str) -> Option<Self> {
+        Node::pointer(&self, ptr)
     }
     #[inline]
     fn to_value(self) -> Cow<'a, Value> {
@@ -232,14 +311,18 @@ impl<'a> TreeMap<'a> for Obj<'a> {
         Cow::Owned(self.0.to_map())
     }
     #[inline]
-    fn level(self) -> DesiredMap<'a> {
-        DesiredMap::Compiled(self.0)
+    fn level(self) -> MapRef<'a> {
+        MapRef::Compiled(self.0)
     }
 }
 
 impl<'a> TreeArr<'a> for Arr<'a> {
     type Node = Node<'a>;
     type Iter = ArrIter<'a>;
+    type Indexed = Vec<Node<'a>>;
+    fn indexed(self) -> Vec<Node<'a>> {
+        self.0.items().collect()
+    }
     #[inline]
     fn items(self) -> ArrIter<'a> {
         self.0.items()
@@ -279,6 +362,14 @@ mod tests {
                 "{v}"
             );
             assert_eq!(Tree::is_zero(n), Tree::is_zero(r), "{v}");
+            assert_eq!(Tree::is_empty(n), Tree::is_empty(r), "{v}");
+            assert_eq!(
+                Tree::pointer(n, "/a")
+                    .map(|x| Tree::to_value(x).into_owned())
+                    .as_ref(),
+                r.pointer("/a"),
+                "{v}"
+            );
             assert_eq!(Tree::is_null(n), Tree::is_null(r), "{v}");
             assert_eq!(Tree::is_scalar(n), Tree::is_scalar(r), "{v}");
             assert_eq!(Tree::as_str(n), Tree::as_str(r), "{v}");

@@ -1,17 +1,6 @@
-//! Small helpers over JSON values: emptiness, numbers by value, equality without representation noise.
+//! Small helpers over JSON values: numbers by value, equality without representation noise.
 
 use serde_json::{Number, Value};
-
-/// `null`, `{}` and `[]`: what the API server omits.
-#[inline]
-pub(crate) fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Object(m) => m.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    }
-}
 
 /// Numbers compared by value: `1 == 1.0`, and integers exactly.
 #[inline]
@@ -124,6 +113,9 @@ mod tests {
             &json!({"requests": {}, "limits": {"cpu": ""}})
         ));
         assert!(!Tree::is_effectively_empty(&json!({"requests": {"cpu": "1"}})));
-        assert!(is_empty(&json!([])) && is_empty(&json!(null)) && !is_empty(&json!("")));
+        assert!(Tree::is_empty(&json!([])) && Tree::is_empty(&json!(null)) && !Tree::is_empty(&json!("")));
+        assert!(
+            Tree::is_empty(&json!({})) && !Tree::is_empty(&json!({"a": null})) && !Tree::is_empty(&json!(0))
+        );
     }
 }

@@ -30,3 +30,16 @@ pub fn diff_compiled(
         &drift_core::DiffContext::default(),
     )
 }
+
+/// The report against the live object's compiled form ([`drift_core::CompiledLive`], what `diff`
+/// compares first), to check it against the `Value` walk's; and whether that walk read field
+/// ownership.
+pub fn diff_compiled_live(
+    engine: &drift_core::DiffEngine,
+    desired: &drift_core::DesiredObject,
+    live: &drift_core::LiveObject,
+) -> (drift_core::DriftReport, bool) {
+    let compiled = drift_core::CompiledLive::of(live);
+    let report = engine.diff_with_compiled_live(desired, &compiled, &drift_core::DiffContext::default());
+    (report, compiled.ownership_read())
+}

@@ -25,6 +25,11 @@ fn diff_with(engine: &DiffEngine, desired: Resource, live: Resource) -> DriftRep
     let report = engine.diff(&d, Some(&l));
     let compiled = common::diff_compiled(engine, &d, &l);
     assert_eq!(report, compiled, "the compiled form compares differently");
+    let (compiled_live, _) = common::diff_compiled_live(engine, &d, &l);
+    assert_eq!(
+        report, compiled_live,
+        "the compiled live form compares differently"
+    );
     report
 }
 
