@@ -53,7 +53,7 @@ use crate::diff::{DiffContext, DiffEngine};
 use crate::drift::{Change, Drift, DriftId, DriftReport, DriftStatus};
 use crate::fingerprint::{Fingerprint, fingerprint};
 use crate::model::ResourceKey;
-use crate::object::{Autoscalers, DesiredObject, LiveObject};
+use crate::object::{Autoscalers, CompiledLive, DesiredObject, LiveObject};
 use crate::patch::{PatchError, revert_patch};
 use crate::path::FieldPath;
 use crate::policy::{Action, Policy, is_critical};
@@ -178,6 +178,19 @@ impl LiveEntry {
         crate::model::Resource::from_value(value)
             .ok()
             .map(|r| Arc::new(LiveObject::new(r)))
+    }
+
+    /// The stored compact form, for a diff that reads it in place (no `Value` built): only when
+    /// the object is held compactly.
+    fn compiled(&self, key: &ResourceKey) -> Option<CompiledLive> {
+        if self.fresh.is_some() {
+            return None;
+        }
+        let bytes = lz4_flex::decompress_size_prepended(self.compact.as_deref()?).ok()?;
+        Some(CompiledLive::prepared(
+            key.clone(),
+            Compiled::from_bytes(bytes.into_boxed_slice()),
+        ))
     }
 
     /// Heap bytes held (for measurements).
@@ -1156,13 +1169,28 @@ impl Detector {
             return None;
         }
         let entry = self.desired.get(key)?;
-        let held = self.live.get(key);
-        let settle = held.is_some_and(|e| e.fresh.is_some()).then(|| key.clone());
-        let live = held.and_then(LiveEntry::object);
+        let held = self.live.get_key_value(key);
+        let settle = held.is_some_and(|(_, e)| e.fresh.is_some()).then(|| key.clone());
         let ctx = DiffContext {
             autoscalers: Some(&self.autoscalers),
             custom: Some(&self.custom),
         };
+        // A compactly held object is compared in its compiled form, as stored (keyed as the live
+        // map holds it: the object's own key): parsed back into a `Value` only when it has drifts
+        // to price and fix.
+        if let Some(compiled) = held.and_then(|(k, e)| e.compiled(k)) {
+            let report = self
+                .engine
+                .diff_compiled_both(key, &entry.compiled, &compiled, &ctx);
+            let objects =
+                (!report.drifts.is_empty()).then(|| (entry.object(key), held.and_then(|(_, e)| e.object())));
+            return Some(Judged {
+                objects,
+                report,
+                settle,
+            });
+        }
+        let live = held.and_then(|(_, e)| e.object());
         let report = self
             .engine
             .diff_compiled(key, &entry.compiled, live.as_deref(), &ctx);

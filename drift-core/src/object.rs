@@ -213,6 +213,16 @@ impl CompiledLive {
         })
     }
 
+    /// A live object compiled from its prepared (redacted) form, as the detector keeps it, with
+    /// its key (the live object's own, the version it was read in).
+    pub(crate) fn prepared(key: ResourceKey, object: Compiled) -> Self {
+        CompiledLive {
+            key,
+            object,
+            ownership: OnceLock::new(),
+        }
+    }
+
     /// A prepared live object in compiled form (redacted already, as it is).
     pub fn of(live: &LiveObject) -> Self {
         CompiledLive {

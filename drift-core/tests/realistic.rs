@@ -250,3 +250,47 @@ fn reversed_json(v: &serde_json::Value, out: &mut String) {
         _ => out.push_str(&v.to_string()),
     }
 }
+
+/// The detector compares a compactly held live object in its stored compiled form (no `Value`
+/// built): on every realistic case, judging it again after compaction gives exactly the report the
+/// fresh object gave, and changes nothing open.
+#[test]
+fn a_compactly_held_object_is_judged_as_the_fresh_one_was() {
+    use drift_core::clock::ManualClock;
+    use drift_core::detector::{Detector, DetectorConfig};
+    use drift_core::ports::{DesiredResource, LiveEvent, Provenance, RelistScope};
+    let cases = cases();
+    for c in &cases {
+        let mut d = Detector::new(
+            engine_for(c),
+            DetectorConfig::default(),
+            std::sync::Arc::new(ManualClock::new(1_000)),
+        );
+        d.set_desired(vec![DesiredResource {
+            provenance: Provenance::file("case.yaml"),
+            resource: one(&c.name, "desired", &c.desired),
+        }]);
+        d.observe(LiveEvent::Restarted {
+            scope: RelistScope::All,
+            resources: vec![one(&c.name, "live", &c.live)],
+        });
+        d.observe(LiveEvent::Ready);
+        let judge = |d: &mut Detector| {
+            let keys: Vec<_> = std::iter::from_fn(|| d.next_key()).collect();
+            assert_eq!(keys.len(), 1, "{}", c.name);
+            d.process_all(&keys).remove(0)
+        };
+        let fresh = judge(&mut d);
+        assert_eq!(
+            d.compact(usize::MAX),
+            1,
+            "{}: held fresh until compaction",
+            c.name
+        );
+        assert_eq!(d.queue_all(), 1);
+        let again = judge(&mut d);
+        assert_eq!(again.report, fresh.report, "{}", c.name);
+        assert!(again.events.is_empty(), "{}: {:?}", c.name, again.events);
+        assert!(d.live_object(&fresh.report.expect("report").key).is_some());
+    }
+}
