@@ -1,6 +1,8 @@
 //! One core: every live object of a `scale_pairs` directory read lean, as a `Value`
 //! (`Deferred::lean`, then dropped) and decoded straight into the compiled form
-//! (`Deferred::lean_compiled`), alternately, three rounds.
+//! (`Deferred::lean_compiled`), alternately, three rounds; first, serde_json's pass over the whole
+//! file that builds nothing (the floor under both). `ONLY_COMPILED=1` skips the `Value` reads (to
+//! profile the other alone).
 //! Run: `cargo run --release -p drift-benches --example lean_decode -- /tmp/scale20000`
 #![allow(clippy::print_stdout)] // prints its own timing
 
@@ -28,7 +30,8 @@ fn main() {
     for _ in 0..3 {
         let t = Instant::now();
         let mut nodes = 0usize;
-        for i in 0..n {
+        let only_compiled = std::env::var_os("ONLY_COMPILED").is_some();
+        for i in (0..n).filter(|_| !only_compiled) {
             if let Ok(r) = live.lean(i) {
                 nodes += r.object.as_object().map_or(0, serde_json::Map::len);
             }

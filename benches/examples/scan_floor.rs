@@ -1,6 +1,7 @@
 //! The floor under the detector's 10,000-object scan with `serde_json::Value` inputs: one pass over
 //! every live and desired tree of the `scan` fixture that only counts its nodes and string bytes (no
-//! comparison at all), beside the engine's 10,000 diffs on prepared objects, each twice.
+//! comparison at all), beside the engine's 10,000 diffs on prepared objects, each twice; then both
+//! sides compiled (the time to compile them, and the diffs reading both in place, twice).
 //! Run: `cargo run --release -p drift-benches --example scan_floor`
 #![allow(clippy::print_stdout)] // prints its own timing
 
