@@ -440,25 +440,22 @@ impl<'de> serde::de::Visitor<'de> for Decode<'_, '_> {
         let mut sorted = true;
         loop {
             let start = out.len();
-            if map.next_key_seed(KeySeed { out: &mut *out })?.is_none() {
-                break;
-            }
-            let key = entry_key(out, start).unwrap_or_default();
-            if self.skip.keys.contains(&key) {
-                // (Never an entry of the same key before it: that key is always skipped here.)
-                out.truncate(start);
-                map.next_value::<serde::de::IgnoredAny>()?;
-                continue;
-            }
-            if sorted
-                && let Some(&prev) = starts.last()
-                && entry_key(out, prev) >= Some(key)
-            {
-                sorted = false;
-            }
-            let skip = match self.skip.nested {
-                Some((name, rule)) if name == key => rule,
-                _ => PLAIN,
+            let seed = KeySeed {
+                out: &mut *out,
+                skip: self.skip,
+                prev: starts.last().copied(),
+            };
+            let skip = match map.next_key_seed(seed)? {
+                None => break,
+                Some(KeyRead::Skipped) => {
+                    // (Never an entry of the same key before it: that key is always skipped here.)
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+                Some(KeyRead::Written { in_order, rule }) => {
+                    sorted &= in_order;
+                    rule
+                }
             };
             map.next_value_seed(Decode { out: &mut *out, skip })?;
             starts.push(start);
@@ -473,32 +470,59 @@ impl<'de> serde::de::Visitor<'de> for Decode<'_, '_> {
     }
 }
 
-/// Writes a map key as it is read.
-struct KeySeed<'o> {
-    out: &'o mut Vec<u8>,
+/// What reading a map key did.
+enum KeyRead<'s> {
+    /// The rule leaves this entry out: nothing written.
+    Skipped,
+    /// Written; whether it sorts after the entry before it, and the rule its value is read with.
+    Written { in_order: bool, rule: &'s Skip },
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+/// Writes a map key as it is read, unless the rule leaves it out.
+struct KeySeed<'o, 's> {
+    out: &'o mut Vec<u8>,
+    skip: &'s Skip,
+    /// Where the entry before it starts.
+    prev: Option<usize>,
+}
+
+impl<'de, 's> serde::de::DeserializeSeed<'de> for KeySeed<'_, 's> {
+    type Value = KeyRead<'s>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<KeyRead<'s>, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
-    type Value = ();
+impl<'de, 's> serde::de::Visitor<'de> for KeySeed<'_, 's> {
+    type Value = KeyRead<'s>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a string key")
     }
-    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<(), E> {
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<KeyRead<'s>, E> {
+        if self.skip.keys.contains(&k) {
+            return Ok(KeyRead::Skipped);
+        }
+        let in_order = self
+            .prev
+            .and_then(|p| entry_key_bytes(self.out, p))
+            .is_none_or(|p| p < k.as_bytes());
+        let rule = match self.skip.nested {
+            Some((name, rule)) if name == k => rule,
+            _ => PLAIN,
+        };
         write_key(k, self.out);
-        Ok(())
+        Ok(KeyRead::Written { in_order, rule })
     }
 }
 
-/// The key of the entry written at `start`.
-fn entry_key(out: &[u8], start: usize) -> Option<&str> {
-    read_key(out.get(start..)?).map(|(k, _)| k)
+/// The key of the entry written at `start`, as bytes (ordered as the strings are).
+fn entry_key_bytes(out: &[u8], start: usize) -> Option<&[u8]> {
+    let (k, rest) = read_varint(out.get(start..)?)?;
+    if k & 1 == 0 {
+        KEYS.get(usize::try_from(k >> 1).ok()?).map(|k| k.as_bytes())
+    } else {
+        rest.get(..usize::try_from(k >> 1).ok()?)
+    }
 }
 
 /// Puts the entries written from `body` on (starting at `starts`) in key order, the last of
@@ -511,13 +535,13 @@ fn order_entries(out: &mut Vec<u8>, body: usize, starts: &[usize]) -> usize {
         .map(|(i, &s)| (s, starts.get(i + 1).copied().unwrap_or(end)))
         .collect();
     // Stable: of equal keys, the later stays later.
-    ranges.sort_by(|a, b| entry_key(out, a.0).cmp(&entry_key(out, b.0)));
+    ranges.sort_by(|a, b| entry_key_bytes(out, a.0).cmp(&entry_key_bytes(out, b.0)));
     let mut ordered = Vec::with_capacity(end - body);
     let mut count = 0;
     for (i, &(s, e)) in ranges.iter().enumerate() {
         if ranges
             .get(i + 1)
-            .is_some_and(|n| entry_key(out, n.0) == entry_key(out, s))
+            .is_some_and(|n| entry_key_bytes(out, n.0) == entry_key_bytes(out, s))
         {
             continue;
         }

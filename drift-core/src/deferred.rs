@@ -409,10 +409,11 @@ impl Deferred {
 
     /// Object `i` read as [`Deferred::lean`] reads it, but decoded straight into the compiled form
     /// ([`CompiledLive`], for [`crate::DiffEngine::diff_with_compiled_live`]): no `Value` is built.
-    /// `None` where that does not apply — an object parsed already, a typed list's item without its
-    /// own type, text that does not decode, or an object redaction would change — and then
-    /// [`Deferred::lean`] is the way. (Loading compactly changes nothing in a lean object: what
-    /// [`crate::load::compact_object`] takes out is left out already.)
+    /// `None` where the object read as a `Value` would not be the text as it stands — parsed
+    /// already, a typed list's item without its own type, a namespace to add or drop — or the text
+    /// does not decode, or redaction would change it: then [`Deferred::lean`] is the way. (Loading
+    /// compactly changes nothing in a lean object: what [`crate::load::compact_object`] takes out
+    /// is left out already.)
     pub fn lean_compiled(&self, i: usize) -> Option<CompiledLive> {
         const ANNOTATIONS: Skip = Skip {
             keys: &[LAST_APPLIED],
@@ -426,6 +427,14 @@ impl Deferred {
             keys: &["status"],
             nested: Some(("metadata", &METADATA)),
         };
+        let (key, object) = self.decoded(i, &LEAN)?;
+        CompiledLive::unredacted(key, object, crate::redact::Redactor::global()).ok()
+    }
+
+    /// Object `i` decoded into the compiled form with `skip`, with its identity, when reading it as a
+    /// `Value` ([`Deferred::parse`]) would give exactly that object: held as JSON text, not a typed
+    /// list's item, and no namespace to drop (a cluster-scoped kind's) or to add (the default one).
+    fn decoded(&self, i: usize, skip: &Skip) -> Option<(ResourceKey, Compiled)> {
         let it = self.items.get(i)?;
         let Body::Raw {
             text,
@@ -437,8 +446,20 @@ impl Deferred {
             return None;
         };
         let body = self.texts.get(*text)?.get(*start..*end)?;
-        let object = Compiled::from_json(body, &LEAN).ok()?;
-        CompiledLive::unredacted(it.key.clone(), object, crate::redact::Redactor::global()).ok()
+        let object = Compiled::from_json(body, skip).ok()?;
+        let key = crate::model::identity_of(object.root()).ok()?;
+        let cluster_scoped = crate::kinds::is_cluster_scoped(&key.group, &key.kind);
+        let given_namespace = object
+            .root()
+            .pointer("/metadata/namespace")
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| !n.is_empty());
+        if cluster_scoped && given_namespace
+            || !cluster_scoped && key.namespace.is_none() && self.default_ns.is_some()
+        {
+            return None;
+        }
+        Some((key, object))
     }
 
     fn parse(&self, i: usize, shape: Shape) -> Result<Resource, LoadError> {
@@ -1113,6 +1134,65 @@ fn fill_list_type(v: &mut Value, list_type: Option<&(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A live object is decoded compiled only where reading it as a `Value` would give exactly the
+    /// text's object, and redaction would leave it alone; then it compares as the `Value` does.
+    #[test]
+    fn lean_compiled_only_where_the_value_would_be_the_text() {
+        let deploy = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web",
+            "namespace": "shop", "managedFields": [{"manager": "kubectl"}]}, "spec": {"replicas": 2},
+            "status": {"replicas": 2}}"#;
+        let cases = [
+            (deploy.to_string(), true),
+            // A namespace the default would add.
+            (deploy.replace(r#""namespace": "shop","#, ""), false),
+            // A cluster-scoped kind given a namespace (reading drops it).
+            (
+                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "namespace": "y"}}"#
+                    .to_string(),
+                false,
+            ),
+            (
+                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}"#.to_string(),
+                true,
+            ),
+            // Redaction would change these.
+            (
+                r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"},
+                    "data": {"a": "Yg=="}}"#
+                    .to_string(),
+                false,
+            ),
+            (
+                r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"},
+                    "data": {"db_password": "x"}}"#
+                    .to_string(),
+                false,
+            ),
+        ];
+        for (text, compiled) in cases {
+            let mut d = Deferred::default_compact();
+            d.add_bytes("live.json", text.clone().into_bytes());
+            d.default_namespace("default");
+            let got = d.lean_compiled(0);
+            assert_eq!(got.is_some(), compiled, "{text}");
+            if let Some(c) = got {
+                let lean = d.lean(0).expect("reads");
+                assert_eq!(c.key(), &lean.key, "{text}");
+                assert_eq!(c.compiled(), &Compiled::of(&lean.object), "{text}");
+            }
+        }
+        // A typed list's item without its own type.
+        let mut d = Deferred::default_compact();
+        d.add_bytes(
+            "list.json",
+            br#"{"apiVersion": "v1", "kind": "ConfigMapList", "items": [{"metadata": {"name": "c", "namespace": "shop"}}]}"#
+                .to_vec(),
+        );
+        assert_eq!(d.len(), 1);
+        assert!(d.lean_compiled(0).is_none());
+        assert!(d.lean(0).is_ok());
+    }
 
     /// apiVersion, kind and metadata's (name, namespace), as text.
     fn head_fields(h: &Head<'_>) -> String {

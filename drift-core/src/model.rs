@@ -208,38 +208,17 @@ impl Resource {
     /// # Errors
     /// [`ObjectError`] when `apiVersion`, `kind` or `metadata.name` is missing.
     pub fn from_value(mut object: Value) -> Result<Self, ObjectError> {
-        let Some(map) = object.as_object() else {
-            return Err(ObjectError::NotAnObject {
-                found: json_type(&object),
-            });
-        };
-        let api_version = map
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or(ObjectError::MissingField { field: "apiVersion" })?;
-        check_api_version(api_version)?;
-        let kind = map
-            .get("kind")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or(ObjectError::MissingField { field: "kind" })?;
-        let metadata = map.get("metadata").and_then(Value::as_object);
-        let name = metadata
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or(ObjectError::MissingField {
-                field: "metadata.name",
-            })?;
-        let namespace = metadata
-            .and_then(|m| m.get("namespace"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let mut key = ResourceKey::new(api_version, kind, namespace, name);
-        if key.namespace.is_some() && kinds::is_cluster_scoped(&key.group, &key.kind) {
-            key.namespace = None;
-            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let key = identity_of(&object)?;
+        if key.namespace.is_none()
+            && kinds::is_cluster_scoped(&key.group, &key.kind)
+            && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            // Only a namespace the key dropped is taken out (an empty one stays, as given).
+            if meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty())
+            {
                 meta.remove("namespace");
             }
         }
@@ -266,6 +245,36 @@ impl Resource {
             .flatten()
             .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)))
     }
+}
+
+/// The identity [`Resource::from_value`] reads from an object, in either form: `apiVersion`,
+/// `kind`, `metadata.name` and `metadata.namespace` (dropped for cluster-scoped kinds).
+pub(crate) fn identity_of<'a, T: crate::tree::Tree<'a>>(object: T) -> Result<ResourceKey, ObjectError> {
+    use crate::tree::{Shape, Tree, TreeMap};
+    let Shape::Obj(map) = object.shape() else {
+        return Err(ObjectError::NotAnObject {
+            found: json_type(&object.to_value()),
+        });
+    };
+    let field = |m: T::Map, f: &str| m.get(f).and_then(Tree::as_str).filter(|s| !s.is_empty());
+    let api_version = field(map, "apiVersion").ok_or(ObjectError::MissingField { field: "apiVersion" })?;
+    check_api_version(api_version)?;
+    let kind = field(map, "kind").ok_or(ObjectError::MissingField { field: "kind" })?;
+    let metadata = map.get("metadata").and_then(|m| match m.shape() {
+        Shape::Obj(m) => Some(m),
+        _ => None,
+    });
+    let name = metadata
+        .and_then(|m| field(m, "name"))
+        .ok_or(ObjectError::MissingField {
+            field: "metadata.name",
+        })?;
+    let namespace = metadata.and_then(|m| field(m, "namespace"));
+    let mut key = ResourceKey::new(api_version, kind, namespace, name);
+    if key.namespace.is_some() && kinds::is_cluster_scoped(&key.group, &key.kind) {
+        key.namespace = None;
+    }
+    Ok(key)
 }
 
 /// The JSON type name of a value, for error messages.

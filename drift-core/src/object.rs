@@ -70,15 +70,7 @@ impl DesiredObject {
 ///   back into both. So the desired identity is compared once, at `serviceAccountName` (the field a
 ///   revert must set); live's mirror is a default of it.
 fn convert_to_compared_version(r: &mut Resource) {
-    let pod_spec = match (r.key.group.as_str(), r.key.kind.as_str()) {
-        ("", "Pod") => Some(&["spec"][..]),
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-        | ("batch", "Job")
-        | ("", "ReplicationController" | "PodTemplate") => Some(&["spec", "template", "spec"][..]),
-        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"][..]),
-        _ => None,
-    };
-    if let Some(spec) = pod_spec
+    if let Some(spec) = pod_spec_path(&r.key)
         .and_then(|p| crate::value::field_path_mut(&mut r.object, p))
         .and_then(Value::as_object_mut)
         && let Some(sa) = spec.remove("serviceAccount")
@@ -93,6 +85,18 @@ fn convert_to_compared_version(r: &mut Resource) {
     if r.key.group == "autoscaling" && r.key.kind == "HorizontalPodAutoscaler" && r.key.version == "v1" {
         hpa_v1_to_v2(&mut r.object);
         r.key.version = "v2".into();
+    }
+}
+
+/// Where a kind's pod spec sits.
+fn pod_spec_path(key: &ResourceKey) -> Option<&'static [&'static str]> {
+    match (key.group.as_str(), key.kind.as_str()) {
+        ("", "Pod") => Some(&["spec"][..]),
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job")
+        | ("", "ReplicationController" | "PodTemplate") => Some(&["spec", "template", "spec"][..]),
+        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"][..]),
+        _ => None,
     }
 }
 

@@ -31,9 +31,9 @@ pub fn diff_compiled(
     )
 }
 
-/// The report against the live object's compiled form ([`drift_core::CompiledLive`], what `diff`
-/// compares first), to check it against the `Value` walk's; and whether that walk read field
-/// ownership.
+/// The report against the live object's compiled form ([`drift_core::CompiledLive`], as the
+/// detector holds a compacted one), to check it against the `Value` walk's; and whether that walk
+/// read field ownership.
 pub fn diff_compiled_live(
     engine: &drift_core::DiffEngine,
     desired: &drift_core::DesiredObject,

@@ -74,7 +74,7 @@ fn every_realistic_case_gives_its_verdict() {
             "{}: the compiled form compares differently",
             c.name
         );
-        // `diff` compares live objects in compiled form first: the same report, ownership and all.
+        // A live object in compiled form (as the detector holds one): the same report, ownership and all.
         let (compiled_live, _) = common::diff_compiled_live(&engine, &desired, &live);
         assert_eq!(
             report, compiled_live,
@@ -175,8 +175,8 @@ fn a_lean_first_answer_is_the_whole_objects() {
         let whole = engine.diff(&desired, Some(&LiveObject::new(load(&c.live, false))));
         let lean_live = LiveObject::new(load(&c.live, true));
         let lean = engine.diff(&desired, Some(&lean_live));
-        // The same lean object decoded from JSON text straight into the compiled form (what `diff`
-        // does with JSON input), its keys in another order than sorted: the same report, and
+        // The same lean object decoded from JSON text straight into the compiled form
+        // (`Deferred::lean_compiled`), its keys in another order than sorted: the same report, and
         // ownership read or not alike.
         let mut text = String::new();
         reversed_json(

@@ -242,14 +242,8 @@ pub(crate) fn compare(
             Err(e) => return (None, vec![e.to_string()]),
         };
         // First without what only ownership and actors read (often half of a live object): an
-        // answer that read no ownership and found no drift is the whole object's answer. JSON
-        // text is decoded straight into the compiled form (no `Value` built), else parsed.
-        if let Some(lean) = l.and_then(|l| live.lean_compiled(l)) {
-            let report = engine.diff_with_compiled_live(&d, &lean, &ctx);
-            if report.drifts.is_empty() && !lean.ownership_read() {
-                return (Some((report, None)), errors);
-            }
-        } else if let Some(Ok(lean)) = l.map(|l| live.lean(l)) {
+        // answer that read no ownership and found no drift is the whole object's answer.
+        if let Some(Ok(lean)) = l.map(|l| live.lean(l)) {
             let lean = LiveObject::new(lean);
             let report = engine.diff_with(&d, Some(&lean), &ctx);
             if report.drifts.is_empty() && !lean.ownership_read() {
