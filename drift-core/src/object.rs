@@ -70,7 +70,15 @@ impl DesiredObject {
 ///   back into both. So the desired identity is compared once, at `serviceAccountName` (the field a
 ///   revert must set); live's mirror is a default of it.
 fn convert_to_compared_version(r: &mut Resource) {
-    if let Some(spec) = pod_spec_path(&r.key)
+    let pod_spec = match (r.key.group.as_str(), r.key.kind.as_str()) {
+        ("", "Pod") => Some(&["spec"][..]),
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job")
+        | ("", "ReplicationController" | "PodTemplate") => Some(&["spec", "template", "spec"][..]),
+        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"][..]),
+        _ => None,
+    };
+    if let Some(spec) = pod_spec
         .and_then(|p| crate::value::field_path_mut(&mut r.object, p))
         .and_then(Value::as_object_mut)
         && let Some(sa) = spec.remove("serviceAccount")
@@ -85,18 +93,6 @@ fn convert_to_compared_version(r: &mut Resource) {
     if r.key.group == "autoscaling" && r.key.kind == "HorizontalPodAutoscaler" && r.key.version == "v1" {
         hpa_v1_to_v2(&mut r.object);
         r.key.version = "v2".into();
-    }
-}
-
-/// Where a kind's pod spec sits.
-fn pod_spec_path(key: &ResourceKey) -> Option<&'static [&'static str]> {
-    match (key.group.as_str(), key.kind.as_str()) {
-        ("", "Pod") => Some(&["spec"][..]),
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-        | ("batch", "Job")
-        | ("", "ReplicationController" | "PodTemplate") => Some(&["spec", "template", "spec"][..]),
-        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"][..]),
-        _ => None,
     }
 }
 
@@ -189,10 +185,10 @@ impl LiveObject {
     }
 }
 
-/// A live object in compiled form, decoded straight from its text
-/// ([`crate::deferred::Deferred::lean_compiled`]): the diff reads it in place and builds values only
-/// for what it reports. Made only of objects redaction would leave unchanged (no Secret, no value
-/// under a sensitive name), so it needs none.
+/// A live object in compiled form: a prepared [`LiveObject`] compiled ([`CompiledLive::of`], as the
+/// detector holds a compacted one), or decoded straight from its text
+/// ([`crate::deferred::Deferred::lean_compiled`], only where redaction would change nothing). The
+/// diff reads it in place and builds values only for what it reports.
 #[derive(Debug)]
 pub struct CompiledLive {
     key: ResourceKey,
