@@ -670,7 +670,7 @@ fn read(buf: &[u8]) -> Option<(Node<'_>, &[u8])> {
         STR => {
             let (len, rest) = read_varint(rest)?;
             let (s, rest) = split(rest, usize::try_from(len).ok()?)?;
-            (Node::Str(std::str::from_utf8(s).ok()?), rest)
+            (Node::Str(s), rest)
         }
         ARR | OBJ => {
             let (len, rest) = read_varint(rest)?;
@@ -713,7 +713,8 @@ pub(crate) enum Node<'a> {
     Pos(u64),
     Neg(i64),
     Float(f64),
-    Str(&'a str),
+    /// UTF-8 as written (checked only where it is read as text: equality compares bytes).
+    Str(&'a [u8]),
     Arr(Seq<'a>),
     Obj(Seq<'a>),
 }
@@ -813,7 +814,7 @@ impl<'a> Node<'a> {
     #[inline]
     pub(crate) fn as_str(&self) -> Option<&'a str> {
         match self {
-            Node::Str(s) => Some(s),
+            Node::Str(s) => std::str::from_utf8(s).ok(),
             _ => None,
         }
     }
@@ -851,7 +852,7 @@ impl<'a> Node<'a> {
             Node::Pos(n) => Value::Number(n.into()),
             Node::Neg(n) => Value::Number(n.into()),
             Node::Float(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
-            Node::Str(s) => Value::String(s.to_string()),
+            Node::Str(s) => std::str::from_utf8(s).map_or(Value::Null, |s| Value::String(s.to_string())),
             Node::Arr(a) => Value::Array(a.items().map(|n| n.to_value()).collect()),
             Node::Obj(m) => Value::Object(m.to_map()),
         }
@@ -924,7 +925,7 @@ impl<'a> Node<'a> {
             (Node::Pos(a), Value::Number(b)) => b.as_u64() == Some(a),
             (Node::Neg(a), Value::Number(b)) => b.as_i64() == Some(a),
             (Node::Float(a), Value::Number(b)) => b.is_f64() && b.as_f64() == Some(a),
-            (Node::Str(a), Value::String(b)) => a == b,
+            (Node::Str(a), Value::String(b)) => a == b.as_bytes(),
             (Node::Arr(a), Value::Array(b)) => {
                 a.len() == b.len() && a.items().zip(b).all(|(x, y)| x.eq_value(y))
             }
@@ -1017,7 +1018,7 @@ mod tests {
         let Some(Node::Obj(meta)) = root.get("metadata") else {
             panic!("metadata")
         };
-        assert_eq!(meta.get("name"), Some(Node::Str("x")));
+        assert_eq!(meta.get("name"), Some(Node::Str(b"x")));
         assert_eq!(root.get("absent"), None);
         let ids = key_ids();
         assert_eq!(ids.len(), KEYS.len(), "no key is listed twice");
