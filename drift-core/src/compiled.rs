@@ -335,9 +335,6 @@ struct Decode<'o, 's> {
     skip: &'s Skip,
 }
 
-/// A node decoded without a rule of its own (below the skipped levels).
-const PLAIN: &Skip = &Skip::NONE;
-
 impl<'de> serde::de::DeserializeSeed<'de> for Decode<'_, '_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -423,7 +420,7 @@ impl<'de> serde::de::Visitor<'de> for Decode<'_, '_> {
         while seq
             .next_element_seed(Decode {
                 out: self.out,
-                skip: PLAIN,
+                skip: &Skip::NONE,
             })?
             .is_some()
         {
@@ -508,7 +505,7 @@ impl<'de, 's> serde::de::Visitor<'de> for KeySeed<'_, 's> {
             .is_none_or(|p| p < k.as_bytes());
         let rule = match self.skip.nested {
             Some((name, rule)) if name == k => rule,
-            _ => PLAIN,
+            _ => &Skip::NONE,
         };
         write_key(k, self.out);
         Ok(KeyRead::Written { in_order, rule })

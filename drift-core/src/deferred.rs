@@ -415,18 +415,6 @@ impl Deferred {
     /// compactly changes nothing in a lean object: what [`crate::load::compact_object`] takes out
     /// is left out already.)
     pub fn lean_compiled(&self, i: usize) -> Option<CompiledLive> {
-        const ANNOTATIONS: Skip = Skip {
-            keys: &[LAST_APPLIED],
-            nested: None,
-        };
-        const METADATA: Skip = Skip {
-            keys: &["managedFields"],
-            nested: Some(("annotations", &ANNOTATIONS)),
-        };
-        const LEAN: Skip = Skip {
-            keys: &["status"],
-            nested: Some(("metadata", &METADATA)),
-        };
         let (key, object) = self.decoded(i, &LEAN)?;
         CompiledLive::unredacted(key, object, crate::redact::Redactor::global()).ok()
     }
@@ -485,10 +473,9 @@ impl Deferred {
         };
         let source_name = || self.sources[it.source].clone();
         let body = &self.texts[text][start..end];
-        let parsed = match shape {
-            Shape::Whole => serde_json::from_str::<Value>(body),
-            Shape::Comparable => serde_json::from_str::<WithoutStatus>(body).map(|w| w.0),
-            Shape::Lean => serde_json::from_str::<Lean>(body).map(|w| w.0),
+        let parsed = match shape.rule() {
+            None => serde_json::from_str::<Value>(body),
+            Some(rule) => read_skipping(body, rule),
         };
         let mut v = parsed.map_err(|e| LoadError::Syntax {
             source_name: source_name(),
@@ -993,55 +980,79 @@ enum Shape {
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// What [`Shape::Comparable`] leaves out.
+const COMPARABLE: Skip = Skip {
+    keys: &["status"],
+    nested: None,
+};
+
+/// What [`Shape::Lean`] leaves out (read past by serde and by [`Compiled::from_json`] alike).
+const LEAN: Skip = Skip {
+    keys: &["status"],
+    nested: Some((
+        "metadata",
+        &Skip {
+            keys: &["managedFields"],
+            nested: Some((
+                "annotations",
+                &Skip {
+                    keys: &[LAST_APPLIED],
+                    nested: None,
+                },
+            )),
+        },
+    )),
+};
+
 impl Shape {
+    /// What this shape leaves out, if anything.
+    fn rule(self) -> Option<&'static Skip> {
+        match self {
+            Shape::Whole => None,
+            Shape::Comparable => Some(&COMPARABLE),
+            Shape::Lean => Some(&LEAN),
+        }
+    }
+
     /// Removes from a parsed object what this shape leaves out.
     fn strip(self, v: &mut Value) {
-        if self == Shape::Whole {
-            return;
-        }
-        let Some(m) = v.as_object_mut() else { return };
-        m.remove("status");
-        if self == Shape::Lean
-            && let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut)
-        {
-            meta.remove("managedFields");
-            if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-                a.remove(LAST_APPLIED);
-            }
+        if let Some(rule) = self.rule() {
+            strip(v, rule);
         }
     }
 }
 
-/// A map read with some of its keys skipped (never built): those in `skip`; the one named `nested`
-/// (`metadata` or `annotations`) is read with its own lean rule. The last occurrence of a key wins,
-/// as in a `Value`.
-fn read_map<'de, A: serde::de::MapAccess<'de>>(
-    mut map: A,
-    skip: &[&str],
-    nested: Option<&str>,
-) -> Result<Value, A::Error> {
-    let mut out = serde_json::Map::new();
-    while let Some(key) = map.next_key::<String>()? {
-        if skip.contains(&key.as_str()) {
-            map.next_value::<serde::de::IgnoredAny>()?;
-            out.remove(&key);
-            continue;
-        }
-        let v = match nested.filter(|n| *n == key) {
-            Some("metadata") => map.next_value::<LeanMetadata>()?.0,
-            Some("annotations") => map.next_value::<LeanAnnotations>()?.0,
-            _ => map.next_value::<Value>()?,
-        };
-        out.insert(key, v);
+/// Removes from a map what `rule` leaves out.
+fn strip(v: &mut Value, rule: &Skip) {
+    let Some(m) = v.as_object_mut() else { return };
+    for k in rule.keys {
+        m.remove(*k);
     }
-    Ok(Value::Object(out))
+    if let Some((name, nested)) = rule.nested
+        && let Some(child) = m.get_mut(name)
+    {
+        strip(child, nested);
+    }
 }
 
-/// A map visitor over [`read_map`] (an object that is not a map is an error: the caller then parses
-/// it whole, which says what is wrong).
-struct MapWith {
-    skip: &'static [&'static str],
-    nested: Option<&'static str>,
+/// An object read from JSON text with what `rule` leaves out skipped (never built).
+fn read_skipping(text: &str, rule: &'static Skip) -> serde_json::Result<Value> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = serde::de::DeserializeSeed::deserialize(MapWith(rule), &mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// A map read with the keys `rule` names skipped; the one it reads into, with its own rule. The
+/// last occurrence of a key wins, as in a `Value`. An object that is not a map is an error (the
+/// caller then parses it whole, which says what is wrong).
+struct MapWith(&'static Skip);
+
+impl<'de> serde::de::DeserializeSeed<'de> for MapWith {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_map(self)
+    }
 }
 
 impl<'de> serde::de::Visitor<'de> for MapWith {
@@ -1049,60 +1060,20 @@ impl<'de> serde::de::Visitor<'de> for MapWith {
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an object")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        read_map(map, self.skip, self.nested)
-    }
-}
-
-/// An object read without its top-level `status` (skipped, never built).
-struct WithoutStatus(Value);
-
-impl<'de> Deserialize<'de> for WithoutStatus {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(MapWith {
-            skip: &["status"],
-            nested: None,
-        })
-        .map(WithoutStatus)
-    }
-}
-
-/// An object read as [`Shape::Lean`].
-struct Lean(Value);
-
-impl<'de> Deserialize<'de> for Lean {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(MapWith {
-            skip: &["status"],
-            nested: Some("metadata"),
-        })
-        .map(Lean)
-    }
-}
-
-/// `metadata` without `managedFields`, its annotations without the last-applied one.
-struct LeanMetadata(Value);
-
-impl<'de> Deserialize<'de> for LeanMetadata {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(MapWith {
-            skip: &["managedFields"],
-            nested: Some("annotations"),
-        })
-        .map(LeanMetadata)
-    }
-}
-
-/// Annotations without the last-applied one.
-struct LeanAnnotations(Value);
-
-impl<'de> Deserialize<'de> for LeanAnnotations {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(MapWith {
-            skip: &[LAST_APPLIED],
-            nested: None,
-        })
-        .map(LeanAnnotations)
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if self.0.keys.contains(&key.as_str()) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let v = match self.0.nested {
+                Some((name, nested)) if name == key => map.next_value_seed(MapWith(nested))?,
+                _ => map.next_value::<Value>()?,
+            };
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 

@@ -155,10 +155,10 @@ fn pack(value: &serde_json::Value) -> Box<[u8]> {
     lz4_flex::compress_prepend_size(Compiled::of(value).as_bytes()).into_boxed_slice()
 }
 
-/// The value [`pack`] packed (our own packing of a valid value: it unpacks and reads back).
-fn unpack(packed: &[u8]) -> Option<serde_json::Value> {
+/// The compiled object [`pack`] packed (our own packing of a valid value: it unpacks and reads back).
+fn unpack(packed: &[u8]) -> Option<Compiled> {
     let bytes = lz4_flex::decompress_size_prepended(packed).ok()?;
-    Some(Compiled::from_bytes(bytes.into_boxed_slice()).to_value())
+    Some(Compiled::from_bytes(bytes.into_boxed_slice()))
 }
 
 impl LiveEntry {
@@ -174,7 +174,7 @@ impl LiveEntry {
         if let Some(f) = &self.fresh {
             return Some(f.clone());
         }
-        let value = unpack(self.compact.as_deref()?)?;
+        let value = unpack(self.compact.as_deref()?)?.to_value();
         crate::model::Resource::from_value(value)
             .ok()
             .map(|r| Arc::new(LiveObject::new(r)))
@@ -186,10 +186,9 @@ impl LiveEntry {
         if self.fresh.is_some() {
             return None;
         }
-        let bytes = lz4_flex::decompress_size_prepended(self.compact.as_deref()?).ok()?;
         Some(CompiledLive::prepared(
             key.clone(),
-            Compiled::from_bytes(bytes.into_boxed_slice()),
+            unpack(self.compact.as_deref()?)?,
         ))
     }
 

@@ -347,14 +347,12 @@ impl IgnoreSet {
         object: T,
     ) -> ResourceIgnores<'s> {
         // Looked up only for a rule with a label selector (the presets have none).
+        use crate::tree::Tree;
         let label = |k: &str| {
-            object
-                .pointer("/metadata/labels")
-                .and_then(|l| match l.shape() {
-                    crate::tree::Shape::Obj(m) => crate::tree::TreeMap::get(m, k),
-                    _ => None,
-                })
-                .and_then(crate::tree::Tree::as_str)
+            Tree::get(object, "metadata")
+                .and_then(|m| Tree::get(m, "labels"))
+                .and_then(|l| Tree::get(l, k))
+                .and_then(Tree::as_str)
         };
         let mut out = ResourceIgnores::default();
         let presets = self.presets.iter().flat_map(|p| p.compiled().iter());
@@ -363,7 +361,7 @@ impl IgnoreSet {
                 continue;
             }
             if let Some(ptr) = &rule.when_present
-                && object.pointer(ptr).is_none_or(crate::tree::Tree::is_null)
+                && object.pointer(ptr).is_none_or(Tree::is_null)
             {
                 continue;
             }

@@ -250,20 +250,17 @@ impl Resource {
 /// The identity [`Resource::from_value`] reads from an object, in either form: `apiVersion`,
 /// `kind`, `metadata.name` and `metadata.namespace` (dropped for cluster-scoped kinds).
 pub(crate) fn identity_of<'a, T: crate::tree::Tree<'a>>(object: T) -> Result<ResourceKey, ObjectError> {
-    use crate::tree::{Shape, Tree, TreeMap};
-    let Shape::Obj(map) = object.shape() else {
+    use crate::tree::{Shape, Tree};
+    if !matches!(object.shape(), Shape::Obj(_)) {
         return Err(ObjectError::NotAnObject {
             found: json_type(&object.to_value()),
         });
-    };
-    let field = |m: T::Map, f: &str| m.get(f).and_then(Tree::as_str).filter(|s| !s.is_empty());
-    let api_version = field(map, "apiVersion").ok_or(ObjectError::MissingField { field: "apiVersion" })?;
+    }
+    let field = |m: T, f: &str| Tree::get(m, f).and_then(Tree::as_str).filter(|s| !s.is_empty());
+    let api_version = field(object, "apiVersion").ok_or(ObjectError::MissingField { field: "apiVersion" })?;
     check_api_version(api_version)?;
-    let kind = field(map, "kind").ok_or(ObjectError::MissingField { field: "kind" })?;
-    let metadata = map.get("metadata").and_then(|m| match m.shape() {
-        Shape::Obj(m) => Some(m),
-        _ => None,
-    });
+    let kind = field(object, "kind").ok_or(ObjectError::MissingField { field: "kind" })?;
+    let metadata = Tree::get(object, "metadata");
     let name = metadata
         .and_then(|m| field(m, "name"))
         .ok_or(ObjectError::MissingField {

@@ -206,11 +206,7 @@ impl CompiledLive {
         if redactor.would_change(object.root()) {
             return Err(object);
         }
-        Ok(CompiledLive {
-            key,
-            object,
-            ownership: OnceLock::new(),
-        })
+        Ok(Self::prepared(key, object))
     }
 
     /// A live object compiled from its prepared (redacted) form, as the detector keeps it, with
@@ -225,11 +221,7 @@ impl CompiledLive {
 
     /// A prepared live object in compiled form (redacted already, as it is).
     pub fn of(live: &LiveObject) -> Self {
-        CompiledLive {
-            key: live.key().clone(),
-            object: Compiled::of(live.object()),
-            ownership: OnceLock::new(),
-        }
+        Self::prepared(live.key().clone(), Compiled::of(live.object()))
     }
 
     /// Identity.

@@ -262,14 +262,7 @@ impl Redactor {
             return;
         }
         // Most objects hold nothing to redact: one look, nothing copied or looked up twice.
-        if !self.names_sensitive_value(&*obj)
-            && !obj
-                .get("metadata")
-                .and_then(|m| m.get("annotations"))
-                .and_then(|a| a.get(LAST_APPLIED))
-                .and_then(Value::as_str)
-                .is_some_and(|la| self.may_hold_sensitive(la))
-        {
+        if !self.holds_named_value(&*obj) {
             return;
         }
         let name = obj
@@ -318,25 +311,21 @@ impl Redactor {
     /// Whether a ConfigMap key or a container env variable of the object has a sensitive name: when
     /// not, [`Redactor::redact_named_values`] changes nothing (it looks in the same places).
     fn names_sensitive_value<'a, T: Tree<'a>>(&self, obj: T) -> bool {
-        let field = |v: T, f: &str| match v.shape() {
-            Shape::Obj(m) => m.get(f),
-            _ => None,
-        };
-        let config_map = field(obj, "kind").and_then(Tree::as_str) == Some("ConfigMap")
+        let config_map = Tree::get(obj, "kind").and_then(Tree::as_str) == Some("ConfigMap")
             && CONFIG_MAP_FIELDS
                 .iter()
-                .any(|f| match field(obj, f).map(Tree::shape) {
+                .any(|f| match Tree::get(obj, f).map(Tree::shape) {
                     Some(Shape::Obj(m)) => m.entries().any(|(k, _)| self.is_sensitive_name(k)),
                     _ => false,
                 });
         config_map
             || POD_SPECS
                 .iter()
-                .filter_map(|path| path.iter().try_fold(obj, |v, f| field(v, f)))
+                .filter_map(|path| path.iter().try_fold(obj, |v, f| Tree::get(v, f)))
                 .any(|pod| {
                     CONTAINER_LISTS
                         .iter()
-                        .any(|list| match field(pod, list).map(Tree::shape) {
+                        .any(|list| match Tree::get(pod, list).map(Tree::shape) {
                             Some(Shape::Arr(cs)) => cs.items().any(|c| self.has_sensitive_env(c)),
                             _ => false,
                         })
@@ -345,41 +334,37 @@ impl Redactor {
 
     /// Whether an env entry's name is sensitive.
     fn is_sensitive_env<'a, T: Tree<'a>>(&self, entry: T) -> bool {
-        match entry.shape() {
-            Shape::Obj(m) => m
-                .get("name")
-                .and_then(Tree::as_str)
-                .is_some_and(|n| self.is_sensitive_name(n)),
-            _ => false,
-        }
+        Tree::get(entry, "name")
+            .and_then(Tree::as_str)
+            .is_some_and(|n| self.is_sensitive_name(n))
     }
 
     /// Whether a container has an env entry with a sensitive name.
     fn has_sensitive_env<'a, T: Tree<'a>>(&self, container: T) -> bool {
-        match container.shape() {
-            Shape::Obj(m) => match m.get("env").map(Tree::shape) {
-                Some(Shape::Arr(env)) => env.items().any(|e| self.is_sensitive_env(e)),
-                _ => false,
-            },
+        match Tree::get(container, "env").map(Tree::shape) {
+            Some(Shape::Arr(env)) => env.items().any(|e| self.is_sensitive_env(e)),
             _ => false,
         }
+    }
+
+    /// Whether a value under a sensitive name is in the object, or in its last-applied annotation
+    /// (may be): when not, redacting an object that is no Secret changes nothing.
+    fn holds_named_value<'a, T: Tree<'a>>(&self, obj: T) -> bool {
+        self.names_sensitive_value(obj)
+            || Tree::get(obj, "metadata")
+                .and_then(|m| Tree::get(m, "annotations"))
+                .and_then(|a| Tree::get(a, LAST_APPLIED))
+                .and_then(Tree::as_str)
+                .is_some_and(|la| self.may_hold_sensitive(la))
     }
 
     /// Whether [`Redactor::redact`] would change an object (in either form): a Secret, a value
     /// under a sensitive name, or a last-applied annotation that may hold one.
     pub(crate) fn would_change<'a, T: Tree<'a>>(&self, obj: T) -> bool {
-        obj.pointer("/kind")
+        Tree::get(obj, "kind")
             .and_then(Tree::as_str)
             .is_some_and(is_secret_kind)
-            || self.names_sensitive_value(obj)
-            || obj
-                .pointer("/metadata/annotations")
-                .and_then(|a| match a.shape() {
-                    Shape::Obj(m) => m.get(LAST_APPLIED),
-                    _ => None,
-                })
-                .and_then(Tree::as_str)
-                .is_some_and(|la| self.may_hold_sensitive(la))
+            || self.holds_named_value(obj)
     }
 
     /// ConfigMap keys and container env values with sensitive names; whether anything changed.

@@ -32,6 +32,14 @@ pub(crate) trait Tree<'a>: Copy + 'a {
     fn eq_tree<'b, U: Tree<'b>>(self, other: U) -> bool;
     /// The node at a JSON pointer below this one (as `Value::pointer`).
     fn pointer(self, ptr: &str) -> Option<Self>;
+    /// A field of a map node (`None` for any other node).
+    #[inline]
+    fn get(self, key: &str) -> Option<Self> {
+        match self.shape() {
+            Shape::Obj(m) => m.get(key),
+            _ => None,
+        }
+    }
     /// `null`, or an empty map or list.
     fn is_empty(self) -> bool {
         match self.shape() {
