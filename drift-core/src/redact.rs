@@ -70,42 +70,187 @@ pub struct Redactor {
     key: [u8; 32],
     /// Normalized name fragments (lower case, alphanumeric only).
     sensitive: Vec<String>,
-    /// Whether some fragment starts with this byte: most positions of a name are rejected by one
-    /// lookup, without a string search per fragment.
-    first: [u64; 4],
+    /// The fragments as one automaton that reads a text as normalized, byte by byte.
+    fragments: Fragments,
 }
 
 static GLOBAL: OnceLock<Redactor> = OnceLock::new();
 
-/// The first bytes of the fragments.
-fn first_bytes(fragments: &[String]) -> [u64; 4] {
-    let mut first = [0u64; 4];
-    for f in fragments {
-        if let Some(b) = f.bytes().next() {
-            first[usize::from(b >> 6)] |= 1 << (b & 63);
+/// Symbols of the automaton: 0 for a byte normalization drops, then `0-9` and `a-z`.
+const SYMBOLS: usize = 37;
+
+/// A byte's symbol: 0 when normalization drops it (not an ASCII letter or digit); upper case read
+/// as lower case.
+const fn symbol(b: u8) -> u8 {
+    match b.to_ascii_lowercase() {
+        c @ b'0'..=b'9' => c - b'0' + 1,
+        c @ b'a'..=b'z' => c - b'a' + 11,
+        _ => 0,
+    }
+}
+
+/// The byte → symbol table.
+const SYMBOL_OF: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = symbol(b as u8);
+        b += 1;
+    }
+    t
+};
+
+/// Whether a text, normalized (letters and digits only, lower case), contains one of the
+/// fragments: an Aho–Corasick automaton, made deterministic, over the symbols, in which a byte
+/// normalization drops leaves the state as it is. One table step per byte, nothing allocated: the
+/// text is never normalized into a copy (a last-applied annotation runs to kilobytes, and every
+/// listed object's is read).
+#[derive(Clone)]
+struct Fragments {
+    /// `next[row + symbol]` is the row of the state a symbol leads to, a row being a state's number
+    /// times [`SYMBOLS`] (so that a step is one addition and one load): state 0 is the start,
+    /// [`FOUND`] the state of a match (absorbing: a match is all that is asked).
+    next: Vec<u32>,
+}
+
+/// The state every match leads to.
+const FOUND: u32 = 1;
+/// Its row.
+const FOUND_ROW: u32 = FOUND * SYMBOLS as u32;
+/// Below this length a text is read as one chain of steps.
+const CHAINED: usize = 64;
+
+impl Fragments {
+    /// The automaton of normalized, non-empty fragments (none: it never matches).
+    fn new(fragments: &[String]) -> Self {
+        // The trie: state 0 the root, state 1 the match; `goto` holds the trie's edges (0: none,
+        // as no edge leads back to the root).
+        let mut goto: Vec<[u32; SYMBOLS]> = vec![[0; SYMBOLS], [FOUND; SYMBOLS]];
+        for f in fragments.iter().filter(|f| !f.is_empty()) {
+            let mut s = 0usize;
+            let bytes = f.as_bytes();
+            for (i, &b) in bytes.iter().enumerate() {
+                let c = usize::from(symbol(b));
+                if s == FOUND as usize {
+                    break; // a shorter fragment is a prefix: it matches first
+                }
+                let last = i + 1 == bytes.len();
+                let t = goto[s][c];
+                s = if last {
+                    goto[s][c] = FOUND;
+                    FOUND as usize
+                } else if t != 0 {
+                    t as usize
+                } else {
+                    goto.push([0; SYMBOLS]);
+                    let n = u32::try_from(goto.len() - 1).unwrap_or(u32::MAX);
+                    goto[s][c] = n;
+                    n as usize
+                };
+            }
+        }
+        // Breadth first: a state's missing edges are its failure state's (complete by then, being
+        // shallower); an edge to a state whose failure state is the match leads to the match.
+        let mut next: Vec<[u32; SYMBOLS]> = goto.clone();
+        let mut fail = vec![0u32; goto.len()];
+        let mut queue: std::collections::VecDeque<usize> = goto[0]
+            .iter()
+            .filter(|&&t| t > FOUND)
+            .map(|&t| t as usize)
+            .collect();
+        while let Some(s) = queue.pop_front() {
+            let f = fail[s] as usize;
+            for c in 1..SYMBOLS {
+                let t = goto[s][c];
+                let via = next[f][c];
+                if t == 0 {
+                    next[s][c] = via;
+                } else if t != FOUND {
+                    if via == FOUND {
+                        next[s][c] = FOUND;
+                    } else {
+                        fail[t as usize] = via;
+                        queue.push_back(t as usize);
+                    }
+                }
+            }
+        }
+        // A dropped byte keeps the state.
+        for (s, row) in next.iter_mut().enumerate() {
+            row[0] = u32::try_from(s).unwrap_or(FOUND);
+        }
+        Fragments {
+            next: next
+                .into_iter()
+                .flatten()
+                .map(|s| s.saturating_mul(SYMBOLS as u32))
+                .collect(),
         }
     }
-    first
+
+    /// The row a byte leads to from a row.
+    #[inline]
+    fn step(&self, row: u32, b: u8) -> u32 {
+        let i = row as usize + usize::from(SYMBOL_OF[usize::from(b)]);
+        self.next.get(i).copied().unwrap_or(FOUND_ROW)
+    }
+
+    /// Steps from a row through a text: whether a match is found; with `to_start`, only until
+    /// the start state is reached.
+    fn run(&self, mut row: u32, text: &[u8], to_start: bool) -> bool {
+        for &b in text {
+            row = self.step(row, b);
+            if row == FOUND_ROW {
+                return true;
+            }
+            if to_start && row == 0 {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Whether the text, normalized, contains a fragment.
+    ///
+    /// A step waits for the one before (a load), so a long text is read as four quarters at once,
+    /// four independent chains the processor overlaps. A chain that ends its quarter inside a
+    /// partial match goes on into the rest of the text until it is back at the start state (the
+    /// automaton's state is the longest end of what was read that could still begin a fragment:
+    /// at the start state, no match begins before), so a match across a boundary is found too.
+    fn found_in(&self, text: &[u8]) -> bool {
+        if text.len() < CHAINED {
+            return self.run(0, text, false);
+        }
+        let q = text.len() / 4;
+        let (a, rest) = text.split_at(q);
+        let (b, rest) = rest.split_at(q);
+        let (c, d) = rest.split_at(q);
+        let mut rows = [0u32; 4];
+        for (((&x0, &x1), &x2), &x3) in a.iter().zip(b).zip(c).zip(d) {
+            rows = [
+                self.step(rows[0], x0),
+                self.step(rows[1], x1),
+                self.step(rows[2], x2),
+                self.step(rows[3], x3),
+            ];
+            if rows.contains(&FOUND_ROW) {
+                return true;
+            }
+        }
+        // The last quarter's remainder, then each chain on past its quarter.
+        self.run(rows[3], d.get(q..).unwrap_or_default(), false)
+            || rows[..3]
+                .iter()
+                .enumerate()
+                .any(|(i, &row)| row != 0 && self.run(row, text.get((i + 1) * q..).unwrap_or_default(), true))
+    }
 }
 
 fn normalize(name: &str) -> String {
-    String::from_utf8(normalize_bytes(name)).unwrap_or_default()
-}
-
-/// [`normalize`] as bytes, without a branch per byte (annotations run to kilobytes): every byte is
-/// written, the length advances past the alphanumeric ones. Bytes, not chars: a multi-byte
-/// character's bytes are never ASCII alphanumeric, so the result is the same, without decoding.
-fn normalize_bytes(text: &str) -> Vec<u8> {
-    let mut out = vec![0u8; text.len()];
-    let mut len = 0;
-    for b in text.bytes() {
-        if let Some(slot) = out.get_mut(len) {
-            *slot = b.to_ascii_lowercase();
-        }
-        len += usize::from(b.is_ascii_alphanumeric());
-    }
-    out.truncate(len);
-    out
+    name.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect()
 }
 
 impl std::fmt::Debug for Redactor {
@@ -121,7 +266,7 @@ impl Redactor {
         let sensitive: Vec<String> = DEFAULT_SENSITIVE_NAMES.iter().map(|s| normalize(s)).collect();
         Redactor {
             key,
-            first: first_bytes(&sensitive),
+            fragments: Fragments::new(&sensitive),
             sensitive,
         }
     }
@@ -134,7 +279,7 @@ impl Redactor {
             .map(|n| normalize(n.as_ref()))
             .filter(|n| !n.is_empty())
             .collect();
-        self.first = first_bytes(&self.sensitive);
+        self.fragments = Fragments::new(&self.sensitive);
         self
     }
 
@@ -148,36 +293,7 @@ impl Redactor {
 
     /// Whether a field name marks its value as secret.
     pub fn is_sensitive_name(&self, name: &str) -> bool {
-        // Names are short: normalized into a stack buffer, no allocation.
-        let mut buf = [0u8; 96];
-        let mut len = 0;
-        for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
-            let Some(slot) = buf.get_mut(len) else {
-                return self.has_fragment(normalize(name).as_bytes());
-            };
-            *slot = b.to_ascii_lowercase();
-            len += 1;
-        }
-        self.has_fragment(&buf[..len])
-    }
-
-    /// Whether a normalized text contains a fragment: one table lookup per position, fragments
-    /// compared only where one could start.
-    fn has_fragment(&self, n: &[u8]) -> bool {
-        if n.len() > 256 {
-            // A long text (an annotation): one vectorized search per fragment.
-            return self
-                .sensitive
-                .iter()
-                .any(|f| memchr::memmem::find(n, f.as_bytes()).is_some());
-        }
-        (0..n.len()).any(|i| {
-            self.first[usize::from(n[i] >> 6)] & (1 << (n[i] & 63)) != 0
-                && self.sensitive.iter().any(|f| {
-                    let f = f.as_bytes();
-                    n.len() - i >= f.len() && f.iter().zip(&n[i..]).all(|(a, b)| a == b)
-                })
-        })
+        self.fragments.found_in(name.as_bytes())
     }
 
     /// The process-wide redactor: the one installed at start, else one with a random key drawn on
@@ -305,7 +421,7 @@ impl Redactor {
 
     /// Cheap pre-check of a text for a sensitive name.
     fn may_hold_sensitive(&self, text: &str) -> bool {
-        self.has_fragment(&normalize_bytes(text))
+        self.fragments.found_in(text.as_bytes())
     }
 
     /// Whether a ConfigMap key or a container env variable of the object has a sensitive name: when
@@ -594,6 +710,95 @@ mod tests {
         }
         assert!(r.is_sensitive_name("A_B"));
         assert!(!r.is_sensitive_name("A_C"));
+    }
+
+    #[test]
+    fn the_automaton_finds_what_a_search_of_the_normalized_text_finds() {
+        // Fragments that overlap, nest, share prefixes and suffixes (a match seen only through a
+        // failure link: "xab" holds "ab"), one of one letter, every text over a small alphabet with
+        // spellings normalization drops: the automaton answers as normalize-then-contains.
+        let sets: [&[&str]; 7] = [
+            &["ab", "xaby"],
+            &["aab", "ab"],
+            &["abab", "bab", "aa"],
+            &["b"],
+            &["abc", "bcd", "cde"],
+            &["ba", "aab", "abba"],
+            &["x-A_b", "Y", "-"],
+        ];
+        let alphabet = ["a", "b", "c", "d", "x", "y", "-", "A", "é"];
+        let mut texts = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = texts
+                .iter()
+                .filter(|t| t.chars().count() == texts.last().map_or(0, |l| l.chars().count()))
+                .flat_map(|t| alphabet.iter().map(move |a| format!("{t}{a}")))
+                .collect();
+            texts.extend(longer);
+        }
+        for set in sets {
+            let r = Redactor::with_key([7; 32]).with_sensitive_names(set.iter().copied());
+            for text in &texts {
+                let n = normalize(text);
+                let plain = r.sensitive.iter().any(|f| n.contains(f.as_str()));
+                assert_eq!(r.is_sensitive_name(text), plain, "{set:?} {text:?}");
+                assert_eq!(r.may_hold_sensitive(text), plain, "{set:?} {text:?}");
+            }
+        }
+        // Long texts, read as four chains: a fragment at every offset (so across every quarter's
+        // boundary), one spelt across a whole quarter of separators, and pseudo-random texts.
+        let r = Redactor::with_key([7; 32]);
+        let plain = |text: &str| {
+            let n = normalize(text);
+            r.sensitive.iter().any(|f| n.contains(f.as_str()))
+        };
+        let mut long: Vec<String> = Vec::new();
+        for len in [64, 65, 67, 130, 401] {
+            for at in 0..len {
+                let mut t: Vec<u8> = b"{\"x\":\"pas-\"}".iter().copied().cycle().take(len).collect();
+                for (i, &b) in b"Pass_Word".iter().enumerate() {
+                    if let Some(slot) = t.get_mut(at + i) {
+                        *slot = b;
+                    }
+                }
+                long.push(String::from_utf8(t).unwrap_or_default());
+            }
+        }
+        long.push(format!(
+            "{}pass{}word{}",
+            "x".repeat(40),
+            "_".repeat(300),
+            "-".repeat(50)
+        ));
+        long.push(format!("{}pass{}wor", "x".repeat(40), "_".repeat(300)));
+        let mut seed = 7u64;
+        for _ in 0..3000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let len = 64 + (seed >> 40) as usize % 300;
+            let text: String = (0..len)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    char::from(b"passwordtokenAB_-.ecrt\""[(seed >> 33) as usize % 23])
+                })
+                .collect();
+            long.push(text);
+        }
+        let mut found = 0;
+        for text in &long {
+            assert_eq!(r.may_hold_sensitive(text), plain(text), "{text:?}");
+            found += usize::from(plain(text));
+        }
+        assert!(
+            found > 100 && found < long.len() - 100,
+            "{found} of {}",
+            long.len()
+        );
+
+        // No fragment (every name given normalizes to nothing): nothing is sensitive.
+        let none = Redactor::with_key([7; 32]).with_sensitive_names(["--", "é"]);
+        assert!(!none.is_sensitive_name("password"));
     }
 
     #[test]
