@@ -115,6 +115,37 @@ fn status_event(c: &mut Criterion) {
     g.finish();
 }
 
+/// Redaction's look at an object with nothing to redact (what every listed object and every watch
+/// event gets): its env names and its last-applied annotation searched for sensitive name fragments.
+fn redaction_check(c: &mut Criterion) {
+    let redactor = drift_core::redact::Redactor::with_key([7; 32]);
+    let desired = frontend_desired();
+    let mut live = with_server_state(&desired);
+    let before = live.clone();
+    redactor.redact(&mut live);
+    assert_eq!(live, before, "nothing to redact in the frontend Deployment");
+    let mut g = c.benchmark_group("redaction");
+    g.bench_function("check_frontend_live", |b| {
+        b.iter(|| redactor.redact(black_box(&mut live)))
+    });
+    let names: Vec<&str> = desired["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 10);
+    g.bench_function("ten_env_names", |b| {
+        b.iter(|| {
+            names
+                .iter()
+                .filter(|n| redactor.is_sensitive_name(black_box(n)))
+                .count()
+        })
+    });
+    g.finish();
+}
+
 /// Full initial scan of 10,000 tracked objects: desired set, one re-list, every key diffed.
 fn scan_10k(c: &mut Criterion) {
     let (desired, live) = scan_fixture(10_000);
@@ -195,5 +226,5 @@ fn scan_10k(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, deployment_pair, status_event, scan_10k);
+criterion_group!(benches, deployment_pair, status_event, redaction_check, scan_10k);
 criterion_main!(benches);
