@@ -40,6 +40,8 @@
 //! assert_eq!(out.events[0].drift.describe(), "spec.replicas expected=3, actual=5");
 //! ```
 
+use indexmap::map::RawEntryApiV1 as _;
+use indexmap::map::raw_entry_v1::RawEntryMut;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -628,7 +630,12 @@ impl Detector {
 
     /// A part of the set being staged (see [`Detector::begin_desired`]; without it, one is begun).
     pub fn desired_part(&mut self, resources: Vec<DesiredResource>) {
-        // Preparing and packing each object is independent of the rest: on every core.
+        use std::hash::BuildHasher as _;
+        let staged = self.staged.get_or_insert_with(DesiredIndex::default);
+        let hasher = staged.hasher().clone();
+        // Preparing and packing each object is independent of the rest: on every core, its key's
+        // hash too (then the serial insertion below reads no key's text: a new key's slot is found
+        // by its hash alone).
         let entries = crate::par::map(resources, PARALLEL_MIN, |r| {
             // The key is moved out of the prepared object, not copied, with the version it was
             // given (an `autoscaling/v1` HorizontalPodAutoscaler is compared in its v2 form).
@@ -637,11 +644,18 @@ impl Detector {
             let entry = DesiredEntry::new(&object, r.provenance);
             let mut key = object.into_resource().key;
             key.version = version;
-            (key, entry)
+            (hasher.hash_one(&key), key, entry)
         });
-        let staged = self.staged.get_or_insert_with(DesiredIndex::default);
         staged.reserve(entries.len());
-        staged.extend(entries);
+        for (hash, key, entry) in entries {
+            // As `insert`: a key given again keeps its place and takes the later object.
+            match staged.raw_entry_mut_v1().from_hash(hash, |k| *k == key) {
+                RawEntryMut::Occupied(mut held) => *held.get_mut() = entry,
+                RawEntryMut::Vacant(slot) => {
+                    slot.insert_hashed_nocheck(hash, key, entry);
+                }
+            }
+        }
     }
 
     /// Puts the staged set in force. Changed, added and removed keys are queued.

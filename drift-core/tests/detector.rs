@@ -1128,9 +1128,21 @@ fn keys_are_queued_in_the_order_the_desired_set_gives_them() {
         desired(deploy_in("a", "z", 1)),
         desired(deploy_in("a", "x", 2)),
     ]);
+    d.desired_part(vec![
+        desired(deploy_in("a", "y", 3)),
+        desired(deploy_in("a", "y", 4)),
+    ]);
     assert_eq!(d.end_desired(), 3);
     let order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
     assert_eq!(order, ["x", "y", "z"]);
+    // The later object of a key given twice is the one desired (across parts and within one).
+    let replicas = |name: &str| {
+        let key = deploy_in("a", name, 1).key;
+        d.desired_object(&key)
+            .map(|(o, _)| o.object()["spec"]["replicas"].clone())
+    };
+    assert_eq!(replicas("x"), Some(serde_json::json!(2)));
+    assert_eq!(replicas("y"), Some(serde_json::json!(4)));
     // A source replaced while a first set is staged: every key is still queued (w by its source,
     // and again as removed by the set).
     let mut d = fresh();
