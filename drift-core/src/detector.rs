@@ -44,7 +44,7 @@ use indexmap::map::RawEntryApiV1 as _;
 use indexmap::map::raw_entry_v1::RawEntryMut;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -147,7 +147,11 @@ impl DesiredEntry {
 /// A live object: parsed while its key waits to be processed, then kept compiled and LZ4-packed (a
 /// `serde_json::Value` costs about ten times the JSON it holds) and read back only for re-diffs.
 struct LiveEntry {
-    fingerprint: Fingerprint,
+    /// Set when the entry is made, except for an object stored as it came (redaction changed
+    /// nothing): then taken from it when first asked for (an event for its key, or the compaction
+    /// that frees it), not while a list's new objects are stored — a kind without a generation is
+    /// fingerprinted by its whole content, a walk over the object the scan need not wait for.
+    fingerprint: OnceLock<Fingerprint>,
     fresh: Option<Arc<LiveObject>>,
     compact: Option<Box<[u8]>>,
 }
@@ -164,12 +168,31 @@ fn unpack(packed: &[u8]) -> Option<Compiled> {
 }
 
 impl LiveEntry {
-    fn new(object: Arc<LiveObject>, fingerprint: Fingerprint) -> Self {
+    /// An entry for a prepared object; without a fingerprint only for an object redaction left as
+    /// it came (whose fingerprint is then its own, taken later).
+    fn new(object: Arc<LiveObject>, fingerprint: Option<Fingerprint>) -> Self {
+        let fp = OnceLock::new();
+        if let Some(f) = fingerprint {
+            let _ = fp.set(f);
+        }
         LiveEntry {
-            fingerprint,
+            fingerprint: fp,
             fresh: Some(object),
             compact: None,
         }
+    }
+
+    /// The fingerprint of the object as it came.
+    fn fingerprint(&self, key: &ResourceKey) -> Fingerprint {
+        *self.fingerprint.get_or_init(|| {
+            // Only an object stored as it came has none yet, and compaction sets it before the
+            // parsed form goes; read back from the compact form otherwise (never expected).
+            let has_generation = crate::kinds::has_generation(&key.group, &key.kind);
+            match self.object() {
+                Some(o) => fingerprint(o.object(), has_generation),
+                None => fingerprint(&serde_json::Value::Null, has_generation),
+            }
+        })
     }
 
     fn object(&self) -> Option<Arc<LiveObject>> {
@@ -203,7 +226,8 @@ impl LiveEntry {
 /// A live object made ready apart from the detector's state (on any core): its fingerprint and,
 /// unless it looked unchanged then, its prepared form.
 struct PreparedLive {
-    fingerprint: Fingerprint,
+    /// `None` for a new key's object stored as it came (see [`LiveEntry::fingerprint`]).
+    fingerprint: Option<Fingerprint>,
     /// Boxed where it was prepared (on any core), with the copies of its key applying it needs (the
     /// live map's, and one to queue or compact later unless it is desired and queued already): the
     /// arrival-ordered part moves pointers, it copies nothing.
@@ -513,19 +537,29 @@ impl Detector {
     pub fn compact(&mut self, max: usize) -> usize {
         let n = self.unsettled.len().min(max);
         // Taken out here, packed (and the parsed forms freed) on every core, stored back in order.
-        let fresh: Vec<(ResourceKey, Arc<LiveObject>)> = self
+        // An object stored as it came is fingerprinted from its parsed form before that goes.
+        let fresh: Vec<(ResourceKey, Arc<LiveObject>, bool)> = self
             .unsettled
             .drain(..n)
             .filter_map(|key| {
-                let f = self.live.get_mut(&key)?.fresh.take()?;
-                Some((key, f))
+                let e = self.live.get_mut(&key)?;
+                let f = e.fresh.take()?;
+                let fingerprinted = e.fingerprint.get().is_some();
+                Some((key, f, fingerprinted))
             })
             .collect();
         let done = fresh.len();
-        let packed = crate::par::map(fresh, PARALLEL_MIN, |(key, f)| (key, pack(f.object())));
-        for (key, p) in packed {
+        let packed = crate::par::map(fresh, PARALLEL_MIN, |(key, f, fingerprinted)| {
+            let fp = (!fingerprinted)
+                .then(|| fingerprint(f.object(), crate::kinds::has_generation(&key.group, &key.kind)));
+            (key, pack(f.object()), fp)
+        });
+        for (key, p, fp) in packed {
             if let Some(e) = self.live.get_mut(&key) {
                 e.compact = Some(p);
+                if let Some(fp) = fp {
+                    let _ = e.fingerprint.set(fp);
+                }
             }
         }
         if self.unsettled.is_empty() {
@@ -819,7 +853,7 @@ impl Detector {
         let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
         self.live
             .get(&r.key)
-            .is_some_and(|e| e.fingerprint == fingerprint(&r.object, has_generation))
+            .is_some_and(|e| e.fingerprint(&r.key) == fingerprint(&r.object, has_generation))
     }
 
     fn apply_live(&mut self, r: crate::model::Resource, obs: &mut Observed) {
@@ -830,30 +864,50 @@ impl Detector {
     /// Fingerprints a live object and, unless the detector holds it unchanged, prepares it; notes
     /// whether its key is desired and queued (lookups made here, on any core, not in arrival order).
     fn prepare_live(&self, r: crate::model::Resource) -> PreparedLive {
-        let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
-        let fp = fingerprint(&r.object, has_generation);
         // A first listing holds nothing yet, and a first scan has every desired key queued: no
         // lookup then.
         let held = if self.live.is_empty() {
             None
         } else {
-            self.live.get(&r.key)
+            self.live.get_key_value(&r.key)
         };
-        let unchanged = held.is_some_and(|e| e.fingerprint == fp);
         let desired = self.desired.contains_key(&r.key);
         let queued = desired && (self.desired_all_queued || self.queued.contains(&r.key));
+        let then = |key: &ResourceKey| (!desired || !queued).then(|| key.clone());
+        let Some((held_key, entry)) = held else {
+            // A key not held: nothing to compare its fingerprint with yet. An object redaction
+            // leaves as it came is stored without one (taken from it when first asked for).
+            let (object, fp) = if crate::redact::Redactor::global().would_change(&r.object) {
+                let fp = fingerprint(&r.object, crate::kinds::has_generation(&r.key.group, &r.key.kind));
+                (LiveObject::new(r), Some(fp))
+            } else {
+                (LiveObject::left_by_redaction(r), None)
+            };
+            let key = object.key().clone();
+            let then = then(&key);
+            return PreparedLive {
+                fingerprint: fp,
+                object: Ok((Arc::new(object), key, then)),
+                desired,
+                queued,
+                held: false,
+            };
+        };
+        let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
+        let fp = fingerprint(&r.object, has_generation);
+        let unchanged = entry.fingerprint(held_key) == fp;
         PreparedLive {
-            fingerprint: fp,
+            fingerprint: Some(fp),
             object: if unchanged {
                 Err(r)
             } else {
                 let key = r.key.clone();
-                let then = (!desired || !queued).then(|| key.clone());
+                let then = then(&key);
                 Ok((Arc::new(LiveObject::new(r)), key, then))
             },
             desired,
             queued,
-            held: held.is_some(),
+            held: true,
         }
     }
 
@@ -879,9 +933,10 @@ impl Detector {
             queued,
             ..
         } = p;
-        let held_as = |d: &Self, key: &ResourceKey| d.live.get(key).is_some_and(|e| e.fingerprint == fp);
+        // Whether an entry the same as this object is held (an earlier object of the batch, or one
+        // held when it was prepared). An object stored as it came is fingerprinted only if asked.
         let (object, key, then) = match object {
-            Err(r) if held_as(self, &r.key) => return self.skip(obs),
+            Err(r) if self.holds_as(&r.key, fp, &r.object) => return self.skip(obs),
             Err(r) => {
                 let key = r.key.clone();
                 let then = (!desired || !queued).then(|| key.clone());
@@ -889,6 +944,7 @@ impl Detector {
             }
             Ok(prepared) => prepared,
         };
+        let held_as = |d: &Self, key: &ResourceKey| d.holds_as(key, fp, object.object());
         if is_autoscaler(&key) {
             if held_as(self, &key) {
                 return self.skip(obs);
@@ -913,8 +969,18 @@ impl Detector {
             self.requeue_kind(kinds, obs);
         } else {
             // One lookup: an entry equal to it (an earlier object of the batch) is kept.
+            let fp_of = |key: &ResourceKey| {
+                fp.unwrap_or_else(|| {
+                    fingerprint(
+                        object.object(),
+                        crate::kinds::has_generation(&key.group, &key.kind),
+                    )
+                })
+            };
             match self.live.entry(key) {
-                Entry::Occupied(e) if e.get().fingerprint == fp => return self.skip(obs),
+                Entry::Occupied(e) if e.get().fingerprint(e.key()) == fp_of(e.key()) => {
+                    return self.skip(obs);
+                }
                 e => {
                     e.insert_entry(LiveEntry::new(object, fp));
                 }
@@ -927,6 +993,16 @@ impl Detector {
         } else if self.enqueue_owned(key) {
             obs.queued += 1;
         }
+    }
+
+    /// Whether the entry held for a key has this fingerprint (`None`: the object's own, taken
+    /// now; it is the object as it came).
+    fn holds_as(&self, key: &ResourceKey, fp: Option<Fingerprint>, object: &serde_json::Value) -> bool {
+        self.live.get_key_value(key).is_some_and(|(k, e)| {
+            let fp =
+                fp.unwrap_or_else(|| fingerprint(object, crate::kinds::has_generation(&k.group, &k.kind)));
+            e.fingerprint(k) == fp
+        })
     }
 
     /// Counts an object recognised as held already.

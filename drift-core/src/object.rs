@@ -153,6 +153,15 @@ impl LiveObject {
         }
     }
 
+    /// A live resource that redaction leaves as it is (the caller asked
+    /// [`Redactor::would_change`]), wrapped without looking again.
+    pub(crate) fn left_by_redaction(resource: Resource) -> Self {
+        LiveObject {
+            resource,
+            ownership: OnceLock::new(),
+        }
+    }
+
     /// The resource.
     pub fn resource(&self) -> &Resource {
         &self.resource
