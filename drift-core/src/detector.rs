@@ -167,6 +167,11 @@ fn unpack(packed: &[u8]) -> Option<Compiled> {
     Some(Compiled::from_bytes(bytes.into_boxed_slice()))
 }
 
+/// A live object's fingerprint, with what its kind keeps (a generation or not).
+fn fingerprint_of(object: &serde_json::Value, key: &ResourceKey) -> Fingerprint {
+    fingerprint(object, crate::kinds::has_generation(&key.group, &key.kind))
+}
+
 impl LiveEntry {
     /// An entry for a prepared object; without a fingerprint only for an object redaction left as
     /// it came (whose fingerprint is then its own, taken later).
@@ -187,10 +192,9 @@ impl LiveEntry {
         *self.fingerprint.get_or_init(|| {
             // Only an object stored as it came has none yet, and compaction sets it before the
             // parsed form goes; read back from the compact form otherwise (never expected).
-            let has_generation = crate::kinds::has_generation(&key.group, &key.kind);
             match self.object() {
-                Some(o) => fingerprint(o.object(), has_generation),
-                None => fingerprint(&serde_json::Value::Null, has_generation),
+                Some(o) => fingerprint_of(o.object(), key),
+                None => fingerprint_of(&serde_json::Value::Null, key),
             }
         })
     }
@@ -550,8 +554,7 @@ impl Detector {
             .collect();
         let done = fresh.len();
         let packed = crate::par::map(fresh, PARALLEL_MIN, |(key, f, fingerprinted)| {
-            let fp = (!fingerprinted)
-                .then(|| fingerprint(f.object(), crate::kinds::has_generation(&key.group, &key.kind)));
+            let fp = (!fingerprinted).then(|| fingerprint_of(f.object(), &key));
             (key, pack(f.object()), fp)
         });
         for (key, p, fp) in packed {
@@ -850,10 +853,9 @@ impl Detector {
     /// Whether a live object cannot carry a compared change against what the detector holds (same
     /// fingerprint): the check [`Detector::observe`] makes before anything else.
     pub fn is_unchanged(&self, r: &crate::model::Resource) -> bool {
-        let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
         self.live
             .get(&r.key)
-            .is_some_and(|e| e.fingerprint(&r.key) == fingerprint(&r.object, has_generation))
+            .is_some_and(|e| e.fingerprint(&r.key) == fingerprint_of(&r.object, &r.key))
     }
 
     fn apply_live(&mut self, r: crate::model::Resource, obs: &mut Observed) {
@@ -878,7 +880,7 @@ impl Detector {
             // A key not held: nothing to compare its fingerprint with yet. An object redaction
             // leaves as it came is stored without one (taken from it when first asked for).
             let (object, fp) = if crate::redact::Redactor::global().would_change(&r.object) {
-                let fp = fingerprint(&r.object, crate::kinds::has_generation(&r.key.group, &r.key.kind));
+                let fp = fingerprint_of(&r.object, &r.key);
                 (LiveObject::new(r), Some(fp))
             } else {
                 (LiveObject::left_by_redaction(r), None)
@@ -893,8 +895,7 @@ impl Detector {
                 held: false,
             };
         };
-        let has_generation = crate::kinds::has_generation(&r.key.group, &r.key.kind);
-        let fp = fingerprint(&r.object, has_generation);
+        let fp = fingerprint_of(&r.object, &r.key);
         let unchanged = entry.fingerprint(held_key) == fp;
         PreparedLive {
             fingerprint: Some(fp),
@@ -933,8 +934,8 @@ impl Detector {
             queued,
             ..
         } = p;
-        // Whether an entry the same as this object is held (an earlier object of the batch, or one
-        // held when it was prepared). An object stored as it came is fingerprinted only if asked.
+        // An object held the same already (an earlier one of the batch, or the one held when it
+        // was prepared) is skipped; one stored as it came is fingerprinted only to tell.
         let (object, key, then) = match object {
             Err(r) if self.holds_as(&r.key, fp, &r.object) => return self.skip(obs),
             Err(r) => {
@@ -969,16 +970,11 @@ impl Detector {
             self.requeue_kind(kinds, obs);
         } else {
             // One lookup: an entry equal to it (an earlier object of the batch) is kept.
-            let fp_of = |key: &ResourceKey| {
-                fp.unwrap_or_else(|| {
-                    fingerprint(
-                        object.object(),
-                        crate::kinds::has_generation(&key.group, &key.kind),
-                    )
-                })
-            };
             match self.live.entry(key) {
-                Entry::Occupied(e) if e.get().fingerprint(e.key()) == fp_of(e.key()) => {
+                Entry::Occupied(e)
+                    if e.get().fingerprint(e.key())
+                        == fp.unwrap_or_else(|| fingerprint_of(object.object(), e.key())) =>
+                {
                     return self.skip(obs);
                 }
                 e => {
@@ -998,11 +994,9 @@ impl Detector {
     /// Whether the entry held for a key has this fingerprint (`None`: the object's own, taken
     /// now; it is the object as it came).
     fn holds_as(&self, key: &ResourceKey, fp: Option<Fingerprint>, object: &serde_json::Value) -> bool {
-        self.live.get_key_value(key).is_some_and(|(k, e)| {
-            let fp =
-                fp.unwrap_or_else(|| fingerprint(object, crate::kinds::has_generation(&k.group, &k.kind)));
-            e.fingerprint(k) == fp
-        })
+        self.live
+            .get_key_value(key)
+            .is_some_and(|(k, e)| e.fingerprint(k) == fp.unwrap_or_else(|| fingerprint_of(object, k)))
     }
 
     /// Counts an object recognised as held already.
