@@ -745,6 +745,26 @@ mod tests {
                 assert_eq!(r.may_hold_sensitive(text), plain, "{set:?} {text:?}");
             }
         }
+        // Digits are symbols too (names such as `S3_KEY`, `K8S_TOKEN` given as fragments).
+        let digits = Redactor::with_key([7; 32]).with_sensitive_names(["s3k", "K8s-2", "9"]);
+        let alphabet = ["s", "3", "k", "8", "2", "9", "_", "S", "K"];
+        let mut texts = vec![String::new()];
+        for len in 1..=5 {
+            let longer: Vec<String> = texts
+                .iter()
+                .filter(|t| t.len() == len - 1)
+                .flat_map(|t| alphabet.iter().map(move |a| format!("{t}{a}")))
+                .collect();
+            texts.extend(longer);
+        }
+        for text in &texts {
+            let n = normalize(text);
+            let plain = digits.sensitive.iter().any(|f| n.contains(f.as_str()));
+            assert_eq!(digits.is_sensitive_name(text), plain, "{text:?}");
+        }
+        assert!(digits.is_sensitive_name("MY_K8S_2"));
+        assert!(!digits.is_sensitive_name("K8S_3"));
+
         // Long texts, read as four chains: a fragment at every offset (so across every quarter's
         // boundary), one spelt across a whole quarter of separators, and pseudo-random texts.
         let r = Redactor::with_key([7; 32]);
