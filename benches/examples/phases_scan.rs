@@ -1,7 +1,8 @@
 //! Times the phases of the detector's initial scan of 10,000 objects (the `scan` bench group):
 //! taking the desired set, the re-list, processing every key.
 //! Run: `cargo run --release -p drift-benches --example phases_scan` (`RUNS`, `N`, `PROJECTED`,
-//! `PERF_CTL`: see below).
+//! `PERF_CTL`: see below; `PHASE`: only that phase under `perf`; `REJUDGE`: then every key judged
+//! again, thrice, the live cache compacted).
 #![allow(clippy::print_stdout)] // prints its own timing
 
 use std::sync::Arc;
@@ -50,16 +51,32 @@ fn main() {
             DetectorConfig::default(),
             Arc::new(ManualClock::new(0)),
         );
-        perf_control(b"enable\n");
+        // `PHASE` (`desired`, `relist`, `process`): only that phase sampled; `REJUDGE`: none.
+        let phase = std::env::var("PHASE").ok();
+        let sampled =
+            |p: &str| std::env::var_os("REJUDGE").is_none() && phase.as_deref().is_none_or(|x| x == p);
+        if sampled("desired") {
+            perf_control(b"enable\n");
+        }
         let t = Instant::now();
         det.set_desired(d);
         let t1 = Instant::now();
+        perf_control(if sampled("relist") {
+            b"enable\n"
+        } else {
+            b"disable\n"
+        });
         det.observe(LiveEvent::Restarted {
             scope: RelistScope::All,
             resources: l,
         });
         det.observe(LiveEvent::Ready);
         let t2 = Instant::now();
+        perf_control(if sampled("process") {
+            b"enable\n"
+        } else {
+            b"disable\n"
+        });
         let events = if std::env::var_os("ONE_BY_ONE").is_some() {
             let mut n = 0;
             while let Some(k) = det.next_key() {
@@ -71,6 +88,20 @@ fn main() {
         };
         let t3 = Instant::now();
         perf_control(b"disable\n");
+        if std::env::var_os("REJUDGE").is_some() {
+            // Every key judged again with the live cache compacted (the `scan` group's
+            // `detector_rejudge_10k_compacted`).
+            det.compact(usize::MAX);
+            for _ in 0..3 {
+                perf_control(b"enable\n");
+                let t = Instant::now();
+                det.queue_all();
+                let again = drift_benches::drain(&mut det);
+                let took = t.elapsed();
+                perf_control(b"disable\n");
+                println!("rejudge (compacted) {took:?} ({again} events)");
+            }
+        }
         println!(
             "set_desired {:?}  re-list {:?}  process {:?}  total {:?} ({events} events)",
             t1 - t,

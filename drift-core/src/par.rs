@@ -31,16 +31,19 @@ fn claim(n: usize, workers: usize) -> usize {
 /// thread claiming the next one as it finishes the last; the results in claim order.
 fn claimed<U: Send>(claims: usize, workers: usize, work: impl Fn(usize) -> Vec<U> + Sync) -> Vec<U> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let run = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if i >= claims {
-                return done;
-            }
-            done.push((i, work(i)));
-        }
-    };
+    in_claim_order(workers, || {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (i < claims).then(|| (i, work(i)))
+    })
+}
+
+/// Runs `next_claim` on `workers` threads (the caller is one of them), each calling it again as it
+/// returns, until it gives `None`; the results, each numbered by its claim, in claim order.
+fn in_claim_order<U: Send>(
+    workers: usize,
+    next_claim: impl Fn() -> Option<(usize, Vec<U>)> + Sync,
+) -> Vec<U> {
+    let run = || std::iter::from_fn(&next_claim).collect::<Vec<_>>();
     let mut parts = std::thread::scope(|s| {
         let handles: Vec<_> = (1..workers).map(|_| s.spawn(run)).collect();
         let mut parts = run();
@@ -48,7 +51,12 @@ fn claimed<U: Send>(claims: usize, workers: usize, work: impl Fn(usize) -> Vec<U
         parts
     });
     parts.sort_unstable_by_key(|(i, _)| *i);
-    parts.into_iter().flat_map(|(_, u)| u).collect()
+    // Sized once: growing by doubling would copy the results (and touch fresh pages) again and again.
+    let mut out = Vec::with_capacity(parts.iter().map(|(_, u)| u.len()).sum());
+    for (_, u) in parts {
+        out.extend(u);
+    }
+    out
 }
 
 /// `items.map(f)`, on every core when there are at least `min` items; the results in the items'
@@ -59,19 +67,20 @@ pub(crate) fn map<T: Send, U: Send>(items: Vec<T>, min: usize, f: impl Fn(T) -> 
         return items.into_iter().map(f).collect();
     }
     let size = claim(items.len(), workers);
-    let mut rest = items.into_iter();
-    let chunks: Vec<std::sync::Mutex<Vec<T>>> = std::iter::from_fn(|| {
-        let chunk: Vec<T> = rest.by_ref().take(size).collect();
-        (!chunk.is_empty()).then(|| std::sync::Mutex::new(chunk))
-    })
-    .collect();
+    // The items are handed out a claim at a time, in order, as the workers ask: the `i`-th claim is
+    // the `i`-th run of `size` items, numbered and taken out under the lock (so each item is moved
+    // once, into memory its worker has just used, rather than all split into fresh chunks up front).
+    let rest = std::sync::Mutex::new((0usize, items.into_iter()));
     let f = &f;
-    claimed(chunks.len(), workers, |i| {
-        // Each chunk is claimed once: its lock is never contended (a poisoned one is still ours).
-        let chunk = chunks
-            .get(i)
-            .map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|p| p.into_inner())));
-        chunk.unwrap_or_default().into_iter().map(f).collect()
+    in_claim_order(workers, || {
+        let (i, chunk) = {
+            let mut rest = rest.lock().unwrap_or_else(|p| p.into_inner());
+            let (claimed, items) = &mut *rest;
+            let chunk: Vec<T> = items.by_ref().take(size).collect();
+            *claimed += 1;
+            (*claimed - 1, chunk)
+        };
+        (!chunk.is_empty()).then(|| (i, chunk.into_iter().map(f).collect()))
     })
 }
 
@@ -108,6 +117,21 @@ mod tests {
             assert_eq!(super::map_ref(&items, 2, |i| i * 2), doubled, "{n}");
             assert_eq!(super::map(items, usize::MAX, |i| i * 2), doubled, "{n}");
         }
+    }
+
+    /// Claims of very uneven cost finish out of order on the workers; the results still come in
+    /// the items' order (each claim is numbered as its items are taken out).
+    #[test]
+    fn uneven_work_keeps_the_items_order() {
+        let items: Vec<u64> = (0..20_000).collect();
+        let work = |i: u64| {
+            // Every 97th item costs thousands of steps, the rest one.
+            let steps = if i.is_multiple_of(97) { 20_000 } else { 1 };
+            (0..steps).fold(i, |acc, s| std::hint::black_box(acc ^ s) ^ s)
+        };
+        let expected: Vec<u64> = items.clone();
+        assert_eq!(super::map(items.clone(), 2, work), expected);
+        assert_eq!(super::map_ref(&items, 2, |i| work(*i)), expected);
     }
 
     #[test]
