@@ -42,8 +42,8 @@
 
 use indexmap::map::RawEntryApiV1 as _;
 use indexmap::map::raw_entry_v1::RawEntryMut;
+use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -244,12 +244,13 @@ struct PreparedLive {
     held: bool,
 }
 
-/// A key's comparison, made apart from the detector's state (on any core). The objects are kept
-/// only where drifts are priced (most comparisons find none: their objects are freed on the core
-/// that built them).
+/// A key's comparison, made apart from the detector's state (on any core), with its drifts priced
+/// there too (most comparisons find none; the objects a price reads are built and freed on the
+/// core that judged).
 struct Judged {
-    objects: Option<(DesiredObject, Option<Arc<LiveObject>>)>,
     report: DriftReport,
+    /// The monthly cost delta of each of the report's drifts, in order (see [`Detector::cost_of`]).
+    costs: Vec<Option<f64>>,
     /// The key, copied where it was judged, when its live object is still held parsed: to store
     /// compactly afterwards (see [`Detector::compact`]).
     settle: Option<ResourceKey>,
@@ -369,9 +370,8 @@ pub struct Detector {
     /// Schemas of custom kinds, from live CRDs.
     custom: crate::custom::CustomSchemas,
     open: HashMap<ResourceKey, BTreeMap<DriftId, OpenDrift>>,
-    /// Keys to process, in order; each key is in `queued` too (shared, not copied).
-    queue: VecDeque<Arc<ResourceKey>>,
-    queued: HashSet<Arc<ResourceKey>>,
+    /// Keys to process, in order, each at most once.
+    queue: crate::queue::KeyQueue,
     /// Every desired key is queued (a whole desired set was queued and no key has left the queue
     /// since): a first listing or `Ready` has nothing to add, and skips looking at every key.
     desired_all_queued: bool,
@@ -444,8 +444,7 @@ impl Detector {
             autoscalers: Autoscalers::default(),
             custom: crate::custom::CustomSchemas::default(),
             open: HashMap::default(),
-            queue: VecDeque::new(),
-            queued: HashSet::default(),
+            queue: crate::queue::KeyQueue::default(),
             desired_all_queued: false,
             listed: Vec::new(),
             ready: false,
@@ -599,7 +598,7 @@ impl Detector {
 
     fn enqueue(&mut self, key: &ResourceKey) -> bool {
         // Most keys offered during a scan are queued already: no copy of them then.
-        if self.queued.contains(key) {
+        if self.queue.contains(key) {
             return false;
         }
         self.enqueue_owned(key.clone())
@@ -607,22 +606,14 @@ impl Detector {
 
     /// [`Detector::enqueue`] of a key the caller owns (one copy fewer).
     fn enqueue_owned(&mut self, key: ResourceKey) -> bool {
-        // One lookup: a key queued already stays where it is.
-        let key = Arc::new(key);
-        if !self.queued.insert(key.clone()) {
-            return false;
-        }
-        self.queue.push_back(key);
-        true
+        self.queue.push(key)
     }
 
     /// The next key to process, in arrival order; each key is queued at most once (latest wins).
     pub fn next_key(&mut self) -> Option<ResourceKey> {
-        let k = self.queue.pop_front()?;
-        self.queued.remove(&*k);
+        let k = self.queue.pop()?;
         self.desired_all_queued = false;
-        // The queue held the only other reference: the key is taken, not copied.
-        Some(Arc::try_unwrap(k).unwrap_or_else(|shared| (*shared).clone()))
+        Some(k)
     }
 
     /// Queues the desired keys `pick` selects that are not queued yet, copying only those (after a
@@ -634,7 +625,7 @@ impl Detector {
         let keys: Vec<ResourceKey> = self
             .desired
             .keys()
-            .filter(|k| pick(k) && !self.queued.contains(*k))
+            .filter(|k| pick(k) && !self.queue.contains(k))
             .cloned()
             .collect();
         keys.into_iter()
@@ -697,21 +688,35 @@ impl Detector {
 
     /// Puts the staged set in force. Changed, added and removed keys are queued.
     pub fn end_desired(&mut self) -> usize {
+        use std::hash::BuildHasher as _;
         let next = self.staged.take().unwrap_or_default();
         let old = std::mem::replace(&mut self.desired, next);
-        self.desired_kinds.clear();
-        for k in self.desired.keys() {
-            count_kind(&mut self.desired_kinds, k, true);
-        }
-        // Changed and added keys in the set's order, then the removed ones.
-        let mut changed: Vec<ResourceKey> = self
-            .desired
-            .iter()
-            .filter(|(k, n)| old.get(*k).is_none_or(|e| n.compiled != e.compiled))
-            .map(|(k, _)| k.clone())
+        // The kinds counted, and the changed and added keys found, copied and hashed for the
+        // queue, on every core (for a first set: every key); then queued in the set's order, then
+        // the removed ones.
+        let entries: Vec<(&ResourceKey, &DesiredEntry)> = self.desired.iter().collect();
+        self.desired_kinds = count_kinds(&entries);
+        let hasher = self.queue.hasher();
+        let changed: Vec<Option<(u64, ResourceKey)>> =
+            crate::par::map_ref(&entries, PARALLEL_MIN, |(k, n)| {
+                old.get(*k)
+                    .is_none_or(|e| n.compiled != e.compiled)
+                    .then(|| (hasher.hash_one(*k), (*k).clone()))
+            });
+        drop(entries);
+        let removed: Vec<ResourceKey> = old
+            .keys()
+            .filter(|k| !self.desired.contains_key(*k))
+            .cloned()
             .collect();
-        changed.extend(old.keys().filter(|k| !self.desired.contains_key(*k)).cloned());
-        let queued = changed
+        self.queue.reserve(changed.len() + removed.len());
+        let mut queued = changed
+            .into_iter()
+            .flatten()
+            .map(|(hash, k)| self.queue.push_hashed(hash, k))
+            .filter(|queued| *queued)
+            .count();
+        queued += removed
             .into_iter()
             .map(|k| self.enqueue_owned(k))
             .filter(|queued| *queued)
@@ -874,7 +879,7 @@ impl Detector {
             self.live.get_key_value(&r.key)
         };
         let desired = self.desired.contains_key(&r.key);
-        let queued = desired && (self.desired_all_queued || self.queued.contains(&r.key));
+        let queued = desired && (self.desired_all_queued || self.queue.contains(&r.key));
         let then = |key: &ResourceKey| (!desired || !queued).then(|| key.clone());
         let Some((held_key, entry)) = held else {
             // A key not held: nothing to compare its fingerprint with yet. An object redaction
@@ -1265,11 +1270,18 @@ impl Detector {
             let report = self
                 .engine
                 .diff_compiled_both(key, &entry.compiled, &compiled, &ctx);
-            let objects =
-                (!report.drifts.is_empty()).then(|| (entry.object(key), held.and_then(|(_, e)| e.object())));
+            let costs = if report.drifts.is_empty() {
+                Vec::new()
+            } else {
+                self.costs_of(
+                    &entry.object(key),
+                    held.and_then(|(_, e)| e.object()).as_deref(),
+                    &report,
+                )
+            };
             return Some(Judged {
-                objects,
                 report,
+                costs,
                 settle,
             });
         }
@@ -1277,9 +1289,14 @@ impl Detector {
         let report = self
             .engine
             .diff_compiled(key, &entry.compiled, live.as_deref(), &ctx);
+        let costs = if report.drifts.is_empty() {
+            Vec::new()
+        } else {
+            self.costs_of(&entry.object(key), live.as_deref(), &report)
+        };
         Some(Judged {
-            objects: (!report.drifts.is_empty()).then(|| (entry.object(key), live)),
             report,
+            costs,
             settle,
         })
     }
@@ -1329,8 +1346,8 @@ impl Detector {
         // Judged just now, by `process` or `process_all`: desired (nothing in between changes the
         // desired set).
         let Judged {
-            objects,
             report,
+            costs,
             settle,
         } = judged;
         self.not_watched.remove(key);
@@ -1403,10 +1420,14 @@ impl Detector {
 
         // New and changed drifts.
         let mut to_decide: Vec<DriftId> = Vec::new();
-        for d in current {
-            let cost = objects
-                .as_ref()
-                .and_then(|(desired, live)| self.cost_of(desired, live.as_deref(), &d));
+        // A missing object's one drift is not the report's (and has no price).
+        let costs = if report.status == DriftStatus::MissingLive {
+            Vec::new()
+        } else {
+            costs
+        };
+        for (i, d) in current.into_iter().enumerate() {
+            let cost = costs.get(i).copied().flatten();
             match table.get_mut(&d.id) {
                 None => {
                     self.stats.opened += 1;
@@ -1562,6 +1583,20 @@ impl Detector {
 
     fn cost_of(&self, desired: &DesiredObject, live: Option<&LiveObject>, d: &Drift) -> Option<f64> {
         self.config.prices.drift_delta(desired, live?, d)
+    }
+
+    /// [`Detector::cost_of`] of each of a report's drifts, in order.
+    fn costs_of(
+        &self,
+        desired: &DesiredObject,
+        live: Option<&LiveObject>,
+        report: &DriftReport,
+    ) -> Vec<Option<f64>> {
+        report
+            .drifts
+            .iter()
+            .map(|d| self.cost_of(desired, live, d))
+            .collect()
     }
 
     fn event(
@@ -1864,6 +1899,32 @@ fn crd_kind(r: &crate::Resource) -> Option<(String, String)> {
 }
 
 /// Counts a desired key in or out of the per-kind counts (nothing copied when its kind is known).
+/// [`count_kind`] of every key given (in parts, on every core, then added up).
+fn count_kinds(entries: &[(&ResourceKey, &DesiredEntry)]) -> HashMap<String, Vec<(String, String, usize)>> {
+    let parts: Vec<&[(&ResourceKey, &DesiredEntry)]> = entries.chunks(1024).collect();
+    let counted = crate::par::map_ref(&parts, 2, |part| {
+        let mut kinds = HashMap::default();
+        for (k, _) in *part {
+            count_kind(&mut kinds, k, true);
+        }
+        kinds
+    });
+    let mut counted = counted.into_iter();
+    let mut kinds = counted.next().unwrap_or_default();
+    for part in counted {
+        for (kind, versions) in part {
+            let into = kinds.entry(kind).or_default();
+            for (group, version, n) in versions {
+                match into.iter_mut().find(|(g, v, _)| *g == group && *v == version) {
+                    Some(held) => held.2 += n,
+                    None => into.push((group, version, n)),
+                }
+            }
+        }
+    }
+    kinds
+}
+
 fn count_kind(kinds: &mut HashMap<String, Vec<(String, String, usize)>>, k: &ResourceKey, add: bool) {
     let versions = match kinds.get_mut(k.kind.as_str()) {
         Some(v) => v,

@@ -104,6 +104,7 @@ pub mod path;
 pub mod policy;
 pub mod ports;
 pub mod quantity;
+mod queue;
 pub mod redact;
 pub mod rules;
 pub mod safety;

@@ -1214,3 +1214,91 @@ fn objects_listed_new_are_recognised_unchanged_later_before_and_after_compaction
         }
     }
 }
+
+/// Each drift is priced on its own (prices are taken where a key is judged, on any core, and kept
+/// in the report's order): several drifts of one object, some priced and some not, over enough
+/// objects for `process_all` to judge them on every core; the same prices as one key at a time.
+#[test]
+fn each_drift_keeps_its_own_price_when_judged_on_every_core() {
+    let desired = |i: usize| {
+        Resource::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": format!("app-{i}"), "namespace": "drift-test", "generation": 1},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "app", "image": "app:1",
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}}))
+        .expect("deployment")
+    };
+    // Every third object: replicas, the CPU request and the image drift (two priced, one not).
+    let live = |i: usize| {
+        let mut v = desired(i).object;
+        if i.is_multiple_of(3) {
+            v["spec"]["replicas"] = json!(2 + i % 5);
+            v["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] =
+                json!(format!("{}m", 200 + i));
+            v["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:2");
+        }
+        Resource::from_value(v).expect("live")
+    };
+    let n = 300;
+    let run = |all_at_once: bool| {
+        let mut det = Detector::new(
+            DiffEngine::default(),
+            DetectorConfig::default(),
+            Arc::new(ManualClock::new(0)),
+        );
+        det.set_desired(
+            (0..n)
+                .map(|i| DesiredResource {
+                    resource: desired(i),
+                    provenance: Provenance::file("f"),
+                })
+                .collect(),
+        );
+        det.observe(LiveEvent::Restarted {
+            scope: RelistScope::All,
+            resources: (0..n).map(live).collect(),
+        });
+        det.observe(LiveEvent::Ready);
+        if all_at_once {
+            let keys: Vec<ResourceKey> = std::iter::from_fn(|| det.next_key()).collect();
+            det.process_all(&keys);
+        } else {
+            while let Some(k) = det.next_key() {
+                det.process(&k);
+            }
+        }
+        det.open_drifts()
+    };
+    let prices = drift_core::cost::PriceTable::default();
+    let engine = DiffEngine::default();
+    let together = run(true);
+    // Image and CPU, and replicas unless `2 + i % 5` is 2.
+    let drifting: usize = (0..n)
+        .filter(|i| i.is_multiple_of(3))
+        .map(|i| 2 + usize::from(!i.is_multiple_of(5)))
+        .sum();
+    assert_eq!(together.len(), drifting);
+    let mut priced = 0;
+    for o in &together {
+        let i: usize = o.drift.key.name["app-".len()..].parse().expect("index");
+        // The price of this drift alone, from the objects the detector compared.
+        let d = drift_core::DesiredObject::new(desired(i));
+        let l = drift_core::LiveObject::new(live(i));
+        let report = engine.diff(&d, Some(&l));
+        let drift = report
+            .drifts
+            .iter()
+            .find(|x| x.id == o.drift.id)
+            .expect("the same drift");
+        let expected = prices.drift_delta(&d, &l, drift);
+        assert_eq!(o.monthly_cost_delta, expected, "{}", o.drift.id);
+        priced += usize::from(expected.is_some());
+    }
+    assert!(priced > n / 3, "replicas and CPU drifts are priced: {priced}");
+    let one_by_one = run(false);
+    let costs = |v: &[drift_core::detector::OpenDrift]| -> Vec<(String, Option<f64>)> {
+        v.iter()
+            .map(|o| (o.drift.id.to_string(), o.monthly_cost_delta))
+            .collect()
+    };
+    assert_eq!(costs(&together), costs(&one_by_one));
+}
