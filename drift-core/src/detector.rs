@@ -1898,7 +1898,6 @@ fn crd_kind(r: &crate::Resource) -> Option<(String, String)> {
     ))
 }
 
-/// Counts a desired key in or out of the per-kind counts (nothing copied when its kind is known).
 /// [`count_kind`] of every key given (in parts, on every core, then added up).
 fn count_kinds(entries: &[(&ResourceKey, &DesiredEntry)]) -> HashMap<String, Vec<(String, String, usize)>> {
     let parts: Vec<&[(&ResourceKey, &DesiredEntry)]> = entries.chunks(1024).collect();
@@ -1925,6 +1924,7 @@ fn count_kinds(entries: &[(&ResourceKey, &DesiredEntry)]) -> HashMap<String, Vec
     kinds
 }
 
+/// Counts a desired key in or out of the per-kind counts (nothing copied when its kind is known).
 fn count_kind(kinds: &mut HashMap<String, Vec<(String, String, usize)>>, k: &ResourceKey, add: bool) {
     let versions = match kinds.get_mut(k.kind.as_str()) {
         Some(v) => v,

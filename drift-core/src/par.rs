@@ -120,7 +120,8 @@ mod tests {
     }
 
     /// Claims of very uneven cost finish out of order on the workers; the results still come in
-    /// the items' order (each claim is numbered as its items are taken out).
+    /// the items' order. (A claim numbered apart from taking its items out, not under the same
+    /// lock, is caught by `results_keep_the_items_order_whatever_the_split`.)
     #[test]
     fn uneven_work_keeps_the_items_order() {
         let items: Vec<u64> = (0..20_000).collect();

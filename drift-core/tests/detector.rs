@@ -1302,3 +1302,62 @@ fn each_drift_keeps_its_own_price_when_judged_on_every_core() {
     };
     assert_eq!(costs(&together), costs(&one_by_one));
 }
+
+/// The per-kind counts of a large desired set (counted in parts on every core, then added up) are
+/// whole: after a source's 2,100 Deployments go, the one left of that group and version is still
+/// found as an autoscaler's target; a kind's version seen only past the first parts is found too.
+#[test]
+fn kinds_counted_in_parts_add_up() {
+    let obj = |api: &str, name: &str| {
+        Resource::from_value(json!({"apiVersion": api, "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "shop"}, "spec": {"replicas": 1}}))
+        .expect("object")
+    };
+    let from = |source: &str, r: Resource| DesiredResource {
+        resource: r,
+        provenance: Provenance::file(source),
+    };
+    let mut d = Detector::new(
+        DiffEngine::default(),
+        DetectorConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    );
+    let mut set = vec![from("keep", obj("apps/v1", "target"))];
+    set.extend((0..2_100).map(|i| from("bulk", obj("apps/v1", &format!("bulk-{i}")))));
+    // Only in the last part: another group's Deployment of the same name.
+    set.push(from("late", obj("example.io/v1", "target")));
+    d.set_desired(set);
+    while let Some(k) = d.next_key() {
+        d.process(&k);
+    }
+    let hpa = Resource::from_value(
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "h", "namespace": "shop"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "target"}}}),
+    )
+    .expect("hpa");
+    let queued = |d: &mut Detector| {
+        let mut keys: Vec<String> = std::iter::from_fn(|| d.next_key())
+            .map(|k| k.to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    d.observe(LiveEvent::Applied(hpa.clone()));
+    assert_eq!(
+        queued(&mut d),
+        ["apps/Deployment shop/target", "example.io/Deployment shop/target"]
+    );
+    // 2,100 of the 2,101 apps/v1 Deployments go; the autoscaler changes and names its target again.
+    d.replace_source("bulk", Vec::new());
+    while let Some(k) = d.next_key() {
+        d.process(&k);
+    }
+    let mut changed = hpa.object.clone();
+    changed["spec"]["maxReplicas"] = json!(5);
+    d.observe(LiveEvent::Applied(Resource::from_value(changed).expect("hpa")));
+    assert_eq!(
+        queued(&mut d),
+        ["apps/Deployment shop/target", "example.io/Deployment shop/target"]
+    );
+}
