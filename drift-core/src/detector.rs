@@ -232,10 +232,10 @@ impl LiveEntry {
 struct PreparedLive {
     /// `None` for a new key's object stored as it came (see [`LiveEntry::fingerprint`]).
     fingerprint: Option<Fingerprint>,
-    /// Boxed where it was prepared (on any core), with the copies of its key applying it needs (the
-    /// live map's, and one to queue or compact later unless it is desired and queued already): the
+    /// Boxed where it was prepared (on any core), with the copy of its key the live map keeps
+    /// (shared, as is, by the queue or the compaction list when applying puts it there): the
     /// arrival-ordered part moves pointers, it copies nothing.
-    object: Result<(Arc<LiveObject>, ResourceKey, Option<ResourceKey>), crate::model::Resource>,
+    object: Result<(Arc<LiveObject>, Arc<ResourceKey>), crate::model::Resource>,
     /// Its key is desired.
     desired: bool,
     /// Its key is queued already.
@@ -253,7 +253,7 @@ struct Judged {
     costs: Vec<Option<f64>>,
     /// The key, copied where it was judged, when its live object is still held parsed: to store
     /// compactly afterwards (see [`Detector::compact`]).
-    settle: Option<ResourceKey>,
+    settle: Option<Arc<ResourceKey>>,
 }
 
 /// Batches smaller than this are handled on the calling thread (threads cost more than they save).
@@ -365,7 +365,8 @@ pub struct Detector {
     /// How many desired objects there are of each kind, per (group, version): an autoscaler's
     /// target (named by kind, namespace and name) is looked up under each, not searched for.
     desired_kinds: HashMap<String, Vec<(String, String, usize)>>,
-    live: HashMap<ResourceKey, LiveEntry>,
+    /// Each key shared with the queue or the compaction list when either holds it too.
+    live: HashMap<Arc<ResourceKey>, LiveEntry>,
     autoscalers: Autoscalers,
     /// Schemas of custom kinds, from live CRDs.
     custom: crate::custom::CustomSchemas,
@@ -384,7 +385,7 @@ pub struct Detector {
     /// Drifts with a fix planned whose outcome has not been recorded yet (in flight).
     planned: HashSet<DriftId>,
     /// Live entries still held as full objects, to store compactly (see [`Detector::compact`]).
-    unsettled: Vec<ResourceKey>,
+    unsettled: Vec<Arc<ResourceKey>>,
     /// Desired objects outside every watched scope, with the reason: never judged, never "missing".
     not_watched: BTreeMap<ResourceKey, String>,
     /// The part of the cluster this detector judges (sharding); `None`: all of it.
@@ -541,7 +542,7 @@ impl Detector {
         let n = self.unsettled.len().min(max);
         // Taken out here, packed (and the parsed forms freed) on every core, stored back in order.
         // An object stored as it came is fingerprinted from its parsed form before that goes.
-        let fresh: Vec<(ResourceKey, Arc<LiveObject>, bool)> = self
+        let fresh: Vec<(Arc<ResourceKey>, Arc<LiveObject>, bool)> = self
             .unsettled
             .drain(..n)
             .filter_map(|key| {
@@ -576,13 +577,14 @@ impl Detector {
     }
 
     fn defer_settle(&mut self, key: &ResourceKey) {
-        if self.live.get(key).is_some_and(|e| e.fresh.is_some()) {
+        let held = self.live.get_key_value(key);
+        if let Some((key, _)) = held.filter(|(_, e)| e.fresh.is_some()) {
             self.settle(Some(key.clone()));
         }
     }
 
     /// Marks a live entry held parsed for the next compaction (a long backlog is compacted now).
-    fn settle(&mut self, key: Option<ResourceKey>) {
+    fn settle(&mut self, key: Option<Arc<ResourceKey>>) {
         if let Some(key) = key {
             self.unsettled.push(key);
             if self.unsettled.len() > 65_536 {
@@ -811,10 +813,10 @@ impl Detector {
                 let parts: HashSet<ResourceKey> = self.listing.remove(&scope).unwrap_or_default();
                 if !self.live.is_empty() {
                     let listed: HashSet<&ResourceKey> = resources.iter().map(|r| &r.key).collect();
-                    let gone: Vec<ResourceKey> = self
+                    let gone: Vec<Arc<ResourceKey>> = self
                         .live
                         .keys()
-                        .filter(|k| scope.covers(k) && !listed.contains(*k) && !parts.contains(*k))
+                        .filter(|k| scope.covers(k) && !listed.contains(&***k) && !parts.contains(&***k))
                         .cloned()
                         .collect();
                     for k in gone {
@@ -880,7 +882,6 @@ impl Detector {
         };
         let desired = self.desired.contains_key(&r.key);
         let queued = desired && (self.desired_all_queued || self.queue.contains(&r.key));
-        let then = |key: &ResourceKey| (!desired || !queued).then(|| key.clone());
         let Some((held_key, entry)) = held else {
             // A key not held: nothing to compare its fingerprint with yet. An object redaction
             // leaves as it came is stored without one (taken from it when first asked for).
@@ -890,11 +891,10 @@ impl Detector {
             } else {
                 (LiveObject::left_by_redaction(r), None)
             };
-            let key = object.key().clone();
-            let then = then(&key);
+            let key = Arc::new(object.key().clone());
             return PreparedLive {
                 fingerprint: fp,
-                object: Ok((Arc::new(object), key, then)),
+                object: Ok((Arc::new(object), key)),
                 desired,
                 queued,
                 held: false,
@@ -907,9 +907,8 @@ impl Detector {
             object: if unchanged {
                 Err(r)
             } else {
-                let key = r.key.clone();
-                let then = then(&key);
-                Ok((Arc::new(LiveObject::new(r)), key, then))
+                let key = Arc::new(r.key.clone());
+                Ok((Arc::new(LiveObject::new(r)), key))
             },
             desired,
             queued,
@@ -941,15 +940,16 @@ impl Detector {
         } = p;
         // An object held the same already (an earlier one of the batch, or the one held when it
         // was prepared) is skipped; one stored as it came is fingerprinted only to tell.
-        let (object, key, then) = match object {
+        let (object, key) = match object {
             Err(r) if self.holds_as(&r.key, fp, &r.object) => return self.skip(obs),
             Err(r) => {
-                let key = r.key.clone();
-                let then = (!desired || !queued).then(|| key.clone());
-                (Arc::new(LiveObject::new(r)), key, then)
+                let key = Arc::new(r.key.clone());
+                (Arc::new(LiveObject::new(r)), key)
             }
             Ok(prepared) => prepared,
         };
+        // To queue, or to compact later, unless it is desired and queued already: the map's key.
+        let then = (!desired || !queued).then(|| key.clone());
         let held_as = |d: &Self, key: &ResourceKey| d.holds_as(key, fp, object.object());
         if is_autoscaler(&key) {
             if held_as(self, &key) {
@@ -991,7 +991,7 @@ impl Detector {
         if !desired {
             // Objects nobody desires are never diffed: they go compact with the next compaction.
             self.unsettled.push(key);
-        } else if self.enqueue_owned(key) {
+        } else if self.queue.push_shared(key) {
             obs.queued += 1;
         }
     }
@@ -1132,7 +1132,7 @@ impl Detector {
                 self.dormant.insert(k, table);
             }
         }
-        let gone: Vec<ResourceKey> = self
+        let gone: Vec<Arc<ResourceKey>> = self
             .live
             .keys()
             .filter(|k| k.namespace.is_some() && !covers(&self.shard, k))
@@ -1258,7 +1258,8 @@ impl Detector {
         }
         let entry = self.desired.get(key)?;
         let held = self.live.get_key_value(key);
-        let settle = held.is_some_and(|(_, e)| e.fresh.is_some()).then(|| key.clone());
+        // The map's key, shared: nothing copied.
+        let settle = held.filter(|(_, e)| e.fresh.is_some()).map(|(k, _)| k.clone());
         let ctx = DiffContext {
             autoscalers: Some(&self.autoscalers),
             custom: Some(&self.custom),

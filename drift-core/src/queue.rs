@@ -53,6 +53,21 @@ impl KeyQueue {
         }
     }
 
+    /// [`KeyQueue::push`] of a key shared with another holder (the live map's key): no copy is
+    /// made now; taking it out copies it while it is still shared.
+    pub(crate) fn push_shared(&mut self, key: Arc<ResourceKey>) -> bool {
+        let hash = self.hasher.hash_one(&*key);
+        let hasher = &self.hasher;
+        match self.set.entry(hash, |k| **k == *key, |k| hasher.hash_one(&**k)) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(key.clone());
+                self.order.push_back((hash, key));
+                true
+            }
+        }
+    }
+
     /// Room for `additional` more keys at once.
     pub(crate) fn reserve(&mut self, additional: usize) {
         let hasher = &self.hasher;
@@ -60,7 +75,7 @@ impl KeyQueue {
         self.order.reserve(additional);
     }
 
-    /// The first key, taken out (moved, not copied).
+    /// The first key, taken out (moved, not copied, unless another holder shares it).
     pub(crate) fn pop(&mut self) -> Option<ResourceKey> {
         let (hash, key) = self.order.pop_front()?;
         // The set's entry is this very key: found by its hash and address.
@@ -111,6 +126,22 @@ mod tests {
         assert_eq!(rest, ["b", "c", "a"]);
         assert_eq!(q.len(), 0);
         assert!(!q.contains(&key("b")));
+    }
+
+    /// A key shared with another holder is queued by its content (the same key pushed owned is
+    /// queued already) and taken out as a copy, the other holder's left as it was.
+    #[test]
+    fn a_shared_key_is_queued_once_and_copied_out() {
+        let mut q = KeyQueue::default();
+        let held = Arc::new(key("a"));
+        assert!(q.push_shared(held.clone()));
+        assert!(!q.push(key("a")));
+        assert!(!q.push_shared(Arc::new(key("a"))));
+        assert_eq!(Arc::strong_count(&held), 3, "the order and the set share it");
+        assert_eq!(q.pop(), Some(key("a")));
+        assert_eq!(Arc::strong_count(&held), 1, "the queue let go of it");
+        assert!(!q.contains(&key("a")));
+        assert!(q.push_shared(held));
     }
 
     #[test]
