@@ -251,7 +251,7 @@ struct Judged {
     report: DriftReport,
     /// The monthly cost delta of each of the report's drifts, in order (see [`Detector::cost_of`]).
     costs: Vec<Option<f64>>,
-    /// The key, copied where it was judged, when its live object is still held parsed: to store
+    /// The live map's key (shared, not copied) when its live object is still held parsed: to store
     /// compactly afterwards (see [`Detector::compact`]).
     settle: Option<Arc<ResourceKey>>,
 }

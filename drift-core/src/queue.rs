@@ -41,22 +41,17 @@ impl KeyQueue {
 
     /// [`KeyQueue::push`] of a key whose hash was taken already (`hasher().hash_one(&key)`).
     pub(crate) fn push_hashed(&mut self, hash: u64, key: ResourceKey) -> bool {
-        let hasher = &self.hasher;
-        match self.set.entry(hash, |k| **k == key, |k| hasher.hash_one(&**k)) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(slot) => {
-                let key = Arc::new(key);
-                slot.insert(key.clone());
-                self.order.push_back((hash, key));
-                true
-            }
-        }
+        self.push_arc(hash, Arc::new(key))
     }
 
     /// [`KeyQueue::push`] of a key shared with another holder (the live map's key): no copy is
     /// made now; taking it out copies it while it is still shared.
     pub(crate) fn push_shared(&mut self, key: Arc<ResourceKey>) -> bool {
         let hash = self.hasher.hash_one(&*key);
+        self.push_arc(hash, key)
+    }
+
+    fn push_arc(&mut self, hash: u64, key: Arc<ResourceKey>) -> bool {
         let hasher = &self.hasher;
         match self.set.entry(hash, |k| **k == *key, |k| hasher.hash_one(&**k)) {
             Entry::Occupied(_) => false,
