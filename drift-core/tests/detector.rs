@@ -460,6 +460,15 @@ fn an_autoscaler_takes_over_replicas() {
     assert_eq!(Harness::kinds(&h.pump()), [DriftEventKind::Resolved]);
 }
 
+/// The keys queued, taken out, sorted.
+fn queued(d: &mut Detector) -> Vec<String> {
+    let mut keys: Vec<String> = std::iter::from_fn(|| d.next_key())
+        .map(|k| k.to_string())
+        .collect();
+    keys.sort();
+    keys
+}
+
 /// An autoscaler's arrival queues exactly the desired workloads it names (kind, namespace, name; any
 /// group and version), however the desired set came to hold them.
 #[test]
@@ -496,13 +505,6 @@ fn an_autoscaler_queues_exactly_its_targets() {
     while let Some(k) = d.next_key() {
         d.process(&k);
     }
-    let queued = |d: &mut Detector| {
-        let mut keys: Vec<String> = std::iter::from_fn(|| d.next_key())
-            .map(|k| k.to_string())
-            .collect();
-        keys.sort();
-        keys
-    };
     d.observe(LiveEvent::Applied(hpa(
         "h1",
         json!({"kind": "Deployment", "name": "web"}),
@@ -1336,13 +1338,6 @@ fn kinds_counted_in_parts_add_up() {
         "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "target"}}}),
     )
     .expect("hpa");
-    let queued = |d: &mut Detector| {
-        let mut keys: Vec<String> = std::iter::from_fn(|| d.next_key())
-            .map(|k| k.to_string())
-            .collect();
-        keys.sort();
-        keys
-    };
     d.observe(LiveEvent::Applied(hpa.clone()));
     assert_eq!(
         queued(&mut d),
