@@ -154,6 +154,10 @@ struct LiveEntry {
     fingerprint: OnceLock<Fingerprint>,
     fresh: Option<Arc<LiveObject>>,
     compact: Option<Box<[u8]>>,
+    /// The object's comparison made as it was stored (on any core, while it was in cache), with the
+    /// [`Detector::inputs`] stamp it was made under: taken by the key's next judging while the
+    /// stamp still holds (nothing else a comparison reads has changed), else dropped then.
+    early: std::sync::Mutex<Option<Box<(u64, DriftReport)>>>,
 }
 
 /// An object in compiled form, LZ4-packed (field names interned; what repeats besides packs about 2x).
@@ -184,6 +188,7 @@ impl LiveEntry {
             fingerprint: fp,
             fresh: Some(object),
             compact: None,
+            early: std::sync::Mutex::new(None),
         }
     }
 
@@ -221,6 +226,13 @@ impl LiveEntry {
         ))
     }
 
+    /// The early comparison, taken out, if it was made under this stamp.
+    fn take_early(&self, stamp: u64) -> Option<DriftReport> {
+        let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let (made, report) = *early;
+        (made == stamp).then_some(report)
+    }
+
     /// Heap bytes held (for measurements).
     fn compact_len(&self) -> usize {
         self.compact.as_ref().map_or(0, |c| c.len())
@@ -242,6 +254,8 @@ struct PreparedLive {
     queued: bool,
     /// The detector holds its key.
     held: bool,
+    /// A new desired key's comparison, made while preparing (see [`LiveEntry::early`]).
+    early: Option<Box<(u64, DriftReport)>>,
 }
 
 /// A key's comparison, made apart from the detector's state (on any core), with its drifts priced
@@ -376,6 +390,10 @@ pub struct Detector {
     /// Every desired key is queued (a whole desired set was queued and no key has left the queue
     /// since): a first listing or `Ready` has nothing to add, and skips looking at every key.
     desired_all_queued: bool,
+    /// A stamp of what a comparison reads besides its two objects — the desired set, the
+    /// autoscalers, the custom kinds' schemas — changed with each of them: an early comparison
+    /// ([`LiveEntry::early`]) made under another stamp is not used.
+    inputs: u64,
     listed: Vec<RelistScope>,
     ready: bool,
     rate: RateLimiter,
@@ -447,6 +465,7 @@ impl Detector {
             open: HashMap::default(),
             queue: crate::queue::KeyQueue::default(),
             desired_all_queued: false,
+            inputs: 0,
             listed: Vec::new(),
             ready: false,
             approved: HashMap::default(),
@@ -693,6 +712,7 @@ impl Detector {
         use std::hash::BuildHasher as _;
         let next = self.staged.take().unwrap_or_default();
         let old = std::mem::replace(&mut self.desired, next);
+        self.inputs += 1;
         // The kinds counted, and the changed and added keys found, copied and hashed for the
         // queue, on every core (for a first set: every key); then queued in the set's order, then
         // the removed ones.
@@ -731,6 +751,7 @@ impl Detector {
 
     /// Replaces the resources of one source (a file, a ConfigHub unit). Only affected keys are queued.
     pub fn replace_source(&mut self, source: &str, resources: Vec<DesiredResource>) -> usize {
+        self.inputs += 1;
         let previous: Vec<ResourceKey> = self
             .desired
             .iter()
@@ -892,12 +913,25 @@ impl Detector {
                 (LiveObject::left_by_redaction(r), None)
             };
             let key = Arc::new(object.key().clone());
+            // A new desired key's comparison is made now, while the object is in this core's
+            // cache (judging it later would read it from memory again).
+            let early = self
+                .desired
+                .get(&*key)
+                .filter(|_| self.in_shard(&key))
+                .map(|entry| {
+                    let report =
+                        self.engine
+                            .diff_compiled(&key, &entry.compiled, Some(&object), &self.diff_context());
+                    Box::new((self.inputs, report))
+                });
             return PreparedLive {
                 fingerprint: fp,
                 object: Ok((Arc::new(object), key)),
                 desired,
                 queued,
                 held: false,
+                early,
             };
         };
         let fp = fingerprint_of(&r.object, &r.key);
@@ -913,6 +947,7 @@ impl Detector {
             desired,
             queued,
             held: true,
+            early: None,
         }
     }
 
@@ -936,6 +971,7 @@ impl Detector {
             object,
             desired,
             queued,
+            early,
             ..
         } = p;
         // An object held the same already (an earlier one of the batch, or the one held when it
@@ -957,6 +993,7 @@ impl Detector {
             }
             let before = self.autoscaler_targets_of(&key);
             self.autoscalers.observe(object.resource());
+            self.inputs += 1;
             self.live.insert(key.clone(), LiveEntry::new(object, fp));
             let after = self.autoscaler_targets_of(&key);
             for t in before.into_iter().chain(after) {
@@ -969,6 +1006,7 @@ impl Detector {
                 return self.skip(obs);
             }
             self.custom.observe(object.resource());
+            self.inputs += 1;
             let kinds = crd_kind(object.resource());
             self.live.insert(key, LiveEntry::new(object, fp));
             // Its custom resources are judged again with the new schema.
@@ -983,7 +1021,11 @@ impl Detector {
                     return self.skip(obs);
                 }
                 e => {
-                    e.insert_entry(LiveEntry::new(object, fp));
+                    let entry = LiveEntry::new(object, fp);
+                    if let Some(early) = early {
+                        *entry.early.lock().unwrap_or_else(|p| p.into_inner()) = Some(early);
+                    }
+                    e.insert_entry(entry);
                 }
             }
         }
@@ -1033,11 +1075,13 @@ impl Detector {
         if crate::custom::is_crd(key) {
             let kind = gone.object().as_deref().and_then(|r| crd_kind(r.resource()));
             self.custom.forget(key);
+            self.inputs += 1;
             self.requeue_kind(kind, obs);
         }
         if is_autoscaler(key) {
             let targets = self.autoscaler_targets_of(key);
             self.autoscalers.forget(key);
+            self.inputs += 1;
             for t in targets {
                 if self.desired.contains_key(&t) && self.enqueue(&t) {
                     obs.queued += 1;
@@ -1142,6 +1186,7 @@ impl Detector {
             self.live.remove(k);
             if is_autoscaler(k) {
                 self.autoscalers.forget(k);
+                self.inputs += 1;
             }
         }
         let shard = self.shard.clone();
@@ -1260,17 +1305,19 @@ impl Detector {
         let held = self.live.get_key_value(key);
         // The map's key, shared: nothing copied.
         let settle = held.filter(|(_, e)| e.fresh.is_some()).map(|(k, _)| k.clone());
-        let ctx = DiffContext {
-            autoscalers: Some(&self.autoscalers),
-            custom: Some(&self.custom),
-        };
+        let ctx = self.diff_context();
+        // Compared already as it was stored, with nothing it reads changed since: that comparison.
+        let early = held.and_then(|(_, e)| e.take_early(self.inputs));
         // A compactly held object is compared in its compiled form, as stored (keyed as the live
         // map holds it: the object's own key): parsed back into a `Value` only when it has drifts
         // to price and fix.
         if let Some(compiled) = held.and_then(|(k, e)| e.compiled(k)) {
-            let report = self
-                .engine
-                .diff_compiled_both(key, &entry.compiled, &compiled, &ctx);
+            let report = match early {
+                Some(report) => report,
+                None => self
+                    .engine
+                    .diff_compiled_both(key, &entry.compiled, &compiled, &ctx),
+            };
             let costs = if report.drifts.is_empty() {
                 Vec::new()
             } else {
@@ -1287,9 +1334,12 @@ impl Detector {
             });
         }
         let live = held.and_then(|(_, e)| e.object());
-        let report = self
-            .engine
-            .diff_compiled(key, &entry.compiled, live.as_deref(), &ctx);
+        let report = match early {
+            Some(report) => report,
+            None => self
+                .engine
+                .diff_compiled(key, &entry.compiled, live.as_deref(), &ctx),
+        };
         let costs = if report.drifts.is_empty() {
             Vec::new()
         } else {
@@ -1584,6 +1634,14 @@ impl Detector {
 
     fn cost_of(&self, desired: &DesiredObject, live: Option<&LiveObject>, d: &Drift) -> Option<f64> {
         self.config.prices.drift_delta(desired, live?, d)
+    }
+
+    /// What a comparison reads besides its two objects (see [`Detector::inputs`]).
+    fn diff_context(&self) -> DiffContext<'_> {
+        DiffContext {
+            autoscalers: Some(&self.autoscalers),
+            custom: Some(&self.custom),
+        }
     }
 
     /// [`Detector::cost_of`] of each of a report's drifts, in order.

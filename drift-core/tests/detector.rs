@@ -1356,3 +1356,136 @@ fn kinds_counted_in_parts_add_up() {
         ["apps/Deployment shop/target", "example.io/Deployment shop/target"]
     );
 }
+
+/// A listed object is compared as it is stored (while in cache); that comparison is used only when
+/// nothing else it read has changed by the time the key is processed: an autoscaler, a CRD or a new
+/// desired set arriving in between is taken into account.
+#[test]
+fn a_comparison_made_while_storing_is_not_used_after_what_it_read_changed() {
+    let fresh = |desired: Vec<Resource>| {
+        let mut d = Detector::new(
+            DiffEngine::default(),
+            DetectorConfig::default(),
+            Arc::new(ManualClock::new(0)),
+        );
+        d.set_desired(desired.into_iter().map(desired_of).collect());
+        d
+    };
+    let drain = |d: &mut Detector| -> Vec<String> {
+        let keys: Vec<ResourceKey> = std::iter::from_fn(|| d.next_key()).collect();
+        d.process_all(&keys);
+        let mut open: Vec<String> = d
+            .open_drifts()
+            .iter()
+            .map(|o| format!("{} {}", o.drift.key.name, o.drift.path.readable()))
+            .collect();
+        open.sort();
+        open
+    };
+    let list = |d: &mut Detector, live: Vec<Resource>| {
+        d.observe(LiveEvent::Restarted {
+            scope: RelistScope::All,
+            resources: live,
+        });
+    };
+
+    // Control: nothing in between, the drift stands.
+    let mut d = fresh(vec![deploy("web", 3, "nginx:1", 1)]);
+    list(&mut d, vec![deploy("web", 6, "nginx:1", 1)]);
+    d.observe(LiveEvent::Ready);
+    assert_eq!(drain(&mut d), ["web spec.replicas"]);
+
+    // An autoscaler for it arrives before the key is processed: it owns replicas now.
+    let mut d = fresh(vec![deploy("web", 3, "nginx:1", 1)]);
+    list(&mut d, vec![deploy("web", 6, "nginx:1", 1)]);
+    d.observe(LiveEvent::Applied(
+        Resource::from_value(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "drift-test"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 10}}))
+        .expect("hpa"),
+    ));
+    d.observe(LiveEvent::Ready);
+    assert_eq!(drain(&mut d), Vec::<String>::new());
+
+    // A new desired set that the live object matches.
+    let mut d = fresh(vec![deploy("web", 3, "nginx:1", 1)]);
+    list(&mut d, vec![deploy("web", 6, "nginx:1", 1)]);
+    d.set_desired(vec![desired_of(deploy("web", 6, "nginx:1", 1))]);
+    d.observe(LiveEvent::Ready);
+    assert_eq!(drain(&mut d), Vec::<String>::new());
+    // ... or a source replaced with it.
+    let mut d = fresh(vec![deploy("web", 3, "nginx:1", 1)]);
+    list(&mut d, vec![deploy("web", 6, "nginx:1", 1)]);
+    d.replace_source(
+        "f",
+        vec![DesiredResource {
+            resource: deploy("web", 6, "nginx:1", 1),
+            provenance: Provenance::file("f"),
+        }],
+    );
+    d.observe(LiveEvent::Ready);
+    assert_eq!(drain(&mut d), Vec::<String>::new());
+
+    // A CRD whose schema defaults a field the live custom resource has edited: only with the
+    // schema is that a drift.
+    let backup = |retain: Option<i64>| {
+        let mut v = json!({"apiVersion": "ops.example.com/v1", "kind": "Backup",
+            "metadata": {"name": "nightly", "namespace": "drift-test", "generation": 1},
+            "spec": {"schedule": "0 3 * * *"}});
+        if let Some(r) = retain {
+            v["spec"]["retainDays"] = json!(r);
+        }
+        Resource::from_value(v).expect("backup")
+    };
+    let crd = Resource::from_value(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "backups.ops.example.com"},
+        "spec": {"group": "ops.example.com", "names": {"kind": "Backup", "plural": "backups"}, "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "schedule": {"type": "string"},
+                        "retainDays": {"type": "integer", "default": 7}}}}}}}]}}))
+    .expect("crd");
+    let mut d = fresh(vec![backup(None)]);
+    list(&mut d, vec![backup(Some(1))]);
+    d.observe(LiveEvent::Applied(crd.clone()));
+    d.observe(LiveEvent::Ready);
+    assert_eq!(drain(&mut d), ["nightly spec.retainDays"]);
+
+    // The other way round: compared while the autoscaler and the CRD were known, both gone before
+    // the keys are processed.
+    let kind = |group: &str, kind: &str| RelistScope::Kind {
+        group: group.into(),
+        kind: kind.into(),
+        namespace: None,
+    };
+    let hpa = Resource::from_value(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": "drift-test"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 10}}))
+    .expect("hpa");
+    let mut d = fresh(vec![deploy("web", 3, "nginx:1", 1)]);
+    d.observe(LiveEvent::Applied(hpa.clone()));
+    d.observe(LiveEvent::Restarted {
+        scope: kind("apps", "Deployment"),
+        resources: vec![deploy("web", 6, "nginx:1", 1)],
+    });
+    d.observe(LiveEvent::Deleted(hpa.key.clone()));
+    d.observe(LiveEvent::Ready);
+    assert_eq!(drain(&mut d), ["web spec.replicas"]);
+    let mut d = fresh(vec![backup(None)]);
+    d.observe(LiveEvent::Applied(crd.clone()));
+    d.observe(LiveEvent::Restarted {
+        scope: kind("ops.example.com", "Backup"),
+        resources: vec![backup(Some(1))],
+    });
+    d.observe(LiveEvent::Deleted(crd.key.clone()));
+    d.observe(LiveEvent::Ready);
+    assert_eq!(drain(&mut d), Vec::<String>::new());
+}
+
+fn desired_of(resource: Resource) -> DesiredResource {
+    DesiredResource {
+        resource,
+        provenance: Provenance::file("f"),
+    }
+}
