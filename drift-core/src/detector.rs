@@ -1308,42 +1308,30 @@ impl Detector {
         let ctx = self.diff_context();
         // Compared already as it was stored, with nothing it reads changed since: that comparison.
         let early = held.and_then(|(_, e)| e.take_early(self.inputs));
-        // A compactly held object is compared in its compiled form, as stored (keyed as the live
-        // map holds it: the object's own key): parsed back into a `Value` only when it has drifts
-        // to price and fix.
-        if let Some(compiled) = held.and_then(|(k, e)| e.compiled(k)) {
-            let report = match early {
-                Some(report) => report,
-                None => self
-                    .engine
-                    .diff_compiled_both(key, &entry.compiled, &compiled, &ctx),
-            };
-            let costs = if report.drifts.is_empty() {
-                Vec::new()
-            } else {
-                self.costs_of(
-                    &entry.object(key),
-                    held.and_then(|(_, e)| e.object()).as_deref(),
-                    &report,
-                )
-            };
-            return Some(Judged {
-                report,
-                costs,
-                settle,
-            });
-        }
-        let live = held.and_then(|(_, e)| e.object());
         let report = match early {
             Some(report) => report,
-            None => self
-                .engine
-                .diff_compiled(key, &entry.compiled, live.as_deref(), &ctx),
+            // A compactly held object is compared in its compiled form, as stored (keyed as the
+            // live map holds it: the object's own key): parsed back into a `Value` only when it has
+            // drifts to price and fix.
+            None => match held.and_then(|(k, e)| e.compiled(k)) {
+                Some(compiled) => self
+                    .engine
+                    .diff_compiled_both(key, &entry.compiled, &compiled, &ctx),
+                None => {
+                    let live = held.and_then(|(_, e)| e.object());
+                    self.engine
+                        .diff_compiled(key, &entry.compiled, live.as_deref(), &ctx)
+                }
+            },
         };
         let costs = if report.drifts.is_empty() {
             Vec::new()
         } else {
-            self.costs_of(&entry.object(key), live.as_deref(), &report)
+            self.costs_of(
+                &entry.object(key),
+                held.and_then(|(_, e)| e.object()).as_deref(),
+                &report,
+            )
         };
         Some(Judged {
             report,
