@@ -914,11 +914,12 @@ impl Detector {
             };
             let key = Arc::new(object.key().clone());
             // A new desired key's comparison is made now, while the object is in this core's
-            // cache (judging it later would read it from memory again).
+            // cache (judging it later would read it from memory again). Not an autoscaler's or a
+            // CRD's: storing one changes what comparisons read, so its report would go unused.
             let early = self
                 .desired
                 .get(&*key)
-                .filter(|_| self.in_shard(&key))
+                .filter(|_| self.in_shard(&key) && !is_autoscaler(&key) && !crate::custom::is_crd(&key))
                 .map(|entry| {
                     let report =
                         self.engine
