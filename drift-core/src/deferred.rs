@@ -227,8 +227,11 @@ impl Deferred {
         let source = self.sources.len();
         self.sources.push(source_name.to_string());
         let text_index = self.texts.len();
-        // The identities, on every core: each is a scan of its object.
-        let heads = identities(&text, &scan.items);
+        // The identities, on every core: read by the scan already, else each a scan of its object.
+        let heads = match scan.heads {
+            Some(heads) => keys_of(heads, &scan.items),
+            None => identities(&text, &scan.items),
+        };
         for (span, head) in scan.items.into_iter().zip(heads) {
             let (document, item, start, end, list_type) = span;
             // The identity fields are not plain strings (or not there): the whole object tells why.
@@ -525,9 +528,13 @@ impl Deferred {
 type Span = (usize, Option<usize>, usize, usize, Option<Box<(String, String)>>);
 
 /// What one pass over a JSON stream finds.
-struct Scan {
+struct Scan<'a> {
     /// Objects to load deferred.
     items: Vec<Span>,
+    /// Each item's identity fields, when the scan read them as it validated the items (the parallel
+    /// list scan does): `None` for an item they could not be read from (not an object, a field of
+    /// another type or given twice: serde's error for the whole object then tells why).
+    heads: Option<Vec<Option<Head<'a>>>>,
     /// Documents to parse whole (`null`, a list with `items: null`...): (document, span).
     whole: Vec<(usize, (usize, usize))>,
     /// The syntax error that ended the stream, if any (as the eager loader, nothing after it loads).
@@ -537,9 +544,10 @@ struct Scan {
 /// Finds the objects of a JSON stream in one pass: each document's identity fields and, for a list,
 /// its items' spans. `None` when a document has a shape the scan does not take (identity fields that
 /// are not strings, a non-object document...): the caller then loads the source the ordinary way.
-fn scan_json(trimmed: &str, offset: usize) -> Option<Scan> {
+fn scan_json(trimmed: &str, offset: usize) -> Option<Scan<'_>> {
     let mut scan = Scan {
         items: Vec::new(),
+        heads: None,
         whole: Vec::new(),
         syntax_error: None,
     };
@@ -589,7 +597,7 @@ const PARALLEL_SCAN_MIN: usize = 4 << 20;
 /// skipping has no depth limit, so alone or in place is the same), the separators between items
 /// exactly, and the document without its items as [`scan_json`] reads a document: the same items,
 /// spans, head and verdict. `min` is [`PARALLEL_SCAN_MIN`] and `parts` the cores but in tests.
-fn scan_list_parallel(trimmed: &str, offset: usize, min: usize, parts: usize) -> Option<Scan> {
+fn scan_list_parallel(trimmed: &str, offset: usize, min: usize, parts: usize) -> Option<Scan<'_>> {
     if trimmed.len() < min {
         return None;
     }
@@ -621,12 +629,14 @@ fn scan_list_parallel(trimmed: &str, offset: usize, min: usize, parts: usize) ->
         return None;
     }
     let list_type = list_type_of(&head);
+    let (spans, heads): (Vec<Span>, Vec<Option<Head<'_>>>) = items
+        .into_iter()
+        .enumerate()
+        .map(|(n, (s, e, h))| ((0, Some(n), offset + s, offset + e, list_type.clone()), h))
+        .unzip();
     Some(Scan {
-        items: items
-            .into_iter()
-            .enumerate()
-            .map(|(n, (s, e))| (0, Some(n), offset + s, offset + e, list_type.clone()))
-            .collect(),
+        items: spans,
+        heads: Some(heads),
         whole: Vec::new(),
         syntax_error: None,
     })
@@ -640,8 +650,8 @@ fn json_value<'a, T: Deserialize<'a>>(text: &'a str, i: usize) -> Option<(T, usi
     Some((value, i + stream.byte_offset()))
 }
 
-/// Items' (start, end) in a text.
-type ItemSpans = Vec<(usize, usize)>;
+/// Items' (start, end) in a text, and their identity fields where read ([`scan_items`]).
+type ItemSpans<'a> = Vec<(usize, usize, Option<Head<'a>>)>;
 
 /// Where an item scan stopped.
 enum ItemsEnd {
@@ -656,7 +666,7 @@ enum ItemsEnd {
 /// items count only when the part before it stopped exactly at its first item's start, else the
 /// scan goes on from where the part before stopped: the spans are those of one scan from the start,
 /// whatever the guesses.
-fn list_items(text: &str, open: usize, parts: usize) -> Option<(ItemSpans, usize)> {
+fn list_items(text: &str, open: usize, parts: usize) -> Option<(ItemSpans<'_>, usize)> {
     let b = text.as_bytes();
     let first = skip_ws(b, open + 1);
     if b.get(first) == Some(&b']') {
@@ -705,7 +715,7 @@ fn list_items(text: &str, open: usize, parts: usize) -> Option<(ItemSpans, usize
 /// `from` whose scan reaches `limit` (or, for the last part, the list's end near the text's end);
 /// guesses that end sooner (an array of objects inside an item, a string) are followed by the next.
 /// `None` when no guess holds before `limit`.
-fn scan_part(text: &str, from: usize, limit: usize) -> Option<(usize, ItemSpans, ItemsEnd)> {
+fn scan_part(text: &str, from: usize, limit: usize) -> Option<(usize, ItemSpans<'_>, ItemsEnd)> {
     let b = text.as_bytes();
     let mut from = from;
     loop {
@@ -731,15 +741,30 @@ const LIST_TAIL_MAX: usize = 64 << 10;
 
 /// The items from the one starting at `start` until the list's end or the first item starting at
 /// or past `limit`; each validated by serde. `None` at anything but an item, `,` or `]`.
-fn scan_items(text: &str, start: usize, limit: usize) -> Option<(ItemSpans, ItemsEnd)> {
+///
+/// An object item is read as its identity fields ([`Head`]) in the same pass: serde validates what
+/// it skips as it validates a `RawValue`, so where that read succeeds the item is valid and ends
+/// where serde stopped, and its identity is what reading the item's text alone would give (the
+/// later identity pass is not needed). Anything else — not an object, or a field serde will not
+/// take as an identity — is validated as a `RawValue` and has no identity here.
+fn scan_items(text: &str, start: usize, limit: usize) -> Option<(ItemSpans<'_>, ItemsEnd)> {
     let b = text.as_bytes();
     let mut spans = Vec::new();
     let mut i = start;
     loop {
-        let (raw, _) = json_value::<&RawValue>(text, i)?;
-        let s = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-        let e = s + raw.get().len();
-        spans.push((s, e));
+        let at = skip_ws(b, i);
+        let read = (b.get(at) == Some(&b'{'))
+            .then(|| json_value::<Head<'_>>(text, at))
+            .flatten();
+        let (s, e, head) = match read {
+            Some((head, end)) => (at, end, Some(head)),
+            None => {
+                let (raw, _) = json_value::<&RawValue>(text, i)?;
+                let s = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+                (s, s + raw.get().len(), None)
+            }
+        };
+        spans.push((s, e, head));
         let next = skip_ws(b, e);
         match b.get(next)? {
             b']' => return Some((spans, ItemsEnd::Close(next))),
@@ -765,6 +790,14 @@ fn likely_item_start(b: &[u8], from: usize) -> Option<usize> {
         }
         i = comma + 1;
     }
+}
+
+/// Each object's identity from the identity fields the scan read, as [`identities`] gives it.
+fn keys_of(heads: Vec<Option<Head<'_>>>, spans: &[Span]) -> Vec<Option<ResourceKey>> {
+    let items: Vec<(Option<Head<'_>>, &Span)> = heads.into_iter().zip(spans).collect();
+    crate::par::map(items, 2_000, |(head, span)| {
+        head?.resource(span.4.as_deref()).ok().map(|r| r.key)
+    })
 }
 
 /// Each object's identity, or `None` where the fields do not give one (the object is then parsed
@@ -1285,6 +1318,34 @@ mod tests {
         )
     }
 
+    /// A list whose items spell their identities every odd way: escapes in keys and values, fields
+    /// given twice, of other types or `null`, in another order, an item that is a list, items that
+    /// are not objects (one an array serde could read as the identity's fields in order), one nested
+    /// deeper than serde's recursion limit; between plain ones.
+    fn odd_identities() -> String {
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        let items = [
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"plain","namespace":"a"}}"#.to_string(),
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"esc\u0061ped","namespace":"a\/b"}}"#.into(),
+            r#"{"\u0061piVersion":"v1","kind":"Pod","metadata":{"name":"escaped-key"}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"Pod","kind":"Pod","metadata":{"name":"twice"}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","name":"b"}}"#.into(),
+            r#"{"apiVersion":"v1","kind":5,"metadata":{"name":"number"}}"#.into(),
+            r#"{"apiVersion":null,"kind":"Pod","metadata":{"name":"nulls","namespace":null}}"#.into(),
+            r#"{"metadata":null,"kind":"Pod","apiVersion":"v1"}"#.into(),
+            r#"{"spec":{"x":[1,{"kind":"Decoy"}]},"metadata":{"labels":{"name":"decoy"},"name":"late"},"kind":"Pod","apiVersion":"v1"}"#.into(),
+            r#"{"apiVersion":"v1","kind":"List","items":[{"kind":"Pod"}]}"#.into(),
+            r#"["v1","Pod",{"name":"array"}]"#.into(),
+            r#""text""#.into(),
+            format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"deep"}},"data":{deep}}}"#),
+            r#"{ "apiVersion" : "v1" , "kind" : "ConfigMap" , "metadata" : { "name" : "spaced" } }"#.into(),
+        ];
+        format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+            items.join(",\n")
+        )
+    }
+
     #[test]
     fn the_parallel_list_scan_finds_what_the_serial_scan_finds() {
         let list = tricky_list(300, ",");
@@ -1327,6 +1388,8 @@ mod tests {
             (r#"{"apiVersion":"v1","kind":"List"}"#.into(), false),
             (r#"[{"apiVersion":"v1"}]"#.into(), false),
         ];
+        let mut cases = cases;
+        cases.push((odd_identities(), true));
         for (text, taken) in &cases {
             let serial = scan_json(text, 0);
             for parts in [1, 2, 3, 7, 16] {
@@ -1339,6 +1402,9 @@ mod tests {
                     assert!(s.syntax_error.is_none() && s.whole.is_empty(), "{text}");
                     assert_eq!(p.items, s.items, "{parts} parts: {text}");
                     assert!(p.whole.is_empty() && p.syntax_error.is_none());
+                    // The identities read while scanning are those the identity pass reads.
+                    let read = keys_of(p.heads.expect("the parallel scan reads identities"), &p.items);
+                    assert_eq!(read, identities(text, &s.items), "{parts} parts: {text}");
                 }
             }
         }
