@@ -54,6 +54,8 @@ enum Body {
         start: usize,
         end: usize,
         list_type: Option<Box<(String, String)>>,
+        /// Values the shapes leave out, where the scan found them ([`Cuts`]).
+        cuts: Option<Cuts>,
     },
     /// Parsed already (YAML, or a JSON document of unusual shape).
     Parsed(Box<Resource>),
@@ -81,6 +83,124 @@ struct HeadMeta<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     namespace: Option<Cow<'a, str>>,
+}
+
+/// Values of an object's text that [`Shape::Comparable`] or [`Shape::Lean`] leave out, found as the
+/// scan validated the object: `(start, end, lean only)` in the source's text, in order, apart. A
+/// shape's parse reads the text with each such value replaced by `0` (the rule skips the key
+/// whatever its value): serde reads past three characters instead of kilobytes — the escaped
+/// last-applied annotation, `managedFields`, `status` are often most of a live object.
+type Cuts = Box<[(usize, usize, bool)]>;
+
+/// [`Head`] with the values [`Cuts`] are made of, read in the same pass. Every field [`Head`] has,
+/// as it has it, and only more ways to fail (these fields given twice, or of another type): where
+/// this read succeeds, [`Head`]'s does with the same identity; where it fails, [`Head`] is read.
+#[derive(Deserialize)]
+struct ItemHead<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metadata: Option<ItemMeta<'a>>,
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ItemMeta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(rename = "managedFields", borrow, default)]
+    managed_fields: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    annotations: Option<LastApplied<'a>>,
+}
+
+/// An annotations map read for its last-applied annotation's value (the first, if given twice: any
+/// of them can be cut), every other value validated and skipped. Not a map: an error.
+struct LastApplied<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LastApplied<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(LastAppliedVisitor(std::marker::PhantomData))
+    }
+}
+
+struct LastAppliedVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for LastAppliedVisitor<'a> {
+    type Value = LastApplied<'a>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map of annotations")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found: Option<&'a RawValue> = None;
+        while let Some(key) = map.next_key::<AnyStr<'de>>()? {
+            if found.is_none() && key.0 == LAST_APPLIED {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(LastApplied(found))
+    }
+}
+
+/// A string, borrowed where it has no escapes.
+struct AnyStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for AnyStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AnyStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(AnyStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AnyStr(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'a> ItemHead<'a> {
+    /// The identity fields, and the cuts (positions in `text`, which the read borrowed from).
+    fn split(self, text: &str) -> (Head<'a>, Option<Cuts>) {
+        let at = |raw: &RawValue, lean: bool| {
+            let s = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            (s, s + raw.get().len(), lean)
+        };
+        let mut cuts: Vec<(usize, usize, bool)> = Vec::new();
+        let metadata = self.metadata.map(|m| {
+            cuts.extend(m.managed_fields.map(|r| at(r, true)));
+            cuts.extend(m.annotations.and_then(|a| a.0).map(|r| at(r, true)));
+            HeadMeta {
+                name: m.name,
+                namespace: m.namespace,
+            }
+        });
+        cuts.extend(self.status.map(|r| at(r, false)));
+        // Values of a few characters are read past as fast as the cut is made.
+        cuts.retain(|(s, e, _)| e - s > 16);
+        cuts.sort_unstable();
+        let head = Head {
+            api_version: self.api_version,
+            kind: self.kind,
+            metadata,
+            items: self.items,
+        };
+        (head, (!cuts.is_empty()).then(|| cuts.into_boxed_slice()))
+    }
 }
 
 impl Head<'_> {
@@ -228,11 +348,15 @@ impl Deferred {
         self.sources.push(source_name.to_string());
         let text_index = self.texts.len();
         // The identities, on every core: read by the scan already, else each a scan of its object.
-        let heads = match scan.heads {
-            Some(heads) => keys_of(heads, &scan.items),
-            None => identities(&text, &scan.items),
+        let (heads, mut cuts) = match scan.heads {
+            Some(heads) => {
+                let (heads, cuts): (Vec<_>, Vec<_>) = heads.into_iter().unzip();
+                (keys_of(heads, &scan.items), cuts)
+            }
+            None => (identities(&text, &scan.items), Vec::new()),
         };
-        for (span, head) in scan.items.into_iter().zip(heads) {
+        cuts.resize_with(scan.items.len(), || None);
+        for ((span, head), cuts) in scan.items.into_iter().zip(heads).zip(cuts) {
             let (document, item, start, end, list_type) = span;
             // The identity fields are not plain strings (or not there): the whole object tells why.
             let Some(key) = head else {
@@ -256,6 +380,7 @@ impl Deferred {
                     start,
                     end,
                     list_type,
+                    cuts,
                 },
             });
         }
@@ -432,6 +557,7 @@ impl Deferred {
             start,
             end,
             list_type: None,
+            ..
         } = &it.body
         else {
             return None;
@@ -472,13 +598,26 @@ impl Deferred {
                 start,
                 end,
                 list_type,
-            } => (*text, *start, *end, list_type),
+                cuts,
+            } => (*text, *start, *end, (list_type, cuts)),
         };
+        let (list_type, cuts) = list_type;
         let source_name = || self.sources[it.source].clone();
-        let body = &self.texts[text][start..end];
+        let whole = &self.texts[text];
+        let body = &whole[start..end];
         let parsed = match shape.rule() {
             None => serde_json::from_str::<Value>(body),
-            Some(rule) => read_skipping(body, rule),
+            Some(rule) => {
+                // The values the shape leaves out cut first (where that fails, the text as it
+                // stands says why, as it would have).
+                let cut = cuts
+                    .as_deref()
+                    .and_then(|cuts| cut_text(whole, start, end, cuts, shape == Shape::Lean));
+                match cut.map(|t| read_skipping(&t, rule)) {
+                    Some(Ok(v)) => Ok(v),
+                    _ => read_skipping(body, rule),
+                }
+            }
         };
         let mut v = parsed.map_err(|e| LoadError::Syntax {
             source_name: source_name(),
@@ -527,6 +666,9 @@ impl Deferred {
 /// An object found by the scan: (document, item in a list, start, end, a typed list's type).
 type Span = (usize, Option<usize>, usize, usize, Option<Box<(String, String)>>);
 
+/// An item's identity fields and [`Cuts`], as the scan read them.
+type ItemRead<'a> = (Option<Head<'a>>, Option<Cuts>);
+
 /// What one pass over a JSON stream finds.
 struct Scan<'a> {
     /// Objects to load deferred.
@@ -534,7 +676,8 @@ struct Scan<'a> {
     /// Each item's identity fields, when the scan read them as it validated the items (the parallel
     /// list scan does): `None` for an item they could not be read from (not an object, a field of
     /// another type or given twice: serde's error for the whole object then tells why).
-    heads: Option<Vec<Option<Head<'a>>>>,
+    /// With each, the values its shapes leave out ([`Cuts`]), where found.
+    heads: Option<Vec<ItemRead<'a>>>,
     /// Documents to parse whole (`null`, a list with `items: null`...): (document, span).
     whole: Vec<(usize, (usize, usize))>,
     /// The syntax error that ended the stream, if any (as the eager loader, nothing after it loads).
@@ -629,10 +772,20 @@ fn scan_list_parallel(trimmed: &str, offset: usize, min: usize, parts: usize) ->
         return None;
     }
     let list_type = list_type_of(&head);
-    let (spans, heads): (Vec<Span>, Vec<Option<Head<'_>>>) = items
+    let shift = |cuts: Cuts| -> Cuts {
+        cuts.iter()
+            .map(|&(s, e, lean)| (offset + s, offset + e, lean))
+            .collect()
+    };
+    let (spans, heads): (Vec<Span>, Vec<ItemRead<'_>>) = items
         .into_iter()
         .enumerate()
-        .map(|(n, (s, e, h))| ((0, Some(n), offset + s, offset + e, list_type.clone()), h))
+        .map(|(n, (s, e, h, cuts))| {
+            (
+                (0, Some(n), offset + s, offset + e, list_type.clone()),
+                (h, cuts.map(shift)),
+            )
+        })
         .unzip();
     Some(Scan {
         items: spans,
@@ -650,8 +803,9 @@ fn json_value<'a, T: Deserialize<'a>>(text: &'a str, i: usize) -> Option<(T, usi
     Some((value, i + stream.byte_offset()))
 }
 
-/// Items' (start, end) in a text, and their identity fields where read ([`scan_items`]).
-type ItemSpans<'a> = Vec<(usize, usize, Option<Head<'a>>)>;
+/// Items' (start, end) in a text, and their identity fields and [`Cuts`] where read
+/// ([`scan_items`]).
+type ItemSpans<'a> = Vec<(usize, usize, Option<Head<'a>>, Option<Cuts>)>;
 
 /// Where an item scan stopped.
 enum ItemsEnd {
@@ -745,26 +899,35 @@ const LIST_TAIL_MAX: usize = 64 << 10;
 /// An object item is read as its identity fields ([`Head`]) in the same pass: serde validates what
 /// it skips as it validates a `RawValue`, so where that read succeeds the item is valid and ends
 /// where serde stopped, and its identity is what reading the item's text alone would give (the
-/// later identity pass is not needed). Anything else — not an object, or a field serde will not
-/// take as an identity — is validated as a `RawValue` and has no identity here.
+/// later identity pass is not needed); read as an [`ItemHead`] first, for its [`Cuts`] too.
+/// Anything else — not an object, or a field serde will not take as an identity — is validated as
+/// a `RawValue` and has no identity here.
 fn scan_items(text: &str, start: usize, limit: usize) -> Option<(ItemSpans<'_>, ItemsEnd)> {
     let b = text.as_bytes();
     let mut spans = Vec::new();
     let mut i = start;
     loop {
         let at = skip_ws(b, i);
-        let read = (b.get(at) == Some(&b'{'))
-            .then(|| json_value::<Head<'_>>(text, at))
-            .flatten();
-        let (s, e, head) = match read {
-            Some((head, end)) => (at, end, Some(head)),
+        let object = b.get(at) == Some(&b'{');
+        let read = object
+            .then(|| json_value::<ItemHead<'_>>(text, at))
+            .flatten()
+            .map(|(item, end)| (item.split(text), end))
+            .or_else(|| {
+                object
+                    .then(|| json_value::<Head<'_>>(text, at))
+                    .flatten()
+                    .map(|(head, end)| ((head, None), end))
+            });
+        let (s, e, head, cuts) = match read {
+            Some(((head, cuts), end)) => (at, end, Some(head), cuts),
             None => {
                 let (raw, _) = json_value::<&RawValue>(text, i)?;
                 let s = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-                (s, s + raw.get().len(), None)
+                (s, s + raw.get().len(), None, None)
             }
         };
-        spans.push((s, e, head));
+        spans.push((s, e, head, cuts));
         let next = skip_ws(b, e);
         match b.get(next)? {
             b']' => return Some((spans, ItemsEnd::Close(next))),
@@ -1066,6 +1229,32 @@ fn strip(v: &mut Value, rule: &Skip) {
     {
         strip(child, nested);
     }
+}
+
+/// Bytes `start..end` of `text` with each cut value replaced by `0` (the lean-only ones too when
+/// `lean`); `None` when there is nothing to cut or a cut lies outside (not the text it was found in).
+fn cut_text(
+    text: &str,
+    start: usize,
+    end: usize,
+    cuts: &[(usize, usize, bool)],
+    lean: bool,
+) -> Option<String> {
+    let mut out = String::with_capacity(end - start);
+    let mut at = start;
+    for &(s, e, lean_only) in cuts {
+        if lean_only && !lean {
+            continue;
+        }
+        out.push_str(text.get(at..s)?);
+        out.push('0');
+        at = e;
+    }
+    if at == start {
+        return None;
+    }
+    out.push_str(text.get(at..end)?);
+    Some(out)
 }
 
 /// An object read from JSON text with what `rule` leaves out skipped (never built).
@@ -1403,7 +1592,8 @@ mod tests {
                     assert_eq!(p.items, s.items, "{parts} parts: {text}");
                     assert!(p.whole.is_empty() && p.syntax_error.is_none());
                     // The identities read while scanning are those the identity pass reads.
-                    let read = keys_of(p.heads.expect("the parallel scan reads identities"), &p.items);
+                    let heads = p.heads.expect("the parallel scan reads identities");
+                    let read = keys_of(heads.into_iter().map(|(h, _)| h).collect(), &p.items);
                     assert_eq!(read, identities(text, &s.items), "{parts} parts: {text}");
                 }
             }
@@ -1428,6 +1618,187 @@ mod tests {
         assert_eq!(d.len(), n);
         assert!(d.errors.is_empty());
         assert_eq!(d.key(7).name, "p7");
+    }
+
+    /// Live objects as the API server returns them, spelt every way the cuts must survive: pretty
+    /// and compact, keys in any order, `status` first, given twice, `null` or a string, the
+    /// last-applied annotation given twice or with an escaped key, annotations or metadata that are
+    /// not maps, `managedFields` of another type.
+    fn cut_cases() -> Vec<String> {
+        let applied = serde_json::to_string(&serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x", "annotations": {}}, "spec": {"replicas": 2, "template": {"spec": {
+            "containers": [{"name": "c", "image": "nginx:1.27", "env": [{"name": "MODE", "value": "a \"quoted\" value"}]}]}}}}))
+            .expect("json");
+        let la = serde_json::to_string(&applied).expect("json");
+        let managed = r#"[{"manager":"kubectl-client-side-apply","operation":"Update","apiVersion":"apps/v1","time":"2026-11-20T08:15:02Z","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:replicas":{},"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"c\"}":{".":{},"f:image":{}}}}}}}}]"#;
+        let status = r#"{"replicas":2,"readyReplicas":2,"conditions":[{"type":"Available","status":"True","message":"Deployment has minimum availability."}]}"#;
+        let spec = r#"{"replicas":2,"template":{"spec":{"containers":[{"name":"c","image":"nginx:1.27","env":[{"name":"MODE","value":"a \"quoted\" value"}]}]}}}"#;
+        let la_key = "kubectl.kubernetes.io/last-applied-configuration";
+        let ann = format!(r#"{{"deployment.kubernetes.io/revision":"3","{la_key}":{la}}}"#);
+        let item = |meta: &str, rest: &str| {
+            format!(r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{meta},{rest}}}"#)
+        };
+        let meta = |name: &str, annotations: &str, managed: &str| {
+            format!(
+                r#"{{"name":"{name}","namespace":"shop","annotations":{annotations},"managedFields":{managed},"uid":"u-{name}"}}"#
+            )
+        };
+        vec![
+            item(
+                &meta("plain", &ann, managed),
+                &format!(r#""spec":{spec},"status":{status}"#),
+            ),
+            format!(
+                r#"{{"status":{status},"spec":{spec},"metadata":{},"kind":"Deployment","apiVersion":"apps/v1"}}"#,
+                meta("status-first", &ann, managed)
+            ),
+            serde_json::to_string_pretty(
+                &serde_json::from_str::<Value>(&item(
+                    &meta("pretty", &ann, managed),
+                    &format!(r#""spec":{spec},"status":{status}"#),
+                ))
+                .expect("json"),
+            )
+            .expect("json"),
+            item(
+                &meta("status-twice", &ann, managed),
+                &format!(r#""status":{status},"spec":{spec},"status":{status}"#),
+            ),
+            item(
+                &meta("status-null", &ann, managed),
+                &format!(r#""spec":{spec},"status":null"#),
+            ),
+            item(
+                &meta("status-text", &ann, managed),
+                &format!(r#""spec":{spec},"status":"a status that is a long string""#),
+            ),
+            item(
+                &meta(
+                    "la-twice",
+                    &format!(
+                        r#"{{"{la_key}":{la},"a":"b","{la_key}":"{{\"kind\":\"Deployment\",\"apiVersion\":\"apps/v1\"}}"}}"#
+                    ),
+                    managed,
+                ),
+                &format!(r#""spec":{spec}"#),
+            ),
+            item(
+                &meta(
+                    "la-escaped-key",
+                    &format!(r#"{{"kubectl.kubernetes.io\/last-applied-configuration":{la}}}"#),
+                    managed,
+                ),
+                &format!(r#""spec":{spec}"#),
+            ),
+            item(
+                &meta("annotations-text", r#""not a map of annotations""#, managed),
+                &format!(r#""spec":{spec},"status":{status}"#),
+            ),
+            item(
+                &meta("annotations-twice", &ann, managed).replacen(
+                    r#""uid""#,
+                    &format!(r#""annotations":{ann},"uid""#),
+                    1,
+                ),
+                &format!(r#""spec":{spec},"status":{status}"#),
+            ),
+            item(
+                &meta("managed-text", &ann, r#""managed fields that are a string""#),
+                &format!(r#""spec":{spec},"status":{status}"#),
+            ),
+            item(
+                r#""metadata that is a string""#,
+                &format!(r#""spec":{spec},"status":{status}"#),
+            ),
+            item(&meta("no-cuts", "{}", "[]"), &format!(r#""spec":{spec}"#)),
+        ]
+    }
+
+    #[test]
+    fn values_cut_by_the_scan_read_as_the_whole_text_reads() {
+        let cases = cut_cases();
+        // A list large enough for the parallel scan (which finds the cuts): every case many times,
+        // each copy named apart.
+        let mut items = Vec::new();
+        let mut size = 0;
+        while size <= PARALLEL_SCAN_MIN {
+            for (k, case) in cases.iter().enumerate() {
+                let copy = case.replacen(
+                    r#""namespace":"shop""#,
+                    &format!(r#""namespace":"ns-{}""#, items.len()),
+                    1,
+                );
+                size += copy.len();
+                items.push((k, copy));
+            }
+        }
+        let list = format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+            items
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut big = Deferred::default();
+        big.add_bytes("big.json", list.into_bytes());
+        let index: std::collections::HashMap<ResourceKey, usize> =
+            (0..big.len()).map(|i| (big.key(i).clone(), i)).collect();
+        // Each object read from the big list (cut) as it reads alone (the serial scan: no cuts).
+        let mut compared = std::collections::BTreeSet::new();
+        for (k, text) in items.iter().take(3 * cases.len()) {
+            let mut alone = Deferred::default();
+            alone.add_bytes("one.json", text.clone().into_bytes());
+            if alone.is_empty() {
+                assert!(!alone.errors.is_empty(), "case {k}: neither loaded nor an error");
+                continue;
+            }
+            let i = index[alone.key(0)];
+            assert_eq!(big.resource(i).ok(), alone.resource(0).ok(), "case {k}");
+            assert_eq!(big.comparable(i).ok(), alone.comparable(0).ok(), "case {k}");
+            assert_eq!(big.lean(i).ok(), alone.lean(0).ok(), "case {k}");
+            if big.lean(i).is_ok() {
+                compared.insert(*k);
+            }
+        }
+        // All but the one without an identity and the one whose annotations are no map (its
+        // lean read is an error either way: the caller then reads it whole).
+        assert_eq!(compared.len(), cases.len() - 2, "{compared:?}");
+        // The cuts themselves make texts that read as the whole ones do (not only the fallback).
+        let mut cut_items = 0;
+        for it in &big.items {
+            let Body::Raw {
+                text,
+                start,
+                end,
+                cuts: Some(cuts),
+                ..
+            } = &it.body
+            else {
+                continue;
+            };
+            cut_items += 1;
+            let whole = &big.texts[*text];
+            for (shape, lean) in [(Shape::Lean, true), (Shape::Comparable, false)] {
+                let rule = shape.rule().expect("a rule");
+                let expected = read_skipping(&whole[*start..*end], rule).expect("valid");
+                match cut_text(whole, *start, *end, cuts, lean) {
+                    Some(t) => assert_eq!(
+                        read_skipping(&t, rule).expect("the cut text reads"),
+                        expected,
+                        "{}",
+                        it.key
+                    ),
+                    None => assert!(!lean && cuts.iter().all(|c| c.2), "{}", it.key),
+                }
+            }
+        }
+        // The cases with something to cut, bar those read without cuts (given twice, not maps).
+        assert!(
+            cut_items >= big.len() * 8 / cases.len(),
+            "{cut_items} of {}",
+            big.len()
+        );
     }
 
     #[test]
