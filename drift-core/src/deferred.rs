@@ -336,7 +336,8 @@ impl Deferred {
             return;
         }
         let offset = text.len() - trimmed.len();
-        let scan = scan_list_parallel(trimmed, offset, PARALLEL_SCAN_MIN, crate::par::cores())
+        // Four parts per core: the cores take them as they finish the last (even when one is slower).
+        let scan = scan_list_parallel(trimmed, offset, PARALLEL_SCAN_MIN, 4 * crate::par::cores())
             .or_else(|| scan_json(trimmed, offset));
         let Some(scan) = scan else {
             // A document of a shape the scan does not take: the whole source the ordinary way.
@@ -816,10 +817,11 @@ enum ItemsEnd {
 }
 
 /// The items' spans of the JSON array whose `[` is at `open`, and the position of its `]`. The text
-/// is split in parts, one per core, each starting at a likely item boundary ([`scan_part`]); a part's
-/// items count only when the part before it stopped exactly at its first item's start, else the
-/// scan goes on from where the part before stopped: the spans are those of one scan from the start,
-/// whatever the guesses.
+/// is split in `parts` parts (four per core: the cores take them as they finish the last, so none
+/// waits long on another's larger share), each starting at a likely item boundary
+/// ([`scan_part`]); a part's items count only when the part before it stopped exactly at its first
+/// item's start, else the scan goes on from where the part before stopped: the spans are those of
+/// one scan from the start, whatever the guesses.
 fn list_items(text: &str, open: usize, parts: usize) -> Option<(ItemSpans<'_>, usize)> {
     let b = text.as_bytes();
     let first = skip_ws(b, open + 1);
