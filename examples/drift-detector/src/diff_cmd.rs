@@ -272,19 +272,29 @@ pub(crate) fn compare(
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 8);
-    let chunk = pairs.len().div_ceil(workers).max(1);
-    let results: Vec<Vec<PairResult>> = std::thread::scope(|s| {
-        let handles: Vec<_> = pairs
-            .chunks(chunk)
-            .map(|c| s.spawn(|| c.iter().map(|p| one(*p)).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+    // Claimed a run of pairs at a time as the workers finish the last (a core slowed down by a
+    // neighbour hands on its share); the results put back in the pairs' order.
+    let chunks: Vec<&[(usize, Option<usize>)]> = pairs.chunks(PAIRS_PER_CLAIM).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(c) = chunks.get(i) else { return done };
+            done.push((i, c.iter().map(|p| one(*p)).collect::<Vec<_>>()));
+        }
+    };
+    let mut results: Vec<(usize, Vec<PairResult>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..workers).map(|_| s.spawn(work)).collect();
+        let mut results = work();
+        for h in handles {
+            results.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        results
     });
+    results.sort_unstable_by_key(|(i, _)| *i);
     let mut reports = Vec::with_capacity(pairs.len());
-    for (report, mut errors) in results.into_iter().flatten() {
+    for (report, mut errors) in results.into_iter().flat_map(|(_, r)| r) {
         notes.errors.append(&mut errors);
         reports.extend(report);
     }
@@ -308,6 +318,9 @@ pub(crate) fn compare(
     }
     (reports, notes)
 }
+
+/// Pairs a worker takes at a time.
+const PAIRS_PER_CLAIM: usize = 256;
 
 /// One pair's report and patch (none when the desired object does not parse), and errors.
 type PairResult = (Option<(DriftReport, Option<serde_json::Value>)>, Vec<String>);
