@@ -204,6 +204,25 @@ impl<'a> ItemHead<'a> {
 }
 
 impl Head<'_> {
+    /// The identity [`Head::resource`] gives, read from the fields directly (as
+    /// [`crate::model::identity_of`] reads them: non-empty strings, a valid `apiVersion`, no
+    /// namespace for a cluster-scoped kind), building nothing else; `None` where it gives an error.
+    fn key(&self, list_type: Option<&(String, String)>) -> Option<ResourceKey> {
+        fn given(s: Option<&str>) -> Option<&str> {
+            s.filter(|s| !s.is_empty())
+        }
+        let api = given(self.api_version.as_deref().or(list_type.map(|t| t.0.as_str())))?;
+        crate::model::check_api_version(api).ok()?;
+        let kind = given(self.kind.as_deref().or(list_type.map(|t| t.1.as_str())))?;
+        let meta = self.metadata.as_ref()?;
+        let name = given(meta.name.as_deref())?;
+        let mut key = ResourceKey::new(api, kind, given(meta.namespace.as_deref()), name);
+        if key.namespace.is_some() && crate::kinds::is_cluster_scoped(&key.group, &key.kind) {
+            key.namespace = None;
+        }
+        Some(key)
+    }
+
     /// The identity as [`Resource::from_value`] computes it, from a value holding only these fields.
     fn resource(&self, list_type: Option<&(String, String)>) -> Result<Resource, crate::ObjectError> {
         let mut meta = serde_json::Map::new();
@@ -960,9 +979,7 @@ fn likely_item_start(b: &[u8], from: usize) -> Option<usize> {
 /// Each object's identity from the identity fields the scan read, as [`identities`] gives it.
 fn keys_of(heads: Vec<Option<Head<'_>>>, spans: &[Span]) -> Vec<Option<ResourceKey>> {
     let items: Vec<(Option<Head<'_>>, &Span)> = heads.into_iter().zip(spans).collect();
-    crate::par::map(items, 2_000, |(head, span)| {
-        head?.resource(span.4.as_deref()).ok().map(|r| r.key)
-    })
+    crate::par::map(items, 2_000, |(head, span)| head?.key(span.4.as_deref()))
 }
 
 /// Each object's identity, or `None` where the fields do not give one (the object is then parsed
@@ -1530,6 +1547,16 @@ mod tests {
             r#""text""#.into(),
             format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"deep"}},"data":{deep}}}"#),
             r#"{ "apiVersion" : "v1" , "kind" : "ConfigMap" , "metadata" : { "name" : "spaced" } }"#.into(),
+            // Empty, invalid or missing identity fields; namespaces a cluster-scoped kind drops.
+            r#"{"apiVersion":"","kind":"Pod","metadata":{"name":"empty-api"}}"#.into(),
+            r#"{"apiVersion":"a/b/c","kind":"Pod","metadata":{"name":"bad-api"}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"","metadata":{"name":"empty-kind"}}"#.into(),
+            r#"{"kind":"ConfigMap","metadata":{"name":"no-api"}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"","namespace":"a"}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"empty-ns","namespace":""}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"ns","namespace":"x"}}"#.into(),
+            r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"cr","namespace":"x"}}"#.into(),
         ];
         format!(
             r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
@@ -1541,7 +1568,7 @@ mod tests {
     fn the_parallel_list_scan_finds_what_the_serial_scan_finds() {
         let list = tricky_list(300, ",");
         let pretty = tricky_list(300, "\n  ,\n  ");
-        let typed = r#"{"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}],"kind":"PodList","apiVersion":"v1"}"#;
+        let typed = r#"{"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}},{"apiVersion":"","metadata":{"name":"c"}},{"kind":"ConfigMap","metadata":{"name":"d"}}],"kind":"PodList","apiVersion":"v1"}"#;
         let broken_item = list.replacen(r#""name":"p150""#, r#""name":"p150","#, 1);
         let cases: Vec<(String, bool)> = vec![
             // (text, whether the parallel scan takes it)
