@@ -601,7 +601,7 @@ impl Deferred {
 
     fn parse(&self, i: usize, shape: Shape) -> Result<Resource, LoadError> {
         let it = &self.items[i];
-        let (text, start, end, list_type) = match &it.body {
+        let (text, start, end, list_type, cuts) = match &it.body {
             Body::Parsed(r) => {
                 let mut r = (**r).clone();
                 shape.strip(&mut r.object);
@@ -619,9 +619,8 @@ impl Deferred {
                 end,
                 list_type,
                 cuts,
-            } => (*text, *start, *end, (list_type, cuts)),
+            } => (*text, *start, *end, list_type, cuts),
         };
-        let (list_type, cuts) = list_type;
         let source_name = || self.sources[it.source].clone();
         let whole = &self.texts[text];
         let body = &whole[start..end];
