@@ -368,14 +368,14 @@ impl Deferred {
         self.sources.push(source_name.to_string());
         let text_index = self.texts.len();
         // The identities, on every core: read by the scan already, else each a scan of its object.
-        let (heads, mut cuts) = match scan.heads {
+        let (heads, cuts) = match scan.heads {
             Some(heads) => {
                 let (heads, cuts): (Vec<_>, Vec<_>) = heads.into_iter().unzip();
                 (keys_of(heads, &scan.items), cuts)
             }
             None => (identities(&text, &scan.items), Vec::new()),
         };
-        cuts.resize_with(scan.items.len(), || None);
+        let cuts = cuts.into_iter().chain(std::iter::repeat_with(|| None));
         for ((span, head), cuts) in scan.items.into_iter().zip(heads).zip(cuts) {
             let (document, item, start, end, list_type) = span;
             // The identity fields are not plain strings (or not there): the whole object tells why.

@@ -273,7 +273,8 @@ pub(crate) fn compare(
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 8);
     // Claimed a run of pairs at a time as the workers finish the last (a core slowed down by a
-    // neighbour hands on its share); the results put back in the pairs' order.
+    // neighbour hands on its share); the results put back in the pairs' order. (The library's own
+    // `par` claims up to 512 at a time: exposed and used here, it measured 5-8 % slower.)
     let chunks: Vec<&[(usize, Option<usize>)]> = pairs.chunks(PAIRS_PER_CLAIM).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || {
