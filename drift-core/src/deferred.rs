@@ -563,27 +563,59 @@ impl Deferred {
     /// compactly changes nothing in a lean object: what [`crate::load::compact_object`] takes out
     /// is left out already.)
     pub fn lean_compiled(&self, i: usize) -> Option<CompiledLive> {
-        let (key, object) = self.decoded(i, &LEAN)?;
+        let (key, object) = self.decoded(i, Shape::Lean)?;
         CompiledLive::unredacted(key, object, crate::redact::Redactor::global()).ok()
+    }
+
+    /// Object `i` as a desired object in compiled form, for [`crate::DiffEngine::diff_compiled`],
+    /// with its key: decoded straight from its text, exactly the compiled form of
+    /// [`crate::DesiredObject::new`] of [`Deferred::comparable`], without building a `Value`.
+    /// `None` where that cannot be had so — parsed already, loaded compactly, a typed list's item
+    /// without its own type, a namespaced object without a namespace (whatever default it will be
+    /// given, before or after this call), a cluster-scoped one with one, redaction or a version
+    /// conversion would change it, or the text does not decode: then prepare
+    /// [`Deferred::comparable`] (which also says why it fails, if it does).
+    pub fn desired_compiled(&self, i: usize) -> Option<(ResourceKey, Compiled)> {
+        if self.options.compact {
+            return None;
+        }
+        let (key, object) = self.decoded(i, Shape::Comparable)?;
+        let namespace_to_give =
+            key.namespace.is_none() && !crate::kinds::is_cluster_scoped(&key.group, &key.kind);
+        if namespace_to_give
+            || crate::object::preparing_changes(&key, object.root(), crate::redact::Redactor::global())
+        {
+            return None;
+        }
+        Some((key, object))
     }
 
     /// Object `i` decoded into the compiled form with `skip`, with its identity, when reading it as a
     /// `Value` ([`Deferred::parse`]) would give exactly that object: held as JSON text, not a typed
     /// list's item, and no namespace to drop (a cluster-scoped kind's) or to add (the default one).
-    fn decoded(&self, i: usize, skip: &Skip) -> Option<(ResourceKey, Compiled)> {
+    /// Where the scan located values the shape leaves out, they are cut first (as
+    /// [`Deferred::parse`] cuts them; where that fails, the text as it stands is decoded).
+    fn decoded(&self, i: usize, shape: Shape) -> Option<(ResourceKey, Compiled)> {
         let it = self.items.get(i)?;
         let Body::Raw {
             text,
             start,
             end,
             list_type: None,
-            ..
+            cuts,
         } = &it.body
         else {
             return None;
         };
-        let body = self.texts.get(*text)?.get(*start..*end)?;
-        let object = Compiled::from_json(body, skip).ok()?;
+        let skip = shape.rule().unwrap_or(&Skip::NONE);
+        let whole = self.texts.get(*text)?;
+        let cut = cuts
+            .as_deref()
+            .and_then(|cuts| cut_text(whole, *start, *end, cuts, shape == Shape::Lean));
+        let object = match cut.map(|t| Compiled::from_json(&t, skip)) {
+            Some(Ok(c)) => c,
+            _ => Compiled::from_json(whole.get(*start..*end)?, skip).ok()?,
+        };
         let key = crate::model::identity_of(object.root()).ok()?;
         let cluster_scoped = crate::kinds::is_cluster_scoped(&key.group, &key.kind);
         let given_namespace = object
@@ -1405,6 +1437,113 @@ mod tests {
         assert!(d.lean(0).is_ok());
     }
 
+    /// A desired object is decoded compiled only where that is exactly the prepared object
+    /// (`DesiredObject::new` of its comparable read): never where a default namespace, redaction or
+    /// a version conversion would change it, whether the namespace is defaulted before or after.
+    #[test]
+    fn desired_compiled_only_where_it_is_the_prepared_object() {
+        let deploy = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web",
+            "namespace": "shop"}, "spec": {"replicas": 2, "template": {"spec": {"containers":
+            [{"name": "c", "image": "nginx"}]}}}, "status": {"replicas": 2}}"#;
+        let cases = [
+            (deploy.to_string(), true),
+            // Keys out of order, given twice: the last one wins, as in a `Value`.
+            (
+                r#"{"spec": {"replicas": 1}, "kind": "Deployment", "apiVersion": "apps/v1",
+                    "metadata": {"namespace": "shop", "name": "web"}, "spec": {"replicas": 3}}"#
+                    .to_string(),
+                true,
+            ),
+            // A namespace the default would add.
+            (deploy.replace(r#""namespace": "shop""#, r#""labels": {}"#), false),
+            // A cluster-scoped kind given a namespace (reading drops it), and one without.
+            (
+                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "namespace": "y"}}"#
+                    .to_string(),
+                false,
+            ),
+            (
+                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}"#.to_string(),
+                true,
+            ),
+            // Redaction would change these.
+            (
+                r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"},
+                    "stringData": {"a": "b"}}"#
+                    .to_string(),
+                false,
+            ),
+            (
+                deploy.replace(r#""image": "nginx""#, r#""image": "nginx", "env": [{"name": "DB_PASSWORD", "value": "x"}]"#),
+                false,
+            ),
+            // The version live objects are read in: the deprecated `serviceAccount` (even `null`),
+            // an `autoscaling/v1` HorizontalPodAutoscaler.
+            (
+                deploy.replace(r#""containers""#, r#""serviceAccount": "robot", "containers""#),
+                false,
+            ),
+            (
+                deploy.replace(r#""containers""#, r#""serviceAccount": null, "containers""#),
+                false,
+            ),
+            (
+                r#"{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "j", "namespace": "shop"},
+                    "spec": {"jobTemplate": {"spec": {"template": {"spec": {"serviceAccount": "robot"}}}}}}"#
+                    .to_string(),
+                false,
+            ),
+            (
+                r#"{"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h",
+                    "namespace": "shop"}, "spec": {"targetCPUUtilizationPercentage": 70}}"#
+                    .to_string(),
+                false,
+            ),
+            (
+                r#"{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h",
+                    "namespace": "shop"}, "spec": {"minReplicas": 1}}"#
+                    .to_string(),
+                true,
+            ),
+            // Not an object, or without an identity.
+            ("[1, 2]".to_string(), false),
+            (r#"{"kind": "ConfigMap"}"#.to_string(), false),
+        ];
+        for (text, compiled) in &cases {
+            for default_first in [false, true] {
+                let mut d = Deferred::default();
+                d.add_bytes("desired.json", text.clone().into_bytes());
+                if d.is_empty() {
+                    assert!(!compiled, "{text}");
+                    continue;
+                }
+                if default_first {
+                    d.default_namespace("default");
+                }
+                let got = d.desired_compiled(0);
+                d.default_namespace("default");
+                assert_eq!(got.is_some(), *compiled, "{text}");
+                if let Some((key, c)) = got {
+                    let prepared = crate::DesiredObject::new(d.comparable(0).expect("reads"));
+                    assert_eq!(&key, prepared.key(), "{text}");
+                    assert_eq!(c, Compiled::of(prepared.object()), "{text}");
+                }
+            }
+        }
+        // Loaded compactly, or a typed list's item without its own type: the `Value` way.
+        let mut d = Deferred::default_compact();
+        d.add_bytes("desired.json", deploy.as_bytes().to_vec());
+        assert!(d.desired_compiled(0).is_none());
+        let mut d = Deferred::default();
+        d.add_bytes(
+            "list.json",
+            br#"{"apiVersion": "v1", "kind": "ConfigMapList", "items": [{"metadata": {"name": "c", "namespace": "shop"}}]}"#
+                .to_vec(),
+        );
+        assert!(d.desired_compiled(0).is_none());
+        assert!(d.comparable(0).is_ok());
+    }
+
     /// apiVersion, kind and metadata's (name, namespace), as text.
     fn head_fields(h: &Head<'_>) -> String {
         let m = h
@@ -1785,6 +1924,13 @@ mod tests {
             assert_eq!(big.resource(i).ok(), alone.resource(0).ok(), "case {k}");
             assert_eq!(big.comparable(i).ok(), alone.comparable(0).ok(), "case {k}");
             assert_eq!(big.lean(i).ok(), alone.lean(0).ok(), "case {k}");
+            // The compiled reads too (cut where the big list's scan located the values).
+            let compiled_lean = |d: &Deferred, i| {
+                d.lean_compiled(i)
+                    .map(|c| (c.key().clone(), c.compiled().clone()))
+            };
+            assert_eq!(compiled_lean(&big, i), compiled_lean(&alone, 0), "case {k}");
+            assert_eq!(big.desired_compiled(i), alone.desired_compiled(0), "case {k}");
             if big.lean(i).is_ok() {
                 compared.insert(*k);
             }
@@ -1810,13 +1956,22 @@ mod tests {
             for (shape, lean) in [(Shape::Lean, true), (Shape::Comparable, false)] {
                 let rule = shape.rule().expect("a rule");
                 let expected = read_skipping(&whole[*start..*end], rule).expect("valid");
+                let expected_compiled = Compiled::from_json(&whole[*start..*end], rule).expect("valid");
                 match cut_text(whole, *start, *end, cuts, lean) {
-                    Some(t) => assert_eq!(
-                        read_skipping(&t, rule).expect("the cut text reads"),
-                        expected,
-                        "{}",
-                        it.key
-                    ),
+                    Some(t) => {
+                        assert_eq!(
+                            read_skipping(&t, rule).expect("the cut text reads"),
+                            expected,
+                            "{}",
+                            it.key
+                        );
+                        assert_eq!(
+                            Compiled::from_json(&t, rule).expect("the cut text decodes"),
+                            expected_compiled,
+                            "{}",
+                            it.key
+                        );
+                    }
                     None => assert!(!lean && cuts.iter().all(|c| c.2), "{}", it.key),
                 }
             }

@@ -9,6 +9,7 @@ use crate::compiled::Compiled;
 use crate::model::{Resource, ResourceKey};
 use crate::ownership::Ownership;
 use crate::redact::Redactor;
+use crate::tree::Tree;
 
 /// A desired object, normalized once: Secret `stringData` folded into `data` and every Secret value
 /// replaced by its redaction token.
@@ -70,15 +71,7 @@ impl DesiredObject {
 ///   back into both. So the desired identity is compared once, at `serviceAccountName` (the field a
 ///   revert must set); live's mirror is a default of it.
 fn convert_to_compared_version(r: &mut Resource) {
-    let pod_spec = match (r.key.group.as_str(), r.key.kind.as_str()) {
-        ("", "Pod") => Some(&["spec"][..]),
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-        | ("batch", "Job")
-        | ("", "ReplicationController" | "PodTemplate") => Some(&["spec", "template", "spec"][..]),
-        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"][..]),
-        _ => None,
-    };
-    if let Some(spec) = pod_spec
+    if let Some(spec) = pod_spec_path(&r.key)
         .and_then(|p| crate::value::field_path_mut(&mut r.object, p))
         .and_then(Value::as_object_mut)
         && let Some(sa) = spec.remove("serviceAccount")
@@ -90,10 +83,42 @@ fn convert_to_compared_version(r: &mut Resource) {
             spec.insert("serviceAccountName".into(), sa);
         }
     }
-    if r.key.group == "autoscaling" && r.key.kind == "HorizontalPodAutoscaler" && r.key.version == "v1" {
+    if is_hpa_v1(&r.key) {
         hpa_v1_to_v2(&mut r.object);
         r.key.version = "v2".into();
     }
+}
+
+/// Where a kind holds its pod spec, for [`convert_to_compared_version`].
+fn pod_spec_path(key: &ResourceKey) -> Option<&'static [&'static str]> {
+    match (key.group.as_str(), key.kind.as_str()) {
+        ("", "Pod") => Some(&["spec"]),
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job")
+        | ("", "ReplicationController" | "PodTemplate") => Some(&["spec", "template", "spec"]),
+        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"]),
+        _ => None,
+    }
+}
+
+fn is_hpa_v1(key: &ResourceKey) -> bool {
+    key.group == "autoscaling" && key.kind == "HorizontalPodAutoscaler" && key.version == "v1"
+}
+
+/// Whether preparing a desired object ([`DesiredObject::new`]) would change it, in either form:
+/// redaction, or a conversion to the version live objects are read in.
+pub(crate) fn preparing_changes<'a, T: Tree<'a>>(key: &ResourceKey, object: T, redactor: &Redactor) -> bool {
+    if is_hpa_v1(key) || redactor.would_change(object) {
+        return true;
+    }
+    let Some(path) = pod_spec_path(key) else {
+        return false;
+    };
+    let mut at = Some(object);
+    for field in path {
+        at = at.and_then(|o| Tree::get(o, field));
+    }
+    at.is_some_and(|spec| Tree::get(spec, "serviceAccount").is_some())
 }
 
 /// An `autoscaling/v1` HorizontalPodAutoscaler in `autoscaling/v2` form

@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::Args;
+use drift_core::compiled::Compiled;
 use drift_core::deferred::Deferred;
 use drift_core::ignore::IgnoreSet;
 use drift_core::{
@@ -105,10 +107,18 @@ pub(crate) fn run(args: DiffArgs) -> anyhow::Result<i32> {
         }
         all
     };
-    // The two sides load at once.
-    let (mut desired, mut live) = std::thread::scope(|s| {
-        let d = s.spawn(|| load(&args.desired));
+    // The two sides load at once; the desired side, usually the smaller, then compiles its objects
+    // until the live side is loaded (time that core would wait otherwise). The rest are parsed as
+    // their pair is compared.
+    let live_loaded = AtomicBool::new(false);
+    let ((mut desired, compiled), mut live) = std::thread::scope(|s| {
+        let d = s.spawn(|| {
+            let desired = load(&args.desired);
+            let compiled = compile_while(&desired, || !live_loaded.load(Ordering::Relaxed));
+            (desired, compiled)
+        });
         let l = load(&args.live);
+        live_loaded.store(true, Ordering::Relaxed);
         (d.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), l)
     });
     let mut errors: Vec<String> = desired
@@ -134,6 +144,7 @@ pub(crate) fn run(args: DiffArgs) -> anyhow::Result<i32> {
     let (reports, mut notes) = compare(
         &engine,
         desired,
+        &compiled,
         live,
         args.namespace.as_deref(),
         args.show_unmanaged,
@@ -155,6 +166,17 @@ pub(crate) fn run(args: DiffArgs) -> anyhow::Result<i32> {
     })
 }
 
+/// Desired objects in compiled form, in order, while `go_on` says so (see
+/// [`Deferred::desired_compiled`]; `None` for those it does not give).
+pub(crate) fn compile_while(
+    desired: &Deferred,
+    go_on: impl Fn() -> bool,
+) -> Vec<Option<(ResourceKey, Compiled)>> {
+    (0..desired.len())
+        .map_while(|i| go_on().then(|| desired.desired_compiled(i)))
+        .collect()
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
     pub errors: Vec<String>,
@@ -164,9 +186,11 @@ pub(crate) struct Notes {
 /// Matches desired with live and diffs every pair, on every core. Namespace-less desired objects
 /// take `namespace`, else the one namespace all live namespaced objects share, else `default`.
 /// Objects are parsed as their pair is compared; one that does not parse is an error naming it.
+/// `compiled` holds desired objects compiled already, by index (those missing or `None` are parsed).
 pub(crate) fn compare(
     engine: &DiffEngine,
     mut desired: Deferred,
+    compiled: &[Option<(ResourceKey, Compiled)>],
     mut live: Deferred,
     namespace: Option<&str>,
     show_unmanaged: bool,
@@ -235,17 +259,25 @@ pub(crate) fn compare(
         autoscalers: Some(&autoscalers),
         custom: Some(&custom),
     };
-    let one = |(d, l): (usize, Option<usize>)| -> PairResult {
+    let one = |(di, l): (usize, Option<usize>)| -> PairResult {
         let mut errors = Vec::new();
-        let d = match desired.comparable(d) {
-            Ok(r) => DesiredObject::new(r),
-            Err(e) => return (None, vec![e.to_string()]),
+        // Compiled already, or parsed now.
+        let d = match compiled.get(di).and_then(Option::as_ref) {
+            Some((key, c)) => Desired::Compiled(key, c),
+            None => match desired.comparable(di) {
+                Ok(r) => Desired::Parsed(DesiredObject::new(r)),
+                Err(e) => return (None, vec![e.to_string()]),
+            },
+        };
+        let diff = |l: Option<&LiveObject>| match &d {
+            Desired::Compiled(key, c) => engine.diff_compiled(key, c, l, &ctx),
+            Desired::Parsed(d) => engine.diff_with(d, l, &ctx),
         };
         // First without what only ownership and actors read (often half of a live object): an
         // answer that read no ownership and found no drift is the whole object's answer.
         if let Some(Ok(lean)) = l.map(|l| live.lean(l)) {
             let lean = LiveObject::new(lean);
-            let report = engine.diff_with(&d, Some(&lean), &ctx);
+            let report = diff(Some(&lean));
             if report.drifts.is_empty() && !lean.ownership_read() {
                 return (Some((report, None)), errors);
             }
@@ -257,12 +289,20 @@ pub(crate) fn compare(
                 None
             }
         });
-        let report = engine.diff_with(&d, l.as_ref(), &ctx);
+        let report = diff(l.as_ref());
         let patch = match (show_patch, &l) {
             (true, Some(l)) if !report.drifts.is_empty() => {
-                match drift_core::revert_patch(&d, l, &report.drifts) {
+                // The patch reads the desired object as a value (it parses: it compiled).
+                let d = match d {
+                    Desired::Parsed(d) => Ok(d),
+                    Desired::Compiled(..) => desired.comparable(di).map(DesiredObject::new),
+                };
+                match d
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| drift_core::revert_patch(&d, l, &report.drifts).map_err(|e| e.to_string()))
+                {
                     Ok(p) => serde_json::to_value(p).ok(),
-                    Err(e) => Some(serde_json::Value::String(e.to_string())),
+                    Err(e) => Some(serde_json::Value::String(e)),
                 }
             }
             _ => None,
@@ -320,8 +360,107 @@ pub(crate) fn compare(
     (reports, notes)
 }
 
+/// A desired object as compared: compiled already, or parsed for its pair.
+enum Desired<'c> {
+    Compiled(&'c ResourceKey, &'c Compiled),
+    Parsed(DesiredObject),
+}
+
 /// Pairs a worker takes at a time.
 const PAIRS_PER_CLAIM: usize = 256;
 
 /// One pair's report and patch (none when the desired object does not parse), and errors.
 type PairResult = (Option<(DriftReport, Option<serde_json::Value>)>, Vec<String>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESIRED: &str = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+         "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"},
+         "spec": {"replicas": 2, "template": {"spec": {"serviceAccount": "robot",
+           "containers": [{"name": "c", "image": "api:2"}]}}}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"mode": "a"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"},
+         "stringData": {"password": "correct-horse"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone", "namespace": "shop"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "same", "namespace": "shop"},
+         "data": {"k": "v"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "more", "namespace": "shop"},
+         "data": {"x": "1"}}
+    ]}"#;
+
+    const LIVE: &str = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop",
+          "managedFields": [{"manager": "kubectl-scale", "operation": "Update", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]},
+         "spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}},
+         "status": {"replicas": 5}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"},
+         "spec": {"replicas": 2, "template": {"spec": {"serviceAccountName": "robot", "serviceAccount": "robot",
+           "containers": [{"name": "c", "image": "api:3"}]}}}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "shop"},
+         "data": {"mode": "b"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"},
+         "data": {"password": "YmF0dGVyeS1zdGFwbGU="}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "same", "namespace": "shop"},
+         "data": {"k": "v"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "more", "namespace": "shop"},
+         "data": {"x": "2"}}
+    ]}"#;
+
+    fn load(text: &str) -> Deferred {
+        let mut d = Deferred::default();
+        d.add_bytes("test.json", text.as_bytes().to_vec());
+        d
+    }
+
+    /// What `compare` reports, as JSON text (reports and patches), with the first `compiled` desired
+    /// objects compiled beforehand.
+    fn reports(compiled: usize) -> (String, usize) {
+        let desired = load(DESIRED);
+        let all = compile_while(&desired, || true);
+        let given: Vec<_> = all.into_iter().take(compiled).collect();
+        let used = given.iter().flatten().count();
+        let engine = DiffEngine::default();
+        let (reports, notes) = compare(&engine, desired, &given, load(LIVE), None, true, true);
+        assert!(notes.errors.is_empty(), "{:?}", notes.errors);
+        let text = reports
+            .iter()
+            .map(|(r, p)| format!("{} {p:?}", serde_json::to_string(r).expect("json")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (text, used)
+    }
+
+    /// Desired objects compiled beforehand (all, some, none: the live side may finish loading at any
+    /// point) give the same reports and patches as those parsed for their pair.
+    #[test]
+    fn compiled_desired_objects_report_as_parsed_ones() {
+        let (parsed, none) = reports(0);
+        assert_eq!(none, 0);
+        // The drifts are there to compare: a scaled Deployment, a changed image, a changed
+        // ConfigMap (namespace defaulted), a Secret, a missing object.
+        for expected in [
+            "/spec/replicas",
+            "image",
+            "/data/mode",
+            "missing-live",
+            "String(\"test\")",
+        ] {
+            assert!(parsed.contains(expected), "{expected}:\n{parsed}");
+        }
+        assert!(!parsed.contains("correct-horse") && !parsed.contains("YmF0dGVyeS1zdGFwbGU"));
+        for first in 1..=7 {
+            let (text, used) = reports(first);
+            assert_eq!(text, parsed, "first {first} compiled");
+            if first == 7 {
+                // The plain Deployment and the namespaced ConfigMaps; not the one whose
+                // `serviceAccount` is converted, the namespace-less one or the Secret.
+                assert_eq!(used, 4);
+            }
+        }
+    }
+}

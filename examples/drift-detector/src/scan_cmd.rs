@@ -128,6 +128,7 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
     let (reports, mut notes) = crate::diff_cmd::compare(
         &DiffEngine::default(),
         desired,
+        &[],
         live,
         args.namespace.as_deref(),
         args.show_unmanaged,
