@@ -1,6 +1,6 @@
 //! `drift-detector diff`: compare manifests with live objects from files or stdin.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -197,14 +197,9 @@ pub(crate) fn compare(
     show_patch: bool,
 ) -> (Vec<(DriftReport, Option<serde_json::Value>)>, Notes) {
     let mut notes = Notes::default();
-    let live_namespaces: BTreeSet<&str> = live.keys().filter_map(|k| k.namespace.as_deref()).collect();
     let default_ns = namespace
         .map(str::to_string)
-        .or_else(|| {
-            (live_namespaces.len() == 1)
-                .then(|| live_namespaces.iter().next().map(|s| s.to_string()))
-                .flatten()
-        })
+        .or_else(|| the_one_namespace(&live).map(str::to_string))
         .unwrap_or_else(|| "default".to_string());
     desired.default_namespace(&default_ns);
     live.default_namespace(&default_ns);
@@ -224,7 +219,7 @@ pub(crate) fn compare(
     let autoscalers = Autoscalers::from_live(&context_objects);
     // Custom resources get their CRD's schema defaults when the CRD is among the live objects.
     let custom = drift_core::custom::CustomSchemas::from_live(&context_objects);
-    let mut live_by_key: HashMap<&ResourceKey, usize> = HashMap::with_capacity(live.len());
+    let mut live_by_key: KeyMap<usize> = HashMap::with_capacity_and_hasher(live.len(), Default::default());
     for i in 0..live.len() {
         if live_by_key.insert(live.key(i), i).is_some() {
             notes.warnings.push(format!(
@@ -235,7 +230,7 @@ pub(crate) fn compare(
     }
     // Hash-indexed, so matching stays linear in the number of objects.
     let mut order: Vec<usize> = Vec::with_capacity(desired.len());
-    let mut position: HashMap<&ResourceKey, usize> = HashMap::with_capacity(desired.len());
+    let mut position: KeyMap<usize> = HashMap::with_capacity_and_hasher(desired.len(), Default::default());
     for i in 0..desired.len() {
         match position.get(desired.key(i)) {
             Some(&pos) => {
@@ -360,6 +355,16 @@ pub(crate) fn compare(
     (reports, notes)
 }
 
+/// Identities to something, hashed with a per-process seed.
+type KeyMap<'k, V> = HashMap<&'k ResourceKey, V, foldhash::fast::RandomState>;
+
+/// The namespace every namespaced live object shares, if they share one.
+fn the_one_namespace(live: &Deferred) -> Option<&str> {
+    let mut namespaces = live.keys().filter_map(|k| k.namespace.as_deref());
+    let first = namespaces.next()?;
+    namespaces.all(|n| n == first).then_some(first)
+}
+
 /// A desired object as compared: compiled already, or parsed for its pair.
 enum Desired<'c> {
     Compiled(&'c ResourceKey, &'c Compiled),
@@ -433,6 +438,31 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         (text, used)
+    }
+
+    /// Namespace-less manifests take the live objects' namespace only when they all share one.
+    #[test]
+    fn the_one_live_namespace() {
+        let ns = |items: &str| {
+            let live = load(&format!(
+                r#"{{"apiVersion": "v1", "kind": "List", "items": [{items}]}}"#
+            ));
+            the_one_namespace(&live).map(str::to_string)
+        };
+        let cm = |ns: &str| {
+            format!(
+                r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "c", "namespace": "{ns}"}}}}"#
+            )
+        };
+        let node = r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}}"#;
+        assert_eq!(ns(""), None);
+        assert_eq!(ns(node), None);
+        assert_eq!(
+            ns(&format!("{node},{},{}", cm("shop"), cm("shop"))),
+            Some("shop".into())
+        );
+        assert_eq!(ns(&format!("{},{node},{}", cm("shop"), cm("web"))), None);
+        assert_eq!(ns(&format!("{},{},{}", cm("shop"), cm("shop"), cm("web"))), None);
     }
 
     /// Desired objects compiled beforehand (all, some, none: the live side may finish loading at any
