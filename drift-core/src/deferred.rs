@@ -17,6 +17,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::compiled::{Compiled, Skip};
+use crate::flat::{FlatLive, FlatTree};
 use crate::load::{LoadError, LoadOptions, compact_object};
 use crate::model::{Resource, ResourceKey};
 use crate::object::CompiledLive;
@@ -91,6 +92,9 @@ struct HeadMeta<'a> {
 /// whatever its value): serde reads past three characters instead of kilobytes — the escaped
 /// last-applied annotation, `managedFields`, `status` are often most of a live object.
 type Cuts = Box<[(usize, usize, bool)]>;
+
+/// An object held as text: the source's whole text, where the object lies in it, its cuts.
+type RawText<'a> = (&'a str, usize, usize, Option<&'a [(usize, usize, bool)]>);
 
 /// [`Head`] with the values [`Cuts`] are made of, read in the same pass. Every field [`Head`] has,
 /// as it has it, and only more ways to fail (these fields given twice, or of another type): where
@@ -567,6 +571,60 @@ impl Deferred {
         CompiledLive::unredacted(key, object, crate::redact::Redactor::global()).ok()
     }
 
+    /// Object `i` read as [`Deferred::lean`] reads it, but into the flat form ([`FlatLive`], for
+    /// [`crate::DiffEngine::diff_with_flat_live`]: a few allocations instead of one per string and
+    /// map), handed to `f`, which returns what it makes of it. `None`, without calling `f`, where
+    /// the object read as a `Value` would not be the text as it stands (see
+    /// [`Deferred::lean_compiled`]), the text does not read, or redaction would change it: then
+    /// [`Deferred::lean`] is the way.
+    pub fn lean_flat<R>(&self, i: usize, f: impl FnOnce(&FlatLive<'_>) -> R) -> Option<R> {
+        let (whole, start, end, cuts) = self.raw_text(i)?;
+        let cut = cuts.and_then(|cuts| cut_text(whole, start, end, cuts, true));
+        let tree = match cut.as_deref().map(|t| FlatTree::from_json(t, &LEAN)) {
+            Some(Ok(t)) => t,
+            _ => FlatTree::from_json(whole.get(start..end)?, &LEAN).ok()?,
+        };
+        let key = self.key_as_read(tree.root())?;
+        if crate::redact::Redactor::global().would_change(tree.root()) {
+            return None;
+        }
+        Some(f(&FlatLive::new(key, tree)))
+    }
+
+    /// Object `i`'s text (the whole source's, and where the object lies in it) and its cuts, when
+    /// it is held as text and not a typed list's item.
+    fn raw_text(&self, i: usize) -> Option<RawText<'_>> {
+        let Body::Raw {
+            text,
+            start,
+            end,
+            list_type: None,
+            cuts,
+        } = &self.items.get(i)?.body
+        else {
+            return None;
+        };
+        Some((self.texts.get(*text)?, *start, *end, cuts.as_deref()))
+    }
+
+    /// The identity of an object read from its text as it stands, when reading it as a `Value`
+    /// ([`Deferred::parse`]) gives that same object: no namespace to drop (a cluster-scoped kind's)
+    /// or to add (the default one).
+    fn key_as_read<'a, T: crate::tree::Tree<'a>>(&self, root: T) -> Option<ResourceKey> {
+        let key = crate::model::identity_of(root).ok()?;
+        let cluster_scoped = crate::kinds::is_cluster_scoped(&key.group, &key.kind);
+        let given_namespace = root
+            .pointer("/metadata/namespace")
+            .and_then(crate::tree::Tree::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if cluster_scoped && given_namespace
+            || !cluster_scoped && key.namespace.is_none() && self.default_ns.is_some()
+        {
+            return None;
+        }
+        Some(key)
+    }
+
     /// Object `i` as a desired object in compiled form, for [`crate::DiffEngine::diff_compiled`],
     /// with its key: decoded straight from its text, exactly the compiled form of
     /// [`crate::DesiredObject::new`] of [`Deferred::comparable`], without building a `Value`.
@@ -596,38 +654,14 @@ impl Deferred {
     /// Where the scan located values the shape leaves out, they are cut first (as
     /// [`Deferred::parse`] cuts them; where that fails, the text as it stands is decoded).
     fn decoded(&self, i: usize, shape: Shape) -> Option<(ResourceKey, Compiled)> {
-        let it = self.items.get(i)?;
-        let Body::Raw {
-            text,
-            start,
-            end,
-            list_type: None,
-            cuts,
-        } = &it.body
-        else {
-            return None;
-        };
+        let (whole, start, end, cuts) = self.raw_text(i)?;
         let skip = shape.rule().unwrap_or(&Skip::NONE);
-        let whole = self.texts.get(*text)?;
-        let cut = cuts
-            .as_deref()
-            .and_then(|cuts| cut_text(whole, *start, *end, cuts, shape == Shape::Lean));
+        let cut = cuts.and_then(|cuts| cut_text(whole, start, end, cuts, shape == Shape::Lean));
         let object = match cut.map(|t| Compiled::from_json(&t, skip)) {
             Some(Ok(c)) => c,
-            _ => Compiled::from_json(whole.get(*start..*end)?, skip).ok()?,
+            _ => Compiled::from_json(whole.get(start..end)?, skip).ok()?,
         };
-        let key = crate::model::identity_of(object.root()).ok()?;
-        let cluster_scoped = crate::kinds::is_cluster_scoped(&key.group, &key.kind);
-        let given_namespace = object
-            .root()
-            .pointer("/metadata/namespace")
-            .and_then(|n| n.as_str())
-            .is_some_and(|n| !n.is_empty());
-        if cluster_scoped && given_namespace
-            || !cluster_scoped && key.namespace.is_none() && self.default_ns.is_some()
-        {
-            return None;
-        }
+        let key = self.key_as_read(object.root())?;
         Some((key, object))
     }
 
@@ -1424,6 +1458,13 @@ mod tests {
                 assert_eq!(c.key(), &lean.key, "{text}");
                 assert_eq!(c.compiled(), &Compiled::of(&lean.object), "{text}");
             }
+            // Read flat: where and as compiled.
+            let flat = d.lean_flat(0, |f| (f.key().clone(), f.root().to_value()));
+            assert_eq!(flat.is_some(), compiled, "{text}");
+            if let Some((key, object)) = flat {
+                let lean = d.lean(0).expect("reads");
+                assert_eq!((key, object), (lean.key, lean.object), "{text}");
+            }
         }
         // A typed list's item without its own type.
         let mut d = Deferred::default_compact();
@@ -1434,6 +1475,7 @@ mod tests {
         );
         assert_eq!(d.len(), 1);
         assert!(d.lean_compiled(0).is_none());
+        assert!(d.lean_flat(0, |_| ()).is_none());
         assert!(d.lean(0).is_ok());
     }
 
@@ -1931,6 +1973,12 @@ mod tests {
             };
             assert_eq!(compiled_lean(&big, i), compiled_lean(&alone, 0), "case {k}");
             assert_eq!(big.desired_compiled(i), alone.desired_compiled(0), "case {k}");
+            let flat_lean = |d: &Deferred, i| d.lean_flat(i, |f| (f.key().clone(), f.root().to_value()));
+            assert_eq!(flat_lean(&big, i), flat_lean(&alone, 0), "case {k}");
+            if let Some((key, object)) = flat_lean(&big, i) {
+                let lean = big.lean(i).expect("reads");
+                assert_eq!((key, object), (lean.key, lean.object), "case {k}");
+            }
             if big.lean(i).is_ok() {
                 compared.insert(*k);
             }

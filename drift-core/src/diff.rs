@@ -14,6 +14,7 @@ use std::borrow::Cow;
 
 use crate::compiled::Compiled;
 use crate::drift::{Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
+use crate::flat::FlatLive;
 use crate::ignore::{IgnoreSet, ResourceIgnores};
 use crate::load::MAX_DEPTH;
 use crate::model::ResourceKey;
@@ -202,6 +203,41 @@ impl DiffEngine {
         )
     }
 
+    /// [`DiffEngine::diff_with`] against a live object read flat from its text ([`FlatLive`]).
+    pub fn diff_with_flat_live(
+        &self,
+        desired: &DesiredObject,
+        live: &FlatLive<'_>,
+        ctx: &DiffContext<'_>,
+    ) -> DriftReport {
+        self.compare_with(
+            desired.key(),
+            desired.object(),
+            live.key(),
+            live.root(),
+            LiveRef::Flat(live),
+            ctx,
+        )
+    }
+
+    /// [`DiffEngine::diff_compiled`] against a live object read flat from its text ([`FlatLive`]).
+    pub fn diff_compiled_flat_live(
+        &self,
+        key: &ResourceKey,
+        desired: &Compiled,
+        live: &FlatLive<'_>,
+        ctx: &DiffContext<'_>,
+    ) -> DriftReport {
+        self.compare_with(
+            key,
+            desired.root(),
+            live.key(),
+            live.root(),
+            LiveRef::Flat(live),
+            ctx,
+        )
+    }
+
     /// [`DiffEngine::diff_compiled`] against a live object in compiled form: both read in place.
     pub fn diff_compiled_both(
         &self,
@@ -335,6 +371,7 @@ impl DiffEngine {
 enum LiveRef<'a> {
     Object(&'a LiveObject),
     Compiled(&'a CompiledLive),
+    Flat(&'a FlatLive<'a>),
 }
 
 impl<'a> LiveRef<'a> {
@@ -342,6 +379,7 @@ impl<'a> LiveRef<'a> {
         match self {
             LiveRef::Object(l) => l.ownership(),
             LiveRef::Compiled(l) => l.ownership(),
+            LiveRef::Flat(l) => l.ownership(),
         }
     }
 }

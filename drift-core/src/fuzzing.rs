@@ -6,8 +6,8 @@ use crate::compiled::Compiled;
 use crate::drift::DriftReport;
 use crate::{DesiredObject, DiffContext, DiffEngine, LiveObject, Quantity, parse_documents, revert_patch};
 
-/// Diffs with the desired object as a value and in compiled form (the detector's); the two walks
-/// must agree.
+/// Diffs with the desired object as a value and in compiled form (the detector's), and the live
+/// object as a value and read flat (`diff`'s); the walks must agree.
 fn diff_both(engine: &DiffEngine, d: &DesiredObject, l: &LiveObject) -> DriftReport {
     let report = engine.diff(d, Some(l));
     let compiled = engine.diff_compiled(
@@ -17,6 +17,10 @@ fn diff_both(engine: &DiffEngine, d: &DesiredObject, l: &LiveObject) -> DriftRep
         &DiffContext::default(),
     );
     assert_eq!(report, compiled, "the compiled form compares differently");
+    let flat = crate::FlatLive::of(l, |f| engine.diff_with_flat_live(d, f, &DiffContext::default()));
+    if let Some(flat) = flat {
+        assert_eq!(report, flat, "the flat live form compares differently");
+    }
     report
 }
 

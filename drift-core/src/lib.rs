@@ -88,6 +88,7 @@ pub mod detector;
 mod diff;
 mod drift;
 pub mod fingerprint;
+mod flat;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ignore;
@@ -116,6 +117,7 @@ mod value;
 pub use detector::{Detector, DetectorConfig};
 pub use diff::{DiffContext, DiffEngine, DiffOptions, HAND_MANAGERS};
 pub use drift::{Actor, Change, Drift, DriftId, DriftReport, DriftStatus, UnmanagedField};
+pub use flat::FlatLive;
 pub use load::{
     LoadError, LoadOptions, Loaded, MAX_DEPTH, check_shape, compact_object, depth, load_path, load_path_with,
     load_reader, load_reader_with, manifest_files, parse_documents, parse_documents_with,

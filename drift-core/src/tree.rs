@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Number, Value};
 
 use crate::compiled::{ArrIter, Node, ObjIter, Seq};
+use crate::flat::{FArr, FEntries, FItems, FMap, FRef};
 
 /// A node's shape.
 pub(crate) enum Shape<M, A> {
@@ -28,6 +29,8 @@ pub(crate) trait Tree<'a>: Copy + 'a {
     fn eq_value(self, v: &Value) -> bool;
     /// Equality with a compiled node, as serde_json's.
     fn eq_node(self, n: Node<'_>) -> bool;
+    /// Equality with a flat node, as serde_json's.
+    fn eq_flat(self, f: FRef<'_>) -> bool;
     /// Equality with a node of any form, as serde_json's.
     fn eq_tree<'b, U: Tree<'b>>(self, other: U) -> bool;
     /// The node at a JSON pointer below this one (as `Value::pointer`).
@@ -125,6 +128,7 @@ impl<'a> Indexed<'a> for Vec<Node<'a>> {
 pub(crate) enum MapRef<'a> {
     Value(&'a Map<String, Value>),
     Compiled(Seq<'a>),
+    Flat(FMap<'a>),
 }
 
 impl<'a> MapRef<'a> {
@@ -133,6 +137,7 @@ impl<'a> MapRef<'a> {
         match self {
             MapRef::Value(m) => m.get(key).map(Cow::Borrowed),
             MapRef::Compiled(m) => m.get(key).map(|n| Cow::Owned(Node::to_value(n))),
+            MapRef::Flat(m) => m.get(key).map(|n| Cow::Owned(n.to_value())),
         }
     }
 
@@ -141,6 +146,7 @@ impl<'a> MapRef<'a> {
         match self {
             MapRef::Value(m) => m.get(key)?.pointer(rest).map(Cow::Borrowed),
             MapRef::Compiled(m) => m.get(key)?.pointer(rest).map(|n| Cow::Owned(Node::to_value(n))),
+            MapRef::Flat(m) => m.get(key)?.pointer(rest).map(|n| Cow::Owned(n.to_value())),
         }
     }
 }
@@ -172,6 +178,10 @@ impl<'a> Tree<'a> for &'a Value {
     #[inline]
     fn eq_node(self, n: Node<'_>) -> bool {
         n.eq_value(self)
+    }
+    #[inline]
+    fn eq_flat(self, f: FRef<'_>) -> bool {
+        f.eq_value(self)
     }
     #[inline]
     fn eq_tree<'b, U: Tree<'b>>(self, other: U) -> bool {
@@ -275,6 +285,10 @@ impl<'a> Tree<'a> for Node<'a> {
         Node::eq_node(&self, &n)
     }
     #[inline]
+    fn eq_flat(self, f: FRef<'_>) -> bool {
+        f.eq_node(self)
+    }
+    #[inline]
     fn eq_tree<'b, U: Tree<'b>>(self, other: U) -> bool {
         other.eq_node(self)
     }
@@ -338,6 +352,105 @@ impl<'a> TreeArr<'a> for Arr<'a> {
     #[inline]
     fn len(self) -> usize {
         self.0.len()
+    }
+}
+
+impl<'a> Tree<'a> for FRef<'a> {
+    type Map = FMap<'a>;
+    type Arr = FArr<'a>;
+    #[inline]
+    fn shape(self) -> Shape<FMap<'a>, FArr<'a>> {
+        FRef::shape(self)
+    }
+    #[inline]
+    fn as_str(self) -> Option<&'a str> {
+        FRef::as_str(self)
+    }
+    #[inline]
+    fn as_number(self) -> Option<Number> {
+        FRef::as_number(self)
+    }
+    #[inline]
+    fn eq_value(self, v: &Value) -> bool {
+        FRef::eq_value(self, v)
+    }
+    #[inline]
+    fn eq_node(self, n: Node<'_>) -> bool {
+        FRef::eq_node(self, n)
+    }
+    #[inline]
+    fn eq_flat(self, f: FRef<'_>) -> bool {
+        FRef::eq_flat(self, f)
+    }
+    #[inline]
+    fn eq_tree<'b, U: Tree<'b>>(self, other: U) -> bool {
+        other.eq_flat(self)
+    }
+    #[inline]
+    fn pointer(self, ptr: &str) -> Option<Self> {
+        FRef::pointer(self, ptr)
+    }
+    #[inline]
+    fn to_value(self) -> Cow<'a, Value> {
+        Cow::Owned(FRef::to_value(self))
+    }
+    #[inline]
+    fn is_effectively_empty(self) -> bool {
+        FRef::is_effectively_empty(self)
+    }
+    #[inline]
+    fn is_zero(self) -> bool {
+        FRef::is_zero(self)
+    }
+}
+
+impl<'a> TreeMap<'a> for FMap<'a> {
+    type Node = FRef<'a>;
+    type Iter = FEntries<'a>;
+    #[inline]
+    fn entries(self) -> FEntries<'a> {
+        FMap::entries(self)
+    }
+    #[inline]
+    fn get(self, key: &str) -> Option<FRef<'a>> {
+        FMap::get(self, key)
+    }
+    fn to_map(self) -> Cow<'a, Map<String, Value>> {
+        Cow::Owned(FMap::to_map(self))
+    }
+    #[inline]
+    fn level(self) -> MapRef<'a> {
+        MapRef::Flat(self)
+    }
+}
+
+impl<'a> TreeArr<'a> for FArr<'a> {
+    type Node = FRef<'a>;
+    type Iter = FItems<'a>;
+    type Indexed = FArr<'a>;
+    #[inline]
+    fn indexed(self) -> FArr<'a> {
+        self
+    }
+    #[inline]
+    fn items(self) -> FItems<'a> {
+        FArr::items(self)
+    }
+    #[inline]
+    fn len(self) -> usize {
+        FArr::len(self)
+    }
+}
+
+impl<'a> Indexed<'a> for FArr<'a> {
+    type Node = FRef<'a>;
+    #[inline]
+    fn at(&self, i: usize) -> Option<FRef<'a>> {
+        FArr::at(*self, i)
+    }
+    #[inline]
+    fn count(&self) -> usize {
+        FArr::len(*self)
     }
 }
 

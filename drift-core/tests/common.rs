@@ -40,6 +40,25 @@ pub fn diff_compiled_live(
     live: &drift_core::LiveObject,
 ) -> (drift_core::DriftReport, bool) {
     let compiled = drift_core::CompiledLive::of(live);
-    let report = engine.diff_with_compiled_live(desired, &compiled, &drift_core::DiffContext::default());
+    let ctx = drift_core::DiffContext::default();
+    let report = engine.diff_with_compiled_live(desired, &compiled, &ctx);
+    // The live object read flat from its text (`diff`'s lean path): the same report and ownership
+    // reading, against either form of the desired object.
+    let flat = drift_core::FlatLive::of(live, |flat| {
+        let compiled_desired = drift_core::compiled::Compiled::of(desired.object());
+        (
+            engine.diff_with_flat_live(desired, flat, &ctx),
+            engine.diff_compiled_flat_live(desired.key(), &compiled_desired, flat, &ctx),
+            flat.ownership_read(),
+        )
+    });
+    if let Some((with_value, with_compiled, ownership_read)) = flat {
+        assert_eq!(with_value, report, "the flat live form compares differently");
+        assert_eq!(
+            with_compiled, report,
+            "the flat live form compares differently (compiled desired)"
+        );
+        assert_eq!(ownership_read, compiled.ownership_read());
+    }
     (report, compiled.ownership_read())
 }

@@ -164,6 +164,7 @@ fn a_lean_first_answer_is_the_whole_objects() {
     let cases = cases();
     let mut lean_answers = 0;
     let mut compiled_answers = 0;
+    let mut flat_answers = 0;
     for c in &cases {
         let engine = engine_for(c);
         let desired = DesiredObject::new(one(&c.name, "desired", &c.desired));
@@ -200,6 +201,21 @@ fn a_lean_first_answer_is_the_whole_objects() {
                 c.name
             );
         }
+        // And read flat (`Deferred::lean_flat`, `diff`'s first comparison): the same.
+        if let Some((report, ownership_read)) = from_text.lean_flat(0, |flat| {
+            (
+                engine.diff_with_flat_live(&desired, flat, &Default::default()),
+                flat.ownership_read(),
+            )
+        }) {
+            flat_answers += 1;
+            assert_eq!(
+                report, lean,
+                "{}: the flat lean object compares differently",
+                c.name
+            );
+            assert_eq!(ownership_read, lean_live.ownership_read(), "{}", c.name);
+        }
         if lean.drifts.is_empty() && !lean_live.ownership_read() {
             lean_answers += 1;
             assert!(whole.drifts.is_empty(), "{}: {:?}", c.name, whole.drifts);
@@ -220,6 +236,7 @@ fn a_lean_first_answer_is_the_whole_objects() {
         "{compiled_answers} of {} cases decoded compiled",
         cases.len()
     );
+    assert_eq!(flat_answers, compiled_answers, "read flat where decoded compiled");
 }
 
 /// JSON text with every object's keys in reverse order (as an API server's text is not sorted).

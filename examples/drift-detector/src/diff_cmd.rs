@@ -269,12 +269,28 @@ pub(crate) fn compare(
             Desired::Parsed(d) => engine.diff_with(d, l, &ctx),
         };
         // First without what only ownership and actors read (often half of a live object): an
-        // answer that read no ownership and found no drift is the whole object's answer.
-        if let Some(Ok(lean)) = l.map(|l| live.lean(l)) {
-            let lean = LiveObject::new(lean);
-            let report = diff(Some(&lean));
-            if report.drifts.is_empty() && !lean.ownership_read() {
-                return (Some((report, None)), errors);
+        // answer that read no ownership and found no drift is the whole object's answer. Read flat
+        // where it can be (a few allocations, not one per string and map), else as a `Value`.
+        let flat = l.and_then(|l| {
+            live.lean_flat(l, |lean| {
+                let report = match &d {
+                    Desired::Compiled(key, c) => engine.diff_compiled_flat_live(key, c, lean, &ctx),
+                    Desired::Parsed(d) => engine.diff_with_flat_live(d, lean, &ctx),
+                };
+                (report.drifts.is_empty() && !lean.ownership_read()).then_some(report)
+            })
+        });
+        match flat {
+            Some(Some(report)) => return (Some((report, None)), errors),
+            Some(None) => {}
+            None => {
+                if let Some(Ok(lean)) = l.map(|l| live.lean(l)) {
+                    let lean = LiveObject::new(lean);
+                    let report = diff(Some(&lean));
+                    if report.drifts.is_empty() && !lean.ownership_read() {
+                        return (Some((report, None)), errors);
+                    }
+                }
             }
         }
         let l = l.and_then(|l| match live.comparable(l) {
