@@ -578,11 +578,22 @@ impl Deferred {
     /// [`Deferred::lean_compiled`]), the text does not read, or redaction would change it: then
     /// [`Deferred::lean`] is the way.
     pub fn lean_flat<R>(&self, i: usize, f: impl FnOnce(&FlatLive<'_>) -> R) -> Option<R> {
+        self.flat(i, Shape::Lean, f)
+    }
+
+    /// Object `i` read as [`Deferred::comparable`] reads it, but into the flat form, handed to `f`;
+    /// `None` as for [`Deferred::lean_flat`].
+    pub fn comparable_flat<R>(&self, i: usize, f: impl FnOnce(&FlatLive<'_>) -> R) -> Option<R> {
+        self.flat(i, Shape::Comparable, f)
+    }
+
+    fn flat<R>(&self, i: usize, shape: Shape, f: impl FnOnce(&FlatLive<'_>) -> R) -> Option<R> {
         let (whole, start, end, cuts) = self.raw_text(i)?;
-        let cut = cuts.and_then(|cuts| cut_text(whole, start, end, cuts, true));
-        let tree = match cut.as_deref().map(|t| FlatTree::from_json(t, &LEAN)) {
+        let rule = shape.rule().unwrap_or(&Skip::NONE);
+        let cut = cuts.and_then(|cuts| cut_text(whole, start, end, cuts, shape == Shape::Lean));
+        let tree = match cut.as_deref().map(|t| FlatTree::from_json(t, rule)) {
             Some(Ok(t)) => t,
-            _ => FlatTree::from_json(whole.get(start..end)?, &LEAN).ok()?,
+            _ => FlatTree::from_json(whole.get(start..end)?, rule).ok()?,
         };
         let key = self.key_as_read(tree.root())?;
         if crate::redact::Redactor::global().would_change(tree.root()) {
@@ -1465,6 +1476,12 @@ mod tests {
                 let lean = d.lean(0).expect("reads");
                 assert_eq!((key, object), (lean.key, lean.object), "{text}");
             }
+            let flat = d.comparable_flat(0, |f| (f.key().clone(), f.root().to_value()));
+            assert_eq!(flat.is_some(), compiled, "{text}");
+            if let Some((key, object)) = flat {
+                let whole = d.comparable(0).expect("reads");
+                assert_eq!((key, object), (whole.key, whole.object), "{text}");
+            }
         }
         // A typed list's item without its own type.
         let mut d = Deferred::default_compact();
@@ -1476,6 +1493,7 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert!(d.lean_compiled(0).is_none());
         assert!(d.lean_flat(0, |_| ()).is_none());
+        assert!(d.comparable_flat(0, |_| ()).is_none());
         assert!(d.lean(0).is_ok());
     }
 
@@ -1978,6 +1996,13 @@ mod tests {
             if let Some((key, object)) = flat_lean(&big, i) {
                 let lean = big.lean(i).expect("reads");
                 assert_eq!((key, object), (lean.key, lean.object), "case {k}");
+            }
+            let flat_whole =
+                |d: &Deferred, i| d.comparable_flat(i, |f| (f.key().clone(), f.root().to_value()));
+            assert_eq!(flat_whole(&big, i), flat_whole(&alone, 0), "case {k}");
+            if let Some((key, object)) = flat_whole(&big, i) {
+                let whole = big.comparable(i).expect("reads");
+                assert_eq!((key, object), (whole.key, whole.object), "case {k}");
             }
             if big.lean(i).is_ok() {
                 compared.insert(*k);

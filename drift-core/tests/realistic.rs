@@ -165,6 +165,7 @@ fn a_lean_first_answer_is_the_whole_objects() {
     let mut lean_answers = 0;
     let mut compiled_answers = 0;
     let mut flat_answers = 0;
+    let mut whole_flat_answers = 0;
     for c in &cases {
         let engine = engine_for(c);
         let desired = DesiredObject::new(one(&c.name, "desired", &c.desired));
@@ -216,6 +217,18 @@ fn a_lean_first_answer_is_the_whole_objects() {
             );
             assert_eq!(ownership_read, lean_live.ownership_read(), "{}", c.name);
         }
+        // The whole object read flat (`Deferred::comparable_flat`, `diff`'s second comparison):
+        // the whole object's report.
+        if let Some(report) = from_text.comparable_flat(0, |flat| {
+            engine.diff_with_flat_live(&desired, flat, &Default::default())
+        }) {
+            whole_flat_answers += 1;
+            assert_eq!(
+                report, whole,
+                "{}: the flat whole object compares differently",
+                c.name
+            );
+        }
         if lean.drifts.is_empty() && !lean_live.ownership_read() {
             lean_answers += 1;
             assert!(whole.drifts.is_empty(), "{}: {:?}", c.name, whole.drifts);
@@ -237,6 +250,12 @@ fn a_lean_first_answer_is_the_whole_objects() {
         cases.len()
     );
     assert_eq!(flat_answers, compiled_answers, "read flat where decoded compiled");
+    // Every case but the two redaction would change.
+    assert!(
+        whole_flat_answers + 2 >= cases.len(),
+        "{whole_flat_answers} of {} cases read flat whole",
+        cases.len()
+    );
 }
 
 /// JSON text with every object's keys in reverse order (as an API server's text is not sorted).

@@ -293,6 +293,17 @@ pub(crate) fn compare(
                 }
             }
         }
+        // The whole object (bar `status`): read flat unless a patch is wanted (it reads a value).
+        if !show_patch
+            && let Some(report) = l.and_then(|l| {
+                live.comparable_flat(l, |whole| match &d {
+                    Desired::Compiled(key, c) => engine.diff_compiled_flat_live(key, c, whole, &ctx),
+                    Desired::Parsed(d) => engine.diff_with_flat_live(d, whole, &ctx),
+                })
+            })
+        {
+            return (Some((report, None)), errors);
+        }
         let l = l.and_then(|l| match live.comparable(l) {
             Ok(r) => Some(LiveObject::new(r)),
             Err(e) => {
@@ -440,13 +451,13 @@ mod tests {
 
     /// What `compare` reports, as JSON text (reports and patches), with the first `compiled` desired
     /// objects compiled beforehand.
-    fn reports(compiled: usize) -> (String, usize) {
+    fn reports(compiled: usize, show_patch: bool) -> (String, usize) {
         let desired = load(DESIRED);
         let all = compile_while(&desired, || true);
         let given: Vec<_> = all.into_iter().take(compiled).collect();
         let used = given.iter().flatten().count();
         let engine = DiffEngine::default();
-        let (reports, notes) = compare(&engine, desired, &given, load(LIVE), None, true, true);
+        let (reports, notes) = compare(&engine, desired, &given, load(LIVE), None, true, show_patch);
         assert!(notes.errors.is_empty(), "{:?}", notes.errors);
         let text = reports
             .iter()
@@ -485,7 +496,7 @@ mod tests {
     /// point) give the same reports and patches as those parsed for their pair.
     #[test]
     fn compiled_desired_objects_report_as_parsed_ones() {
-        let (parsed, none) = reports(0);
+        let (parsed, none) = reports(0, true);
         assert_eq!(none, 0);
         // The drifts are there to compare: a scaled Deployment, a changed image, a changed
         // ConfigMap (namespace defaulted), a Secret, a missing object.
@@ -499,8 +510,27 @@ mod tests {
             assert!(parsed.contains(expected), "{expected}:\n{parsed}");
         }
         assert!(!parsed.contains("correct-horse") && !parsed.contains("YmF0dGVyeS1zdGFwbGU"));
+        // Without patches, drifted objects are compared whole read flat (not as values): the same
+        // reports.
+        let strip = |t: &str| {
+            t.lines()
+                .map(|l| {
+                    l.rsplit_once(" Some(")
+                        .map_or(l, |(r, _)| r)
+                        .trim_end_matches(" None")
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        for first in [0, 3, 7] {
+            assert_eq!(
+                strip(&reports(first, false).0),
+                strip(&parsed),
+                "first {first} compiled"
+            );
+        }
         for first in 1..=7 {
-            let (text, used) = reports(first);
+            let (text, used) = reports(first, true);
             assert_eq!(text, parsed, "first {first} compiled");
             if first == 7 {
                 // The plain Deployment and the namespaced ConfigMaps; not the one whose
