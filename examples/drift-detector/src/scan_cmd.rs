@@ -127,9 +127,9 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<i32> {
     }
     let (reports, mut notes) = crate::diff_cmd::compare(
         &DiffEngine::default(),
-        desired,
+        &mut desired,
         &[],
-        live,
+        &mut live,
         args.namespace.as_deref(),
         args.show_unmanaged,
         false,
