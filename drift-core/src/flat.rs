@@ -267,15 +267,8 @@ impl<'t> FlatLive<'t> {
 
     /// Field ownership, read from the object's `metadata` when first asked for.
     pub(crate) fn ownership(&self) -> &Ownership {
-        self.ownership.get_or_init(|| {
-            let meta = self
-                .root()
-                .pointer("/metadata")
-                .map_or(Value::Null, FRef::to_value);
-            let mut object = Map::new();
-            object.insert("metadata".to_string(), meta);
-            Ownership::from_object(&Value::Object(object))
-        })
+        self.ownership
+            .get_or_init(|| Ownership::from_metadata(self.root().pointer("/metadata")))
     }
 }
 

@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::tree::{Shape, Tree, TreeArr, TreeMap};
+
 /// One step of a FieldsV1 path.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Element {
@@ -23,11 +25,12 @@ pub(crate) struct FieldSet {
 }
 
 impl FieldSet {
-    /// Parses a FieldsV1 JSON object. Unknown or malformed keys are skipped: ownership is advisory.
-    pub(crate) fn parse(v: &Value) -> FieldSet {
+    /// Reads a FieldsV1 JSON object, in any form. Unknown or malformed keys are skipped: ownership
+    /// is advisory.
+    pub(crate) fn read<'a, T: Tree<'a>>(v: T) -> FieldSet {
         let mut set = FieldSet::default();
-        let Some(map) = v.as_object() else { return set };
-        for (k, child) in map {
+        let Shape::Obj(map) = v.shape() else { return set };
+        for (k, child) in map.entries() {
             let el = if let Some(f) = k.strip_prefix("f:") {
                 Element::Field(f.to_string())
             } else if let Some(j) = k.strip_prefix("k:") {
@@ -48,7 +51,7 @@ impl FieldSet {
             } else {
                 continue; // "." marks the node itself; presence of the parent entry already says so
             };
-            set.children.push((el, FieldSet::parse(child)));
+            set.children.push((el, FieldSet::read(child)));
         }
         set
     }
@@ -121,34 +124,35 @@ pub(crate) struct Ownership {
 
 impl Ownership {
     pub(crate) fn from_object(obj: &Value) -> Ownership {
-        let meta = obj.get("metadata");
+        Ownership::from_metadata(obj.get("metadata"))
+    }
+
+    /// From an object's `metadata`, in any form (read in place, nothing else built).
+    pub(crate) fn from_metadata<'a, T: Tree<'a>>(meta: Option<T>) -> Ownership {
         let last_applied = meta
-            .and_then(|m| m.get("annotations"))
-            .and_then(|a| a.get("kubectl.kubernetes.io/last-applied-configuration"))
-            .and_then(Value::as_str)
+            .and_then(|m| Tree::get(m, "annotations"))
+            .and_then(|a| Tree::get(a, "kubectl.kubernetes.io/last-applied-configuration"))
+            .and_then(Tree::as_str)
             .and_then(|s| serde_json::from_str::<Value>(s).ok())
             .filter(Value::is_object);
-        let managed = meta
-            .and_then(|m| m.get("managedFields"))
-            .and_then(Value::as_array)
-            .map(|entries| {
-                entries
-                    .iter()
-                    .filter_map(|e| {
-                        let manager = e.get("manager").and_then(Value::as_str)?;
-                        let fields = e.get("fieldsV1")?;
-                        let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
-                        Some(ManagedEntry {
-                            manager: manager.to_string(),
-                            operation: text("operation").unwrap_or_default(),
-                            time: text("time"),
-                            subresource: text("subresource").filter(|s| !s.is_empty()),
-                            set: FieldSet::parse(fields),
-                        })
+        let managed = match meta.and_then(|m| Tree::get(m, "managedFields")).map(Tree::shape) {
+            Some(Shape::Arr(entries)) => entries
+                .items()
+                .filter_map(|e| {
+                    let manager = Tree::get(e, "manager").and_then(Tree::as_str)?;
+                    let fields = Tree::get(e, "fieldsV1")?;
+                    let text = |k: &str| Tree::get(e, k).and_then(Tree::as_str).map(str::to_string);
+                    Some(ManagedEntry {
+                        manager: manager.to_string(),
+                        operation: text("operation").unwrap_or_default(),
+                        time: text("time"),
+                        subresource: text("subresource").filter(|s| !s.is_empty()),
+                        set: FieldSet::read(fields),
                     })
-                    .collect()
-            })
-            .unwrap_or_default();
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ownership {
             last_applied,
             managed,
@@ -298,7 +302,7 @@ mod tests {
 
     #[test]
     fn fieldsv1_keys() {
-        let set = FieldSet::parse(&json!({
+        let set = FieldSet::read(&json!({
             "f:metadata": {"f:labels": {"f:app": {}, "f:delete-me": {}}},
             "f:spec": {"f:ports": {"k:{\"port\":7777,\"protocol\":\"TCP\"}": {".": {}, "f:name": {}}},
                        "f:selector": {}}
