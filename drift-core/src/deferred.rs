@@ -1423,6 +1423,22 @@ fn fill_list_type(v: &mut Value, list_type: Option<&(String, String)>) {
 mod tests {
     use super::*;
 
+    /// A cluster-scoped kind given a namespace (reading drops it: not the text's object), and one
+    /// without; whether each is read from its text as it stands.
+    fn cluster_scoped_cases() -> [(String, bool); 2] {
+        [
+            (
+                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "namespace": "y"}}"#
+                    .to_string(),
+                false,
+            ),
+            (
+                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}"#.to_string(),
+                true,
+            ),
+        ]
+    }
+
     /// A live object is decoded compiled only where reading it as a `Value` would give exactly the
     /// text's object, and redaction would leave it alone; then it compares as the `Value` does.
     #[test]
@@ -1434,16 +1450,6 @@ mod tests {
             (deploy.to_string(), true),
             // A namespace the default would add.
             (deploy.replace(r#""namespace": "shop","#, ""), false),
-            // A cluster-scoped kind given a namespace (reading drops it).
-            (
-                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "namespace": "y"}}"#
-                    .to_string(),
-                false,
-            ),
-            (
-                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}"#.to_string(),
-                true,
-            ),
             // Redaction would change these.
             (
                 r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"},
@@ -1458,7 +1464,7 @@ mod tests {
                 false,
             ),
         ];
-        for (text, compiled) in cases {
+        for (text, compiled) in cases.into_iter().chain(cluster_scoped_cases()) {
             let mut d = Deferred::default_compact();
             d.add_bytes("live.json", text.clone().into_bytes());
             d.default_namespace("default");
@@ -1516,16 +1522,6 @@ mod tests {
             ),
             // A namespace the default would add.
             (deploy.replace(r#""namespace": "shop""#, r#""labels": {}"#), false),
-            // A cluster-scoped kind given a namespace (reading drops it), and one without.
-            (
-                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "namespace": "y"}}"#
-                    .to_string(),
-                false,
-            ),
-            (
-                r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}"#.to_string(),
-                true,
-            ),
             // Redaction would change these.
             (
                 r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"},
@@ -1569,7 +1565,11 @@ mod tests {
             ("[1, 2]".to_string(), false),
             (r#"{"kind": "ConfigMap"}"#.to_string(), false),
         ];
-        for (text, compiled) in &cases {
+        for (text, compiled) in &cases
+            .into_iter()
+            .chain(cluster_scoped_cases())
+            .collect::<Vec<_>>()
+        {
             for default_first in [false, true] {
                 let mut d = Deferred::default();
                 d.add_bytes("desired.json", text.clone().into_bytes());

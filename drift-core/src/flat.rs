@@ -344,24 +344,14 @@ impl<'a> FRef<'a> {
             FNode::Neg(n) => Value::Number((*n).into()),
             FNode::Float(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
             FNode::Str(s) => Value::String(s.to_string()),
-            FNode::Arr(start, len) => Value::Array(
-                FArr {
-                    t: self.t,
-                    start: *start,
-                    len: *len,
-                }
-                .items()
-                .map(FRef::to_value)
-                .collect(),
+            FNode::Arr(..) => Value::Array(
+                self.arr()
+                    .into_iter()
+                    .flat_map(FArr::items)
+                    .map(FRef::to_value)
+                    .collect(),
             ),
-            FNode::Obj(start, len) => Value::Object(
-                FMap {
-                    t: self.t,
-                    start: *start,
-                    len: *len,
-                }
-                .to_map(),
-            ),
+            FNode::Obj(..) => Value::Object(self.map().map(FMap::to_map).unwrap_or_default()),
         }
     }
 
@@ -374,13 +364,9 @@ impl<'a> FRef<'a> {
             FNode::Float(f) => f == 0.0,
             FNode::Str(ref s) => s.is_empty(),
             FNode::Arr(_, len) => len == 0,
-            FNode::Obj(start, len) => FMap {
-                t: self.t,
-                start,
-                len,
-            }
-            .entries()
-            .all(|(_, v)| v.is_effectively_empty()),
+            FNode::Obj(..) => self
+                .map()
+                .is_none_or(|m| m.entries().all(|(_, v)| v.is_effectively_empty())),
         }
     }
 
@@ -428,25 +414,15 @@ impl<'a> FRef<'a> {
             (FNode::Neg(a), Value::Number(b)) => b.as_i64() == Some(*a),
             (FNode::Float(a), Value::Number(b)) => b.is_f64() && b.as_f64() == Some(*a),
             (FNode::Str(a), Value::String(b)) => a == b,
-            (FNode::Arr(start, len), Value::Array(b)) => {
-                let a = FArr {
-                    t: self.t,
-                    start: *start,
-                    len: *len,
-                };
-                a.len() == b.len() && a.items().zip(b).all(|(x, y)| x.eq_value(y))
-            }
-            (FNode::Obj(start, len), Value::Object(b)) => {
-                let a = FMap {
-                    t: self.t,
-                    start: *start,
-                    len: *len,
-                };
+            (FNode::Arr(..), Value::Array(b)) => self
+                .arr()
+                .is_some_and(|a| a.len() == b.len() && a.items().zip(b).all(|(x, y)| x.eq_value(y))),
+            (FNode::Obj(..), Value::Object(b)) => self.map().is_some_and(|a| {
                 a.len as usize == b.len()
                     && a.entries()
                         .zip(b)
                         .all(|((ka, va), (kb, vb))| ka == kb && va.eq_value(vb))
-            }
+            }),
             _ => false,
         }
     }
@@ -460,25 +436,15 @@ impl<'a> FRef<'a> {
             (FNode::Neg(a), Node::Neg(b)) => *a == b,
             (FNode::Float(a), Node::Float(b)) => *a == b,
             (FNode::Str(a), Node::Str(b)) => a.as_bytes() == b,
-            (FNode::Arr(start, len), Node::Arr(b)) => {
-                let a = FArr {
-                    t: self.t,
-                    start: *start,
-                    len: *len,
-                };
-                a.len() == b.len() && a.items().zip(b.items()).all(|(x, y)| x.eq_node(y))
-            }
-            (FNode::Obj(start, len), Node::Obj(b)) => {
-                let a = FMap {
-                    t: self.t,
-                    start: *start,
-                    len: *len,
-                };
+            (FNode::Arr(..), Node::Arr(b)) => self
+                .arr()
+                .is_some_and(|a| a.len() == b.len() && a.items().zip(b.items()).all(|(x, y)| x.eq_node(y))),
+            (FNode::Obj(..), Node::Obj(b)) => self.map().is_some_and(|a| {
                 a.len as usize == b.len()
                     && a.entries()
                         .zip(b.entries())
                         .all(|((ka, va), (kb, vb))| ka == kb && va.eq_node(vb))
-            }
+            }),
             _ => false,
         }
     }
@@ -492,21 +458,36 @@ impl<'a> FRef<'a> {
             (FNode::Neg(a), FNode::Neg(b)) => a == b,
             (FNode::Float(a), FNode::Float(b)) => a == b,
             (FNode::Str(a), FNode::Str(b)) => a == b,
-            (FNode::Arr(..), FNode::Arr(..)) | (FNode::Obj(..), FNode::Obj(..)) => {
-                match (self.shape(), other.shape()) {
-                    (crate::tree::Shape::Arr(a), crate::tree::Shape::Arr(b)) => {
-                        a.len() == b.len() && a.items().zip(b.items()).all(|(x, y)| x.eq_flat(y))
-                    }
-                    (crate::tree::Shape::Obj(a), crate::tree::Shape::Obj(b)) => {
-                        a.len == b.len
-                            && a.entries()
-                                .zip(b.entries())
-                                .all(|((ka, va), (kb, vb))| ka == kb && va.eq_flat(vb))
-                    }
-                    _ => false,
+            (FNode::Arr(..), FNode::Arr(..)) => match (self.arr(), other.arr()) {
+                (Some(a), Some(b)) => {
+                    a.len() == b.len() && a.items().zip(b.items()).all(|(x, y)| x.eq_flat(y))
                 }
-            }
+                _ => false,
+            },
+            (FNode::Obj(..), FNode::Obj(..)) => match (self.map(), other.map()) {
+                (Some(a), Some(b)) => {
+                    a.len == b.len
+                        && a.entries()
+                            .zip(b.entries())
+                            .all(|((ka, va), (kb, vb))| ka == kb && va.eq_flat(vb))
+                }
+                _ => false,
+            },
             _ => false,
+        }
+    }
+
+    fn arr(self) -> Option<FArr<'a>> {
+        match self.shape() {
+            crate::tree::Shape::Arr(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    fn map(self) -> Option<FMap<'a>> {
+        match self.shape() {
+            crate::tree::Shape::Obj(m) => Some(m),
+            _ => None,
         }
     }
 }
