@@ -1,8 +1,9 @@
 //! One core: every live object of a `scale_pairs` directory read lean, as a `Value`
-//! (`Deferred::lean`, then dropped) and decoded straight into the compiled form
-//! (`Deferred::lean_compiled`), alternately, three rounds; first, serde_json's pass over the whole
-//! file that builds nothing (the floor under both). `ONLY_COMPILED=1` skips the `Value` reads (to
-//! profile the other alone).
+//! (`Deferred::lean`, then dropped), decoded straight into the compiled form
+//! (`Deferred::lean_compiled`) and read flat (`Deferred::lean_flat`, with its identity and
+//! redaction checks), alternately, three rounds; first, serde_json's pass over the whole file that
+//! builds nothing (the floor under all). `ONLY_COMPILED=1` skips the `Value` reads (to profile the
+//! others alone).
 //! Run: `cargo run --release -p drift-benches --example lean_decode -- /tmp/scale20000`
 #![allow(clippy::print_stdout)] // prints its own timing
 
@@ -44,10 +45,16 @@ fn main() {
             }
         }
         let t2 = Instant::now();
+        let mut flat = 0usize;
+        for i in 0..n {
+            flat += live.lean_flat(i, |f| f.key().name.len()).unwrap_or(0);
+        }
+        let t3 = Instant::now();
         println!(
-            "{n} objects: lean Value {:?} ({nodes} root fields), lean compiled {:?} ({bytes} bytes)",
+            "{n} objects: lean Value {:?} ({nodes} root fields), lean compiled {:?} ({bytes} bytes), lean flat {:?} ({flat})",
             t1 - t,
-            t2 - t1
+            t2 - t1,
+            t3 - t2
         );
     }
 }
