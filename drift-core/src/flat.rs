@@ -41,8 +41,10 @@ pub(crate) struct FlatTree<'t> {
 }
 
 impl<'t> FlatTree<'t> {
-    /// Reads `text`, leaving out what `skip` names (read past, never built), as
-    /// [`crate::compiled::Compiled::from_json`] does.
+    /// Reads `text`, leaving out what `skip` names (read past, never built). A value read with a
+    /// rule (the root, and each map the rule names) must be a map, as `Deferred`'s `Value` reads
+    /// with a rule require: anything else is an error, and the caller reads the object the way
+    /// that words it.
     pub(crate) fn from_json(text: &'t str, skip: &Skip) -> Result<FlatTree<'t>, serde_json::Error> {
         let mut b = Builder {
             nodes: Vec::with_capacity(text.len() / 16),
