@@ -91,10 +91,13 @@ struct HeadMeta<'a> {
 /// shape's parse reads the text with each such value replaced by `0` (the rule skips the key
 /// whatever its value): serde reads past three characters instead of kilobytes — the escaped
 /// last-applied annotation, `managedFields`, `status` are often most of a live object.
-type Cuts = Box<[(usize, usize, bool)]>;
+type Cuts = Box<[Cut]>;
+
+/// One of [`Cuts`]: `(start, end, lean only)`.
+type Cut = (usize, usize, bool);
 
 /// An object held as text: the source's whole text, where the object lies in it, its cuts.
-type RawText<'a> = (&'a str, usize, usize, Option<&'a [(usize, usize, bool)]>);
+type RawText<'a> = (&'a str, usize, usize, Option<&'a [Cut]>);
 
 /// [`Head`] with the values [`Cuts`] are made of, read in the same pass. Every field [`Head`] has,
 /// as it has it, and only more ways to fail (these fields given twice, or of another type): where
@@ -184,7 +187,7 @@ impl<'a> ItemHead<'a> {
             let s = raw.get().as_ptr() as usize - text.as_ptr() as usize;
             (s, s + raw.get().len(), lean)
         };
-        let mut cuts: Vec<(usize, usize, bool)> = Vec::new();
+        let mut cuts: Vec<Cut> = Vec::new();
         let metadata = self.metadata.map(|m| {
             cuts.extend(m.managed_fields.map(|r| at(r, true)));
             cuts.extend(m.annotations.and_then(|a| a.0).map(|r| at(r, true)));
@@ -590,11 +593,11 @@ impl Deferred {
     fn flat<R>(&self, i: usize, shape: Shape, f: impl FnOnce(&FlatLive<'_>) -> R) -> Option<R> {
         let (whole, start, end, cuts) = self.raw_text(i)?;
         let rule = shape.rule().unwrap_or(&Skip::NONE);
-        let cut = cuts.and_then(|cuts| cut_text(whole, start, end, cuts, shape == Shape::Lean));
-        let tree = match cut.as_deref().map(|t| FlatTree::from_json(t, rule)) {
-            Some(Ok(t)) => t,
-            _ => FlatTree::from_json(whole.get(start..end)?, rule).ok()?,
-        };
+        let cut = cut_text(whole, start, end, cuts, shape);
+        let tree = read_cut_first(cut.as_deref(), whole.get(start..end)?, |t| {
+            FlatTree::from_json(t, rule)
+        })
+        .ok()?;
         let key = self.key_as_read(tree.root())?;
         if crate::redact::Redactor::global().would_change(tree.root()) {
             return None;
@@ -667,11 +670,11 @@ impl Deferred {
     fn decoded(&self, i: usize, shape: Shape) -> Option<(ResourceKey, Compiled)> {
         let (whole, start, end, cuts) = self.raw_text(i)?;
         let skip = shape.rule().unwrap_or(&Skip::NONE);
-        let cut = cuts.and_then(|cuts| cut_text(whole, start, end, cuts, shape == Shape::Lean));
-        let object = match cut.map(|t| Compiled::from_json(&t, skip)) {
-            Some(Ok(c)) => c,
-            _ => Compiled::from_json(whole.get(start..end)?, skip).ok()?,
-        };
+        let cut = cut_text(whole, start, end, cuts, shape);
+        let object = read_cut_first(cut.as_deref(), whole.get(start..end)?, |t| {
+            Compiled::from_json(t, skip)
+        })
+        .ok()?;
         let key = self.key_as_read(object.root())?;
         Some((key, object))
     }
@@ -704,15 +707,8 @@ impl Deferred {
         let parsed = match shape.rule() {
             None => serde_json::from_str::<Value>(body),
             Some(rule) => {
-                // The values the shape leaves out cut first (where that fails, the text as it
-                // stands says why, as it would have).
-                let cut = cuts
-                    .as_deref()
-                    .and_then(|cuts| cut_text(whole, start, end, cuts, shape == Shape::Lean));
-                match cut.map(|t| read_skipping(&t, rule)) {
-                    Some(Ok(v)) => Ok(v),
-                    _ => read_skipping(body, rule),
-                }
+                let cut = cut_text(whole, start, end, cuts.as_deref(), shape);
+                read_cut_first(cut.as_deref(), body, |t| read_skipping(t, rule))
             }
         };
         let mut v = parsed.map_err(|e| LoadError::Syntax {
@@ -1326,15 +1322,12 @@ fn strip(v: &mut Value, rule: &Skip) {
     }
 }
 
-/// Bytes `start..end` of `text` with each cut value replaced by `0` (the lean-only ones too when
-/// `lean`); `None` when there is nothing to cut or a cut lies outside (not the text it was found in).
-fn cut_text(
-    text: &str,
-    start: usize,
-    end: usize,
-    cuts: &[(usize, usize, bool)],
-    lean: bool,
-) -> Option<String> {
+/// Bytes `start..end` of `text` with each value `shape` leaves out that the scan located ([`Cuts`])
+/// replaced by `0`; `None` when there is nothing to cut or a cut lies outside (not the text it was
+/// found in).
+fn cut_text(text: &str, start: usize, end: usize, cuts: Option<&[Cut]>, shape: Shape) -> Option<String> {
+    let lean = shape == Shape::Lean;
+    let cuts = cuts?;
     let mut out = String::with_capacity(end - start);
     let mut at = start;
     for &(s, e, lean_only) in cuts {
@@ -1350,6 +1343,19 @@ fn cut_text(
     }
     out.push_str(text.get(at..end)?);
     Some(out)
+}
+
+/// `read` of the cut text ([`cut_text`]) where there is one and it reads, else of the text as it
+/// stands (whose error, if any, is the one to tell: worded as it would have been).
+fn read_cut_first<'s, T, E>(
+    cut: Option<&'s str>,
+    whole: &'s str,
+    read: impl Fn(&'s str) -> Result<T, E>,
+) -> Result<T, E> {
+    match cut.map(&read) {
+        Some(Ok(v)) => Ok(v),
+        _ => read(whole),
+    }
 }
 
 /// An object read from JSON text with what `rule` leaves out skipped (never built).
@@ -2030,7 +2036,7 @@ mod tests {
                 let rule = shape.rule().expect("a rule");
                 let expected = read_skipping(&whole[*start..*end], rule).expect("valid");
                 let expected_compiled = Compiled::from_json(&whole[*start..*end], rule).expect("valid");
-                match cut_text(whole, *start, *end, cuts, lean) {
+                match cut_text(whole, *start, *end, Some(cuts), shape) {
                     Some(t) => {
                         assert_eq!(
                             read_skipping(&t, rule).expect("the cut text reads"),
