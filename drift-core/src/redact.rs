@@ -107,16 +107,19 @@ const SYMBOL_OF: [u8; 256] = {
 /// listed object's is read).
 #[derive(Clone)]
 struct Fragments {
-    /// `next[row + symbol]` is the row of the state a symbol leads to, a row being a state's number
-    /// times [`SYMBOLS`] (so that a step is one addition and one load): state 0 is the start,
-    /// [`FOUND`] the state of a match (absorbing: a match is all that is asked).
+    /// `next[row + byte]` is the row of the state a byte leads to, a row being a state's number
+    /// times 256 (the byte's symbol folded into the table, so that a step is one addition and one
+    /// load): state 0 is the start, [`FOUND`] the state of a match (absorbing: a match is all that
+    /// is asked).
     next: Vec<u32>,
 }
 
 /// The state every match leads to.
 const FOUND: u32 = 1;
+/// A row's columns: one per byte.
+const COLUMNS: usize = 256;
 /// Its row.
-const FOUND_ROW: u32 = FOUND * SYMBOLS as u32;
+const FOUND_ROW: u32 = FOUND * COLUMNS as u32;
 /// Below this length a text is read as one chain of steps.
 const CHAINED: usize = 64;
 
@@ -179,11 +182,12 @@ impl Fragments {
         for (s, row) in next.iter_mut().enumerate() {
             row[0] = u32::try_from(s).unwrap_or(FOUND);
         }
+        // Each state's row spelt out per byte.
         Fragments {
             next: next
-                .into_iter()
-                .flatten()
-                .map(|s| s.saturating_mul(SYMBOLS as u32))
+                .iter()
+                .flat_map(|row| SYMBOL_OF.iter().map(|&c| row[usize::from(c)]))
+                .map(|s| s.saturating_mul(COLUMNS as u32))
                 .collect(),
         }
     }
@@ -191,8 +195,10 @@ impl Fragments {
     /// The row a byte leads to from a row.
     #[inline]
     fn step(&self, row: u32, b: u8) -> u32 {
-        let i = row as usize + usize::from(SYMBOL_OF[usize::from(b)]);
-        self.next.get(i).copied().unwrap_or(FOUND_ROW)
+        self.next
+            .get(row as usize + usize::from(b))
+            .copied()
+            .unwrap_or(FOUND_ROW)
     }
 
     /// Steps from a row through a text: whether a match is found; with `to_start`, only until
