@@ -124,11 +124,13 @@ pub enum DetectorError {
 /// about ten times the JSON it holds): the diff reads it in place, nothing is parsed to compare it.
 struct DesiredEntry {
     compiled: Compiled,
-    provenance: Provenance,
+    /// Shared by the entries of one source given together (a `Provenance` is some 200 bytes,
+    /// the same for every object of a file or unit).
+    provenance: Arc<Provenance>,
 }
 
 impl DesiredEntry {
-    fn new(object: &DesiredObject, provenance: Provenance) -> Self {
+    fn new(object: &DesiredObject, provenance: Arc<Provenance>) -> Self {
         DesiredEntry {
             compiled: Compiled::of(object.object()),
             provenance,
@@ -158,6 +160,28 @@ struct LiveEntry {
     /// [`Detector::inputs`] stamp it was made under: taken by the key's next judging while the
     /// stamp still holds (nothing else a comparison reads has changed), else dropped then.
     early: std::sync::Mutex<Option<Box<(u64, DriftReport)>>>,
+}
+
+/// The provenance given last, shared with the next entries while they give the same.
+#[derive(Default)]
+struct Shared(Option<Arc<Provenance>>);
+
+impl Shared {
+    /// `provenance`, as the one held when equal.
+    fn of(&mut self, provenance: Provenance) -> Arc<Provenance> {
+        match &self.0 {
+            Some(held) if **held == provenance => held.clone(),
+            _ => self.arc(Arc::new(provenance)),
+        }
+    }
+
+    /// `provenance`, as the one held when equal; else held from now on.
+    fn arc(&mut self, provenance: Arc<Provenance>) -> Arc<Provenance> {
+        match &self.0 {
+            Some(held) if Arc::ptr_eq(held, &provenance) || **held == *provenance => held.clone(),
+            _ => self.0.insert(provenance).clone(),
+        }
+    }
 }
 
 /// An object in compiled form, LZ4-packed (field names interned; what repeats besides packs about 2x).
@@ -685,18 +709,27 @@ impl Detector {
         // Preparing and packing each object is independent of the rest: on every core, its key's
         // hash too (then the serial insertion below reads no key's text: a new key's slot is found
         // by its hash alone).
-        let entries = crate::par::map(resources, PARALLEL_MIN, |r| {
-            // The key is moved out of the prepared object, not copied, with the version it was
-            // given (an `autoscaling/v1` HorizontalPodAutoscaler is compared in its v2 form).
-            let version = r.resource.key.version.clone();
-            let object = DesiredObject::new(r.resource);
-            let entry = DesiredEntry::new(&object, r.provenance);
-            let mut key = object.into_resource().key;
-            key.version = version;
-            (hasher.hash_one(&key), key, entry)
+        let runs = crate::par::map_claims(resources, PARALLEL_MIN, |run| {
+            let mut shared = Shared::default();
+            run.into_iter()
+                .map(|r| {
+                    // The key is moved out of the prepared object, not copied, with the version it
+                    // was given (an `autoscaling/v1` HorizontalPodAutoscaler is compared in its v2
+                    // form).
+                    let version = r.resource.key.version.clone();
+                    let object = DesiredObject::new(r.resource);
+                    let entry = DesiredEntry::new(&object, shared.of(r.provenance));
+                    let mut key = object.into_resource().key;
+                    key.version = version;
+                    (hasher.hash_one(&key), key, entry)
+                })
+                .collect()
         });
-        staged.reserve(entries.len());
-        for (hash, key, entry) in entries {
+        staged.reserve(runs.iter().map(Vec::len).sum());
+        // One provenance for the runs of a source, not one per worker's run.
+        let mut shared = Shared::default();
+        for (hash, key, mut entry) in runs.into_iter().flatten() {
+            entry.provenance = shared.arc(entry.provenance);
             // As `insert`: a key given again keeps its place and takes the later object.
             match staged.raw_entry_mut_v1().from_hash(hash, |k| *k == key) {
                 RawEntryMut::Occupied(mut held) => *held.get_mut() = entry,
@@ -760,9 +793,10 @@ impl Detector {
             .collect();
         let mut touched = Vec::new();
         let mut fresh = HashSet::default();
+        let mut shared = Shared::default();
         for r in resources {
             let key = r.resource.key.clone();
-            let entry = DesiredEntry::new(&DesiredObject::new(r.resource), r.provenance);
+            let entry = DesiredEntry::new(&DesiredObject::new(r.resource), shared.of(r.provenance));
             fresh.insert(key.clone());
             let same = self
                 .desired
@@ -1236,7 +1270,7 @@ impl Detector {
 
     /// The desired object and its provenance.
     pub fn desired_object(&self, key: &ResourceKey) -> Option<(DesiredObject, &Provenance)> {
-        self.desired.get(key).map(|e| (e.object(key), &e.provenance))
+        self.desired.get(key).map(|e| (e.object(key), &*e.provenance))
     }
 
     /// Every desired key.
@@ -1429,7 +1463,7 @@ impl Detector {
                     DriftEventKind::Remediated,
                     now,
                     o.drift.clone(),
-                    Some(provenance.clone()),
+                    Some(Provenance::clone(&provenance)),
                     "the fix was applied (live changed before the remediator reported)",
                 ));
             }
@@ -1443,7 +1477,7 @@ impl Detector {
                     DriftEventKind::Corrected,
                     now,
                     d,
-                    Some(provenance.clone()),
+                    Some(Provenance::clone(&provenance)),
                     "live matches desired after the fix",
                 ));
             } else {
@@ -1452,7 +1486,7 @@ impl Detector {
                     DriftEventKind::Resolved,
                     now,
                     o.drift,
-                    Some(provenance.clone()),
+                    Some(Provenance::clone(&provenance)),
                     "live matches desired again",
                 ));
             }
@@ -1477,7 +1511,7 @@ impl Detector {
                         DriftEventKind::Opened,
                         now,
                         d.clone(),
-                        Some(provenance.clone()),
+                        Some(Provenance::clone(&provenance)),
                         "live differs from desired",
                     ));
                     let mut o = OpenDrift {
@@ -1488,7 +1522,7 @@ impl Detector {
                         action: Action::Track,
                         note: String::new(),
                         environment: env.clone(),
-                        provenance: Some(provenance.clone()),
+                        provenance: Some(Provenance::clone(&provenance)),
                         monthly_cost_delta: cost,
                         fix_pending: false,
                         needs_approval: false,
@@ -1506,7 +1540,7 @@ impl Detector {
                                 DriftEventKind::Escalated,
                                 now,
                                 o.drift.clone(),
-                                Some(provenance.clone()),
+                                Some(Provenance::clone(&provenance)),
                                 &reason,
                             ));
                             out.alerts.push(Alert {
@@ -1542,7 +1576,7 @@ impl Detector {
                             DriftEventKind::Updated,
                             now,
                             d,
-                            Some(provenance.clone()),
+                            Some(Provenance::clone(&provenance)),
                             "live value changed again",
                         ));
                         if matches!(st, DriftState::Open) {
@@ -1707,7 +1741,7 @@ impl Detector {
             key: key.clone(),
             drifts,
             action,
-            provenance: Some(entry.provenance.clone()),
+            provenance: Some(Provenance::clone(&entry.provenance)),
             desired: Some(desired.into_resource()),
             actor: actor.to_string(),
             reason: reason.to_string(),

@@ -43,6 +43,14 @@ fn in_claim_order<U: Send>(
     workers: usize,
     next_claim: impl Fn() -> Option<(usize, Vec<U>)> + Sync,
 ) -> Vec<U> {
+    concatenated(claims_in_order(workers, next_claim))
+}
+
+/// [`in_claim_order`]'s results claim by claim, not copied into one vector.
+fn claims_in_order<U: Send>(
+    workers: usize,
+    next_claim: impl Fn() -> Option<(usize, Vec<U>)> + Sync,
+) -> Vec<Vec<U>> {
     let run = || std::iter::from_fn(&next_claim).collect::<Vec<_>>();
     let mut parts = std::thread::scope(|s| {
         let handles: Vec<_> = (1..workers).map(|_| s.spawn(run)).collect();
@@ -51,9 +59,14 @@ fn in_claim_order<U: Send>(
         parts
     });
     parts.sort_unstable_by_key(|(i, _)| *i);
+    parts.into_iter().map(|(_, u)| u).collect()
+}
+
+/// The claims' results as one vector.
+fn concatenated<U>(parts: Vec<Vec<U>>) -> Vec<U> {
     // Sized once: growing by doubling would copy the results (and touch fresh pages) again and again.
-    let mut out = Vec::with_capacity(parts.iter().map(|(_, u)| u.len()).sum());
-    for (_, u) in parts {
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for u in parts {
         out.extend(u);
     }
     out
@@ -62,9 +75,23 @@ fn in_claim_order<U: Send>(
 /// `items.map(f)`, on every core when there are at least `min` items; the results in the items'
 /// order.
 pub(crate) fn map<T: Send, U: Send>(items: Vec<T>, min: usize, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    concatenated(map_claims(items, min, |claim| {
+        claim.into_iter().map(&f).collect()
+    }))
+}
+
+/// `f` over runs of consecutive items (what one worker claims at a time: a run can share work
+/// between its items), on every core when there are at least `min` items; the runs' results in
+/// the items' order, run by run (not copied into one vector: a caller that only iterates them
+/// writes each result once).
+pub(crate) fn map_claims<T: Send, U: Send>(
+    items: Vec<T>,
+    min: usize,
+    f: impl Fn(Vec<T>) -> Vec<U> + Sync,
+) -> Vec<Vec<U>> {
     let workers = workers(items.len(), min);
     if workers == 1 {
-        return items.into_iter().map(f).collect();
+        return vec![f(items)];
     }
     let size = claim(items.len(), workers);
     // The items are handed out a claim at a time, in order, as the workers ask: the `i`-th claim is
@@ -72,7 +99,7 @@ pub(crate) fn map<T: Send, U: Send>(items: Vec<T>, min: usize, f: impl Fn(T) -> 
     // once, into memory its worker has just used, rather than all split into fresh chunks up front).
     let rest = std::sync::Mutex::new((0usize, items.into_iter()));
     let f = &f;
-    in_claim_order(workers, || {
+    claims_in_order(workers, || {
         let (i, chunk) = {
             let mut rest = rest.lock().unwrap_or_else(|p| p.into_inner());
             let (claimed, items) = &mut *rest;
@@ -80,7 +107,7 @@ pub(crate) fn map<T: Send, U: Send>(items: Vec<T>, min: usize, f: impl Fn(T) -> 
             *claimed += 1;
             (*claimed - 1, chunk)
         };
-        (!chunk.is_empty()).then(|| (i, chunk.into_iter().map(f).collect()))
+        (!chunk.is_empty()).then(|| (i, f(chunk)))
     })
 }
 
@@ -115,7 +142,13 @@ mod tests {
             let doubled: Vec<usize> = items.iter().map(|i| i * 2).collect();
             assert_eq!(super::map(items.clone(), 2, |i| i * 2), doubled, "{n}");
             assert_eq!(super::map_ref(&items, 2, |i| i * 2), doubled, "{n}");
-            assert_eq!(super::map(items, usize::MAX, |i| i * 2), doubled, "{n}");
+            assert_eq!(super::map(items.clone(), usize::MAX, |i| i * 2), doubled, "{n}");
+            // Runs in order, each whole: their concatenation is the items' order.
+            let runs = super::map_claims(items, 2, |run| {
+                assert!(run.windows(2).all(|w| w[1] == w[0] + 1), "{run:?}");
+                run.into_iter().map(|i| i * 2).collect()
+            });
+            assert_eq!(runs.concat(), doubled, "{n}");
         }
     }
 

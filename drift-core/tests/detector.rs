@@ -938,6 +938,66 @@ fn a_desired_set_in_parts_replaces_the_set_at_its_end() {
     );
 }
 
+/// Entries of one source share one provenance in the index; each object keeps the provenance it was
+/// given, whatever the runs of equal ones and however the set is split across the cores (sources
+/// interleaved, in runs, differing only in a label, a revision or the environment).
+#[test]
+fn each_desired_object_keeps_its_own_provenance() {
+    let provenance = |i: usize| {
+        let mut p = Provenance::file(if i % 7 < 3 { "a.yaml" } else { "b.yaml" });
+        if i.is_multiple_of(11) {
+            p.labels.insert("team".into(), format!("t{}", i % 3));
+        }
+        if i.is_multiple_of(13) {
+            p.revision = Some(i as i64);
+        }
+        if i.is_multiple_of(17) {
+            p.environment = Some("prod".into());
+        }
+        p
+    };
+    let name = |i: usize| format!("app-{i}");
+    let set = |n: usize| {
+        (0..n)
+            .map(|i| DesiredResource {
+                resource: deploy(&name(i), 1, "app:1", 1),
+                provenance: provenance(i),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut d = Detector::new(
+        DiffEngine::default(),
+        DetectorConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    );
+    // Below and above the size the detector spreads over the cores at.
+    for n in [5, 3_000] {
+        d.set_desired(set(n));
+        for i in 0..n {
+            let (_, held) = d.desired_object(&key(&name(i))).expect("desired");
+            assert_eq!(*held, provenance(i), "{i} of {n}");
+        }
+    }
+    // One source replaced alone.
+    let b: Vec<DesiredResource> = set(3_000)
+        .into_iter()
+        .filter(|r| r.provenance.source == "b.yaml")
+        .map(|mut r| {
+            r.provenance.unit = Some("u".into());
+            r
+        })
+        .collect();
+    d.replace_source("b.yaml", b);
+    for i in 0..3_000 {
+        let (_, held) = d.desired_object(&key(&name(i))).expect("desired");
+        let mut expected = provenance(i);
+        if expected.source == "b.yaml" {
+            expected.unit = Some("u".into());
+        }
+        assert_eq!(*held, expected, "{i}");
+    }
+}
+
 /// Processing a batch on every core gives the outcomes of processing its keys one by one: the same
 /// events in the same order, the same fixes and alerts, the same open drifts.
 #[test]
