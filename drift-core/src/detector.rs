@@ -72,8 +72,10 @@ use crate::shard::Shard;
 /// strings), seeded per process.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
-/// The desired index: a hash map that iterates in the order the set was given.
-type DesiredIndex = indexmap::IndexMap<ResourceKey, DesiredEntry, foldhash::fast::RandomState>;
+/// The desired index: a hash map that iterates in the order the set was given. Its keys are shared
+/// with the queue and, for objects listed under the same version, the live map: one copy of each
+/// key, and a key taken from the queue is looked up by its address (no text compared).
+type DesiredIndex = indexmap::IndexMap<Arc<ResourceKey>, DesiredEntry, foldhash::fast::RandomState>;
 
 /// Detector settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,11 +132,16 @@ struct DesiredEntry {
 }
 
 impl DesiredEntry {
-    fn new(object: &DesiredObject, provenance: Arc<Provenance>) -> Self {
-        DesiredEntry {
-            compiled: Compiled::of(object.object()),
-            provenance,
-        }
+    /// A desired resource prepared ([`DesiredObject::new`]) and compiled, with its key as given:
+    /// moved out of the prepared object, not copied (an `autoscaling/v1` HorizontalPodAutoscaler
+    /// keeps `v1` in its key, compared in its `v2` form).
+    fn new(resource: crate::model::Resource, provenance: Arc<Provenance>) -> (ResourceKey, Self) {
+        let version = resource.key.version.clone();
+        let object = DesiredObject::new(resource);
+        let compiled = Compiled::of(object.object());
+        let mut key = object.into_resource().key;
+        key.version = version;
+        (key, DesiredEntry { compiled, provenance })
     }
 
     /// The prepared object as a value (for fixes, prices and the API: most comparisons never need it).
@@ -654,8 +661,14 @@ impl Detector {
         self.queue.push(key)
     }
 
+    /// [`Detector::enqueue`] of a shared key (the desired set's): no copy.
+    fn enqueue_shared(&mut self, key: Arc<ResourceKey>) -> bool {
+        self.queue.push_shared(key)
+    }
+
     /// The next key to process, in arrival order; each key is queued at most once (latest wins).
-    pub fn next_key(&mut self) -> Option<ResourceKey> {
+    /// The key is the one the detector holds, shared: processing it looks it up by its address.
+    pub fn next_key(&mut self) -> Option<Arc<ResourceKey>> {
         let k = self.queue.pop()?;
         self.desired_all_queued = false;
         Some(k)
@@ -667,14 +680,14 @@ impl Detector {
         if self.desired_all_queued {
             return 0;
         }
-        let keys: Vec<ResourceKey> = self
+        let keys: Vec<Arc<ResourceKey>> = self
             .desired
             .keys()
             .filter(|k| pick(k) && !self.queue.contains(k))
             .cloned()
             .collect();
         keys.into_iter()
-            .map(|k| self.enqueue_owned(k))
+            .map(|k| self.enqueue_shared(k))
             .filter(|queued| *queued)
             .count()
     }
@@ -713,15 +726,8 @@ impl Detector {
             let mut shared = Shared::default();
             run.into_iter()
                 .map(|r| {
-                    // The key is moved out of the prepared object, not copied, with the version it
-                    // was given (an `autoscaling/v1` HorizontalPodAutoscaler is compared in its v2
-                    // form).
-                    let version = r.resource.key.version.clone();
-                    let object = DesiredObject::new(r.resource);
-                    let entry = DesiredEntry::new(&object, shared.of(r.provenance));
-                    let mut key = object.into_resource().key;
-                    key.version = version;
-                    (hasher.hash_one(&key), key, entry)
+                    let (key, entry) = DesiredEntry::new(r.resource, shared.of(r.provenance));
+                    (hasher.hash_one(&key), Arc::new(key), entry)
                 })
                 .collect()
         });
@@ -749,17 +755,17 @@ impl Detector {
         // The kinds counted, and the changed and added keys found, copied and hashed for the
         // queue, on every core (for a first set: every key); then queued in the set's order, then
         // the removed ones.
-        let entries: Vec<(&ResourceKey, &DesiredEntry)> = self.desired.iter().collect();
+        let entries: Vec<(&Arc<ResourceKey>, &DesiredEntry)> = self.desired.iter().collect();
         self.desired_kinds = count_kinds(&entries);
         let hasher = self.queue.hasher();
-        let changed: Vec<Option<(u64, ResourceKey)>> =
+        let changed: Vec<Option<(u64, Arc<ResourceKey>)>> =
             crate::par::map_ref(&entries, PARALLEL_MIN, |(k, n)| {
-                old.get(*k)
+                old.get(&***k)
                     .is_none_or(|e| n.compiled != e.compiled)
-                    .then(|| (hasher.hash_one(*k), (*k).clone()))
+                    .then(|| (hasher.hash_one(&***k), Arc::clone(k)))
             });
         drop(entries);
-        let removed: Vec<ResourceKey> = old
+        let removed: Vec<Arc<ResourceKey>> = old
             .keys()
             .filter(|k| !self.desired.contains_key(*k))
             .cloned()
@@ -773,7 +779,7 @@ impl Detector {
             .count();
         queued += removed
             .into_iter()
-            .map(|k| self.enqueue_owned(k))
+            .map(|k| self.enqueue_shared(k))
             .filter(|queued| *queued)
             .count();
         // Every key of a first set is queued now; a later set keeps the flag (its unchanged keys are
@@ -785,7 +791,7 @@ impl Detector {
     /// Replaces the resources of one source (a file, a ConfigHub unit). Only affected keys are queued.
     pub fn replace_source(&mut self, source: &str, resources: Vec<DesiredResource>) -> usize {
         self.inputs += 1;
-        let previous: Vec<ResourceKey> = self
+        let previous: Vec<Arc<ResourceKey>> = self
             .desired
             .iter()
             .filter(|(_, e)| e.provenance.source == source)
@@ -795,8 +801,8 @@ impl Detector {
         let mut fresh = HashSet::default();
         let mut shared = Shared::default();
         for r in resources {
-            let key = r.resource.key.clone();
-            let entry = DesiredEntry::new(&DesiredObject::new(r.resource), shared.of(r.provenance));
+            let (key, entry) = DesiredEntry::new(r.resource, shared.of(r.provenance));
+            let key = Arc::new(key);
             fresh.insert(key.clone());
             let same = self
                 .desired
@@ -810,7 +816,7 @@ impl Detector {
             }
         }
         for k in previous {
-            if !fresh.contains(&k) {
+            if !fresh.contains(&*k) {
                 if self.desired.swap_remove(&k).is_some() {
                     count_kind(&mut self.desired_kinds, &k, false);
                 }
@@ -889,14 +895,14 @@ impl Detector {
                 // Every desired object there can be judged now (kinds not served there included:
                 // they become "not watched").
                 if self.pending_namespaces.remove(&ns) {
-                    let keys: Vec<ResourceKey> = self
+                    let keys: Vec<Arc<ResourceKey>> = self
                         .desired
                         .keys()
                         .filter(|k| k.namespace.as_deref() == Some(ns.as_str()) && self.in_shard(k))
                         .cloned()
                         .collect();
                     for k in keys {
-                        if self.enqueue_owned(k) {
+                        if self.enqueue_shared(k) {
                             obs.queued += 1;
                         }
                     }
@@ -935,7 +941,8 @@ impl Detector {
         } else {
             self.live.get_key_value(&r.key)
         };
-        let desired = self.desired.contains_key(&r.key);
+        let desired_entry = self.desired.get_key_value(&r.key);
+        let desired = desired_entry.is_some();
         let queued = desired && (self.desired_all_queued || self.queue.contains(&r.key));
         let Some((held_key, entry)) = held else {
             // A key not held: nothing to compare its fingerprint with yet. An object redaction
@@ -946,13 +953,17 @@ impl Detector {
             } else {
                 (LiveObject::left_by_redaction(r), None)
             };
-            let key = Arc::new(object.key().clone());
+            // The desired set's key when the object is listed under the version it was given (one
+            // key for both, and the queue's: looking it up compares addresses); else its own.
+            let key = match desired_entry {
+                Some((k, _)) if k.version == object.key().version => k.clone(),
+                _ => Arc::new(object.key().clone()),
+            };
             // A new desired key's comparison is made now, while the object is in this core's
             // cache (judging it later would read it from memory again). Not an autoscaler's or a
             // CRD's: storing one changes what comparisons read, so its report would go unused.
-            let early = self
-                .desired
-                .get(&*key)
+            let early = desired_entry
+                .map(|(_, entry)| entry)
                 .filter(|_| self.in_shard(&key) && !is_autoscaler(&key) && !crate::custom::is_crd(&key))
                 .map(|entry| {
                     let report =
@@ -1090,14 +1101,14 @@ impl Detector {
     /// Queues every desired object of a custom kind (its CRD's schema changed).
     fn requeue_kind(&mut self, kind: Option<(String, String)>, obs: &mut Observed) {
         let Some((group, kind)) = kind else { return };
-        let keys: Vec<ResourceKey> = self
+        let keys: Vec<Arc<ResourceKey>> = self
             .desired
             .keys()
             .filter(|k| k.group == group && k.kind == kind)
             .cloned()
             .collect();
         for k in keys {
-            if self.enqueue(&k) {
+            if self.enqueue_shared(k) {
                 obs.queued += 1;
             }
         }
@@ -1254,13 +1265,16 @@ impl Detector {
                 self.open.insert(k, table);
             }
         }
-        let entering: Vec<ResourceKey> = self
+        let entering: Vec<Arc<ResourceKey>> = self
             .desired
             .keys()
             .filter(|k| covers(&shard, k) && !covers(&old, k))
             .cloned()
             .collect();
-        entering.iter().filter(|k| self.enqueue(k)).count()
+        entering
+            .into_iter()
+            .filter(|k| self.enqueue_shared(k.clone()))
+            .count()
     }
 
     /// The live object for a key.
@@ -1275,7 +1289,7 @@ impl Detector {
 
     /// Every desired key.
     pub fn desired_keys(&self) -> Vec<ResourceKey> {
-        let mut k: Vec<ResourceKey> = self.desired.keys().cloned().collect();
+        let mut k: Vec<ResourceKey> = self.desired.keys().map(|k| ResourceKey::clone(k)).collect();
         k.sort();
         k
     }
@@ -1287,8 +1301,11 @@ impl Detector {
 
     /// Queues every desired key (a full scan).
     pub fn queue_all(&mut self) -> usize {
-        let keys: Vec<ResourceKey> = self.desired.keys().cloned().collect();
-        let queued = keys.iter().filter(|k| self.enqueue(k)).count();
+        let keys: Vec<Arc<ResourceKey>> = self.desired.keys().cloned().collect();
+        let queued = keys
+            .into_iter()
+            .filter(|k| self.enqueue_shared(k.clone()))
+            .count();
         self.desired_all_queued = true;
         queued
     }
@@ -1318,9 +1335,10 @@ impl Detector {
     ///     for outcome in d.process_all(&keys) { /* events, fixes, alerts */ }
     /// }
     /// ```
-    pub fn process_all(&mut self, keys: &[ResourceKey]) -> Vec<Outcome> {
-        let judged = crate::par::map_ref(keys, PARALLEL_MIN, |k| self.judge(k));
+    pub fn process_all<K: std::borrow::Borrow<ResourceKey> + Sync>(&mut self, keys: &[K]) -> Vec<Outcome> {
+        let judged = crate::par::map_ref(keys, PARALLEL_MIN, |k| self.judge(k.borrow()));
         keys.iter()
+            .map(std::borrow::Borrow::borrow)
             .zip(judged)
             .map(|(key, judged)| match judged {
                 Some(judged) => self.conclude(key, judged),
@@ -1981,8 +1999,10 @@ fn crd_kind(r: &crate::Resource) -> Option<(String, String)> {
 }
 
 /// [`count_kind`] of every key given (in parts, on every core, then added up).
-fn count_kinds(entries: &[(&ResourceKey, &DesiredEntry)]) -> HashMap<String, Vec<(String, String, usize)>> {
-    let parts: Vec<&[(&ResourceKey, &DesiredEntry)]> = entries.chunks(1024).collect();
+fn count_kinds(
+    entries: &[(&Arc<ResourceKey>, &DesiredEntry)],
+) -> HashMap<String, Vec<(String, String, usize)>> {
+    let parts: Vec<&[(&Arc<ResourceKey>, &DesiredEntry)]> = entries.chunks(1024).collect();
     let counted = crate::par::map_ref(&parts, 2, |part| {
         let mut kinds = HashMap::default();
         for (k, _) in *part {

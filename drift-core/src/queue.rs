@@ -35,23 +35,18 @@ impl KeyQueue {
     /// Queues a key at the end, unless it is queued already (then it keeps its place): whether it
     /// was queued now.
     pub(crate) fn push(&mut self, key: ResourceKey) -> bool {
-        let hash = self.hasher.hash_one(&key);
+        self.push_shared(Arc::new(key))
+    }
+
+    /// [`KeyQueue::push`] of a key shared with another holder (the desired set's or the live
+    /// map's key): no copy is made.
+    pub(crate) fn push_shared(&mut self, key: Arc<ResourceKey>) -> bool {
+        let hash = self.hasher.hash_one(&*key);
         self.push_hashed(hash, key)
     }
 
-    /// [`KeyQueue::push`] of a key whose hash was taken already (`hasher().hash_one(&key)`).
-    pub(crate) fn push_hashed(&mut self, hash: u64, key: ResourceKey) -> bool {
-        self.push_arc(hash, Arc::new(key))
-    }
-
-    /// [`KeyQueue::push`] of a key shared with another holder (the live map's key): no copy is
-    /// made now; taking it out copies it while it is still shared.
-    pub(crate) fn push_shared(&mut self, key: Arc<ResourceKey>) -> bool {
-        let hash = self.hasher.hash_one(&*key);
-        self.push_arc(hash, key)
-    }
-
-    fn push_arc(&mut self, hash: u64, key: Arc<ResourceKey>) -> bool {
+    /// [`KeyQueue::push_shared`] of a key whose hash was taken already (`hasher().hash_one(&*key)`).
+    pub(crate) fn push_hashed(&mut self, hash: u64, key: Arc<ResourceKey>) -> bool {
         let hasher = &self.hasher;
         match self.set.entry(hash, |k| **k == *key, |k| hasher.hash_one(&**k)) {
             Entry::Occupied(_) => false,
@@ -70,14 +65,15 @@ impl KeyQueue {
         self.order.reserve(additional);
     }
 
-    /// The first key, taken out (moved, not copied, unless another holder shares it).
-    pub(crate) fn pop(&mut self) -> Option<ResourceKey> {
+    /// The first key, taken out (still shared with its other holders: nothing is copied, and
+    /// looking it up where it is held compares addresses, not text).
+    pub(crate) fn pop(&mut self) -> Option<Arc<ResourceKey>> {
         let (hash, key) = self.order.pop_front()?;
         // The set's entry is this very key: found by its hash and address.
         if let Ok(held) = self.set.find_entry(hash, |k| Arc::ptr_eq(k, &key)) {
             held.remove();
         }
-        Some(Arc::try_unwrap(key).unwrap_or_else(|shared| (*shared).clone()))
+        Some(key)
     }
 
     /// Keys waiting.
@@ -108,32 +104,34 @@ mod tests {
         // Queued again: keeps its place.
         assert!(!q.push(key("a")));
         let h = q.hasher().hash_one(key("c"));
-        assert!(q.push_hashed(h, key("c")));
+        assert!(q.push_hashed(h, Arc::new(key("c"))));
         let h = q.hasher().hash_one(key("b"));
-        assert!(!q.push_hashed(h, key("b")));
+        assert!(!q.push_hashed(h, Arc::new(key("b"))));
         assert_eq!(q.len(), 3);
         assert!(q.contains(&key("b")) && !q.contains(&key("d")));
-        assert_eq!(q.pop(), Some(key("a")));
+        assert_eq!(q.pop().as_deref(), Some(&key("a")));
         // Taken out: no longer queued, so it can be queued again, at the end.
         assert!(!q.contains(&key("a")));
         assert!(q.push(key("a")));
-        let rest: Vec<String> = std::iter::from_fn(|| q.pop()).map(|k| k.name).collect();
+        let rest: Vec<String> = std::iter::from_fn(|| q.pop()).map(|k| k.name.clone()).collect();
         assert_eq!(rest, ["b", "c", "a"]);
         assert_eq!(q.len(), 0);
         assert!(!q.contains(&key("b")));
     }
 
     /// A key shared with another holder is queued by its content (the same key pushed owned is
-    /// queued already) and taken out as a copy, the other holder's left as it was.
+    /// queued already) and taken out shared, the other holder's left as it was.
     #[test]
-    fn a_shared_key_is_queued_once_and_copied_out() {
+    fn a_shared_key_is_queued_once_and_taken_out_shared() {
         let mut q = KeyQueue::default();
         let held = Arc::new(key("a"));
         assert!(q.push_shared(held.clone()));
         assert!(!q.push(key("a")));
         assert!(!q.push_shared(Arc::new(key("a"))));
         assert_eq!(Arc::strong_count(&held), 3, "the order and the set share it");
-        assert_eq!(q.pop(), Some(key("a")));
+        let out = q.pop().expect("queued");
+        assert!(Arc::ptr_eq(&out, &held), "the very key, not a copy");
+        drop(out);
         assert_eq!(Arc::strong_count(&held), 1, "the queue let go of it");
         assert!(!q.contains(&key("a")));
         assert!(q.push_shared(held));
@@ -152,7 +150,7 @@ mod tests {
             }
             assert_eq!(q.len(), 5_000);
             for i in 0..5_000 {
-                assert_eq!(q.pop().map(|k| k.name), Some(format!("k{i}")));
+                assert_eq!(q.pop().map(|k| k.name.clone()), Some(format!("k{i}")));
             }
             assert_eq!(q.pop(), None);
         }

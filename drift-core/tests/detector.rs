@@ -998,6 +998,76 @@ fn each_desired_object_keeps_its_own_provenance() {
     }
 }
 
+/// The detector stores each desired object exactly as `DesiredObject::new` prepares it, whether
+/// preparing changes it (a Secret, a sensitive env value, a sensitive ConfigMap key, a sensitive
+/// value in the last-applied annotation, a pod spec's `serviceAccount`, an `autoscaling/v1`
+/// HorizontalPodAutoscaler) or leaves it as it is; keyed as given, through `set_desired` and
+/// `replace_source` alike.
+#[test]
+fn desired_objects_are_stored_as_prepared() {
+    let applied = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "la", "namespace": "drift-test"},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}]}}}});
+    let objects = [
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "plain", "namespace": "drift-test"},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "app", "image": "app:1",
+                "env": [{"name": "PORT", "value": "8080"}]}]}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "env", "namespace": "drift-test"},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "STRIPE_API_KEY", "value": "sk_live"}]}]}}}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "drift-test"},
+            "data": {"auth_token": "abc", "LOG_LEVEL": "info"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "drift-test"},
+            "stringData": {"password": "hunter2"}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "la", "namespace": "drift-test",
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied.to_string()}},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:1"}]}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sa", "namespace": "drift-test"},
+            "spec": {"template": {"spec": {"serviceAccount": "robot", "containers": [{"name": "app"}]}}}}),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod", "namespace": "drift-test"},
+            "spec": {"serviceAccount": "robot", "serviceAccountName": "other", "containers": [{"name": "app"}]}}),
+        json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "hpa", "namespace": "drift-test"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "plain"},
+                "maxReplicas": 5, "targetCPUUtilizationPercentage": 70}}),
+    ];
+    let resources: Vec<Resource> = objects
+        .iter()
+        .map(|o| Resource::from_value(o.clone()).expect("resource"))
+        .collect();
+    let check = |d: &Detector| {
+        for r in &resources {
+            let prepared = drift_core::DesiredObject::new(r.clone());
+            let (held, _) = d.desired_object(&r.key).expect("desired");
+            assert_eq!(held.object(), prepared.object(), "{}", r.key);
+            let keys = d.desired_keys();
+            let key = keys.iter().find(|k| **k == r.key).expect("listed");
+            assert_eq!(key.version, r.key.version, "keyed as given: {}", r.key);
+        }
+        assert!(
+            !format!(
+                "{:?}",
+                d.desired_keys()
+                    .iter()
+                    .map(|k| d.desired_object(k))
+                    .collect::<Vec<_>>()
+            )
+            .contains("hunter2")
+        );
+    };
+    let mut d = Detector::new(
+        DiffEngine::default(),
+        DetectorConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    );
+    d.set_desired(resources.iter().cloned().map(desired).collect());
+    check(&d);
+    let mut d = Detector::new(
+        DiffEngine::default(),
+        DetectorConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    );
+    d.replace_source("workloads.yaml", resources.iter().cloned().map(desired).collect());
+    check(&d);
+}
+
 /// Processing a batch on every core gives the outcomes of processing its keys one by one: the same
 /// events in the same order, the same fixes and alerts, the same open drifts.
 #[test]
@@ -1062,7 +1132,7 @@ fn a_batch_processed_on_every_core_is_the_keys_processed_one_by_one() {
             });
         }
         d.observe(LiveEvent::Ready);
-        let keys: Vec<ResourceKey> = std::iter::from_fn(|| d.next_key()).collect();
+        let keys: Vec<_> = std::iter::from_fn(|| d.next_key()).collect();
         (d, keys)
     };
     let (_, order) = detector();
@@ -1156,7 +1226,9 @@ fn keys_are_queued_in_the_order_the_desired_set_gives_them() {
         Arc::new(ManualClock::new(0)),
     );
     d.set_desired(names.iter().map(|n| desired(deploy_in("a", n, 1))).collect());
-    let order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
+    let order: Vec<String> = std::iter::from_fn(|| d.next_key())
+        .map(|k| k.name.clone())
+        .collect();
     assert_eq!(order, names);
     // A later set: the changed and added keys in its order, then the removed one.
     let mut next: Vec<DesiredResource> = names.iter().map(|n| desired(deploy_in("a", n, 1))).collect();
@@ -1166,7 +1238,9 @@ fn keys_are_queued_in_the_order_the_desired_set_gives_them() {
     next.push(desired(deploy_in("a", "new", 1)));
     next.remove(20);
     d.set_desired(next);
-    let order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
+    let order: Vec<String> = std::iter::from_fn(|| d.next_key())
+        .map(|k| k.name.clone())
+        .collect();
     assert_eq!(
         order,
         [names[60].as_str(), names[53].as_str(), "new", names[43].as_str()]
@@ -1195,7 +1269,9 @@ fn keys_are_queued_in_the_order_the_desired_set_gives_them() {
         desired(deploy_in("a", "y", 4)),
     ]);
     assert_eq!(d.end_desired(), 3);
-    let order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
+    let order: Vec<String> = std::iter::from_fn(|| d.next_key())
+        .map(|k| k.name.clone())
+        .collect();
     assert_eq!(order, ["x", "y", "z"]);
     // The later object of a key given twice is the one desired (across parts and within one).
     let replicas = |name: &str| {
@@ -1213,7 +1289,9 @@ fn keys_are_queued_in_the_order_the_desired_set_gives_them() {
     d.replace_source("workloads.yaml", vec![desired(deploy_in("a", "w", 1))]);
     d.desired_part(vec![desired(deploy_in("a", "y", 1))]);
     d.end_desired();
-    let mut order: Vec<String> = std::iter::from_fn(|| d.next_key()).map(|k| k.name).collect();
+    let mut order: Vec<String> = std::iter::from_fn(|| d.next_key())
+        .map(|k| k.name.clone())
+        .collect();
     order.sort();
     assert_eq!(order, ["w", "x", "y"]);
 }
@@ -1321,7 +1399,7 @@ fn each_drift_keeps_its_own_price_when_judged_on_every_core() {
         });
         det.observe(LiveEvent::Ready);
         if all_at_once {
-            let keys: Vec<ResourceKey> = std::iter::from_fn(|| det.next_key()).collect();
+            let keys: Vec<_> = std::iter::from_fn(|| det.next_key()).collect();
             det.process_all(&keys);
         } else {
             while let Some(k) = det.next_key() {
@@ -1432,7 +1510,7 @@ fn a_comparison_made_while_storing_is_not_used_after_what_it_read_changed() {
         d
     };
     let drain = |d: &mut Detector| -> Vec<String> {
-        let keys: Vec<ResourceKey> = std::iter::from_fn(|| d.next_key()).collect();
+        let keys: Vec<_> = std::iter::from_fn(|| d.next_key()).collect();
         d.process_all(&keys);
         let mut open: Vec<String> = d
             .open_drifts()
