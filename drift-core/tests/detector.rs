@@ -1068,6 +1068,36 @@ fn desired_objects_are_stored_as_prepared() {
     check(&d);
 }
 
+/// A live object is compared under the version it was listed in (server defaults are known for the
+/// version their tables describe), not the one the desired object was written in, whichever key the
+/// detector keeps it under: an edited default is drift when listed as `apps/v1`, not when listed as
+/// `apps/v1beta1`; the same after the live cache is compacted.
+#[test]
+fn a_live_object_is_judged_under_the_version_it_was_listed_in() {
+    let desired_deploy = deploy("web", 2, "app:1", 1);
+    for (version, drifts) in [("apps/v1", 1), ("apps/v1beta1", 0)] {
+        let mut live = desired_deploy.object.clone();
+        live["apiVersion"] = json!(version);
+        live["spec"]["progressDeadlineSeconds"] = json!(300);
+        let live = Resource::from_value(live).expect("live");
+        assert_eq!(live.key, desired_deploy.key, "one identity whatever the version");
+        let mut d = Detector::new(
+            DiffEngine::default(),
+            DetectorConfig::default(),
+            Arc::new(ManualClock::new(0)),
+        );
+        d.set_desired(vec![desired(desired_deploy.clone())]);
+        d.observe(listed("drift-test", vec![live]));
+        d.observe(LiveEvent::Ready);
+        let opened = drain(&mut d);
+        assert_eq!(opened.len(), drifts, "{version}: {opened:?}");
+        d.compact(usize::MAX);
+        d.queue_all();
+        drain(&mut d);
+        assert_eq!(d.open_drifts().len(), drifts, "{version}, compacted");
+    }
+}
+
 /// Processing a batch on every core gives the outcomes of processing its keys one by one: the same
 /// events in the same order, the same fixes and alerts, the same open drifts.
 #[test]
