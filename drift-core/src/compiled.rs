@@ -230,6 +230,55 @@ fn key_ids() -> &'static HashMap<&'static str, usize, foldhash::fast::FixedState
     IDS.get_or_init(|| KEYS.iter().enumerate().map(|(i, k)| (*k, i)).collect())
 }
 
+/// Bits of [`key_slot`]: the slots of [`key_slots`].
+const SLOT_BITS: u32 = 12;
+/// A slot two listed keys fall in (none does with [`KEYS`] as listed: a test says so).
+const SHARED_SLOT: u16 = u16::MAX;
+
+/// Where a key falls in [`key_slots`]: its length and four of its bytes, mixed by one
+/// multiplication (a multiplier under which every key of [`KEYS`] falls in a slot of its own).
+#[inline]
+fn key_slot(k: &[u8]) -> usize {
+    let Some(&last) = k.last() else {
+        return 0;
+    };
+    let at = |i: usize| u64::from(k.get(i).copied().unwrap_or(0));
+    let features =
+        (k.len() as u64 & 0xff) | at(0) << 8 | at(1) << 16 | at(k.len() / 2) << 24 | u64::from(last) << 32;
+    (features.wrapping_mul(0xe4b0_6ce6_0741_c7a9) >> (64 - SLOT_BITS)) as usize
+}
+
+/// Each slot's listed key (its id plus one; 0: none; [`SHARED_SLOT`]: several, looked up by hash).
+fn key_slots() -> &'static [u16] {
+    static SLOTS: OnceLock<Vec<u16>> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let mut slots = vec![0u16; 1 << SLOT_BITS];
+        for (id, k) in KEYS.iter().enumerate() {
+            if let Some(slot) = slots.get_mut(key_slot(k.as_bytes())) {
+                *slot = if *slot == 0 {
+                    u16::try_from(id + 1).unwrap_or(SHARED_SLOT)
+                } else {
+                    SHARED_SLOT
+                };
+            }
+        }
+        slots
+    })
+}
+
+/// A key's id in [`KEYS`]: one multiplication and one comparison (no hashing of the text).
+#[inline]
+fn key_id(k: &str) -> Option<usize> {
+    match key_slots().get(key_slot(k.as_bytes())).copied().unwrap_or(0) {
+        0 => None,
+        SHARED_SLOT => key_ids().get(k).copied(),
+        n => {
+            let id = usize::from(n) - 1;
+            (KEYS.get(id) == Some(&k)).then_some(id)
+        }
+    }
+}
+
 /// A desired object in compiled form.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Compiled {
@@ -552,8 +601,8 @@ fn order_entries(out: &mut Vec<u8>, body: usize, starts: &[usize]) -> usize {
 
 /// Writes a map key (interned when it is a common one).
 fn write_key(k: &str, out: &mut Vec<u8>) {
-    match key_ids().get(k) {
-        Some(id) => varint((*id as u64) << 1, out),
+    match key_id(k) {
+        Some(id) => varint((id as u64) << 1, out),
         None => {
             varint(((k.len() as u64) << 1) | 1, out);
             out.extend_from_slice(k.as_bytes());
@@ -1019,6 +1068,24 @@ mod tests {
         assert_eq!(root.get("absent"), None);
         let ids = key_ids();
         assert_eq!(ids.len(), KEYS.len(), "no key is listed twice");
+        // Every listed key has a slot of its own (else it is still found, by hash, more slowly);
+        // each is found, and keys not listed are not (the same length and ends as listed ones,
+        // empty, long, not ASCII).
+        assert!(
+            !key_slots().contains(&SHARED_SLOT),
+            "two listed keys share a slot"
+        );
+        for (id, k) in KEYS.iter().enumerate() {
+            assert_eq!(key_id(k), Some(id), "{k}");
+            let mut other = k.to_string();
+            other.insert(k.len() / 2, 'x');
+            assert_eq!(key_id(&other), ids.get(other.as_str()).copied(), "{other}");
+            let upper = k.to_uppercase();
+            assert_eq!(key_id(&upper), ids.get(upper.as_str()).copied(), "{upper}");
+        }
+        for k in ["", "x", "minReplicaz", "maxReplicaz", "ñame", &"a".repeat(300)] {
+            assert_eq!(key_id(k), None, "{k}");
+        }
     }
 
     #[test]
