@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::drift::Drift;
 use crate::object::{DesiredObject, LiveObject};
+use crate::path::Segment;
 use crate::quantity::Quantity;
 use crate::rules::DriftSet;
 
@@ -135,13 +136,34 @@ impl PriceTable {
     /// The monthly cost delta of one drift (positive: the drift spends more). `None` for drifts that
     /// are not about replicas or resources, or kinds the model does not price.
     pub fn drift_delta(&self, desired: &DesiredObject, live: &LiveObject, drift: &Drift) -> Option<f64> {
-        if !matches!(drift.set, DriftSet::Replica | DriftSet::Resource) {
+        if !Self::prices(drift) {
             return None;
         }
         let now = self.monthly_cost(live.object())?;
-        let reverted = crate::patch::reverted(desired, live, std::slice::from_ref(drift)).ok()?;
+        // A drift under `spec` is reverted in a copy of what the price reads (the kind and the
+        // spec), not of the whole object: the same edit, the same price.
+        let spec_only;
+        let base = if matches!(drift.path.segments().first(), Some(Segment::Field(f)) if f == "spec") {
+            let object: serde_json::Map<String, Value> = ["apiVersion", "kind", "spec"]
+                .into_iter()
+                .filter_map(|f| Some((f.to_string(), live.object().get(f)?.clone())))
+                .collect();
+            spec_only = LiveObject::left_by_redaction(crate::model::Resource {
+                key: live.key().clone(),
+                object: Value::Object(object),
+            });
+            &spec_only
+        } else {
+            live
+        };
+        let reverted = crate::patch::reverted(desired, base, std::slice::from_ref(drift)).ok()?;
         let then = self.monthly_cost(&reverted)?;
         Some(now - then)
+    }
+
+    /// Whether [`PriceTable::drift_delta`] prices a drift (else it gives `None` without looking).
+    pub(crate) fn prices(drift: &Drift) -> bool {
+        matches!(drift.set, DriftSet::Replica | DriftSet::Resource)
     }
 }
 
@@ -185,6 +207,56 @@ mod tests {
         let d = report.drifts.iter().find(|d| d.rule == "resources").unwrap();
         let delta = p.drift_delta(&desired, &live, d).unwrap();
         assert!((delta - 2.0 * 0.9 * 0.021811 * 730.0).abs() < 1e-9, "{delta}");
+    }
+
+    /// A drift under `spec` is priced on a copy of the kind and spec alone: the same price as the
+    /// whole object reverted gives, for every drift of objects edited in replicas, requests,
+    /// limits, a container renamed, resources removed, replicas taken out.
+    #[test]
+    fn a_price_read_from_the_spec_alone_is_the_whole_objects() {
+        let p = PriceTable::default();
+        let desired = DesiredObject::new(Resource::from_value(deploy(3, "100m")).unwrap());
+        let mut edits: Vec<Value> = Vec::new();
+        let base = || {
+            let mut l = deploy(3, "100m");
+            l["metadata"]["annotations"] = json!({"x": "y"});
+            l["status"] = json!({"replicas": 3});
+            l
+        };
+        let mut e = base();
+        e["spec"]["replicas"] = json!(7);
+        e["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("1Gi");
+        edits.push(e);
+        let mut e = base();
+        e["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] = json!({"cpu": "2"});
+        edits.push(e);
+        let mut e = base();
+        e["spec"]["template"]["spec"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("resources");
+        edits.push(e);
+        let mut e = base();
+        e["spec"]["template"]["spec"]["containers"][0]["name"] = json!("renamed");
+        edits.push(e);
+        let mut e = base();
+        e["spec"]["replicas"] = Value::Null;
+        edits.push(e);
+        let mut priced = 0;
+        for (i, live) in edits.into_iter().enumerate() {
+            let live = LiveObject::new(Resource::from_value(live).unwrap());
+            let report = DiffEngine::default().diff(&desired, Some(&live));
+            assert!(!report.drifts.is_empty(), "edit {i}");
+            for d in &report.drifts {
+                let whole = PriceTable::prices(d).then(|| {
+                    let reverted = crate::patch::reverted(&desired, &live, std::slice::from_ref(d)).ok()?;
+                    Some(p.monthly_cost(live.object())? - p.monthly_cost(&reverted)?)
+                });
+                assert_eq!(p.drift_delta(&desired, &live, d), whole.flatten(), "{}", d.path);
+                priced += usize::from(p.drift_delta(&desired, &live, d).is_some());
+            }
+        }
+        assert!(priced >= 4, "{priced}");
     }
 
     #[test]

@@ -1377,8 +1377,9 @@ impl Detector {
                 }
             },
         };
-        let costs = if report.drifts.is_empty() {
-            Vec::new()
+        // The desired object is built as a value only when a drift is priced.
+        let costs = if !report.drifts.iter().any(PriceTable::prices) {
+            vec![None; report.drifts.len()]
         } else {
             self.costs_of(
                 &entry.object(key),
