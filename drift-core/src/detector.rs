@@ -289,6 +289,23 @@ struct PreparedLive {
     early: Option<Box<(u64, DriftReport)>>,
 }
 
+/// How far [`Detector::judge_start`] got.
+enum Start<'d> {
+    /// The judgement (`None`: the key is not judged).
+    Done(Option<Judged>),
+    /// Left for [`Detector::judge_finish`] (on any core).
+    Costly(Costly<'d>),
+}
+
+/// A judgement that still needs a comparison or prices, with what was looked up for it.
+struct Costly<'d> {
+    entry: &'d DesiredEntry,
+    held: Option<(&'d ResourceKey, &'d LiveEntry)>,
+    settle: Option<Arc<ResourceKey>>,
+    /// The comparison made as the object was stored (its drifts to price); `None`: to compare.
+    early: Option<DriftReport>,
+}
+
 /// A key's comparison, made apart from the detector's state (on any core), with its drifts priced
 /// there too (most comparisons find none; the objects a price reads are built and freed on the
 /// core that judged).
@@ -1336,7 +1353,39 @@ impl Detector {
     /// }
     /// ```
     pub fn process_all<K: std::borrow::Borrow<ResourceKey> + Sync>(&mut self, keys: &[K]) -> Vec<Outcome> {
-        let judged = crate::par::map_ref(keys, PARALLEL_MIN, |k| self.judge(k.borrow()));
+        // What needs no comparison or price (most keys of a scan: compared as their objects were
+        // stored) is taken here, on this core: a thread costs more than that. Prices are made on
+        // every core, and from the first key that needs comparing (a batch of them, typically:
+        // live objects held compactly, judged again) every key left is judged there.
+        let mut judged: Vec<Option<Judged>> = Vec::with_capacity(keys.len());
+        let mut costly: Vec<(usize, Costly<'_>)> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            match self.judge_start(k.borrow()) {
+                Start::Done(j) => judged.push(j),
+                // A key to compare (nothing was taken for it): it and the rest are judged on every
+                // core.
+                Start::Costly(c) if c.early.is_none() => break,
+                Start::Costly(c) => {
+                    judged.push(None);
+                    costly.push((i, c));
+                }
+            }
+        }
+        let rest = keys.get(judged.len()..).unwrap_or_default();
+        let finished = crate::par::map(costly, PARALLEL_MIN, |(i, c)| {
+            (i, keys.get(i).map(|k| self.judge_finish(k.borrow(), c)))
+        });
+        let rest = crate::par::map_ref(rest, PARALLEL_MIN, |k| self.judge(k.borrow()));
+        if judged.is_empty() {
+            judged = rest;
+        } else {
+            judged.extend(rest);
+        }
+        for (i, j) in finished {
+            if let Some(slot) = judged.get_mut(i) {
+                *slot = j;
+            }
+        }
         keys.iter()
             .map(std::borrow::Borrow::borrow)
             .zip(judged)
@@ -1350,17 +1399,53 @@ impl Detector {
     /// A key's comparison, when it is to be compared: in the shard, desired, listed, watched. Reads
     /// the detector only; what is judged is concluded by [`Detector::conclude`].
     fn judge(&self, key: &ResourceKey) -> Option<Judged> {
+        match self.judge_start(key) {
+            Start::Done(judged) => judged,
+            Start::Costly(c) => Some(self.judge_finish(key, c)),
+        }
+    }
+
+    /// The cheap part of [`Detector::judge`]: whether the key is judged, and the comparison made as
+    /// its object was stored, taken; the judgement itself when that is all it needs.
+    fn judge_start(&self, key: &ResourceKey) -> Start<'_> {
         if !self.in_shard(key) || !self.is_listed(key) || (self.ready && self.unwatched_reason(key).is_some())
         {
-            return None;
+            return Start::Done(None);
         }
-        let entry = self.desired.get(key)?;
+        let Some(entry) = self.desired.get(key) else {
+            return Start::Done(None);
+        };
         let held = self.live.get_key_value(key);
         // The map's key, shared: nothing copied.
         let settle = held.filter(|(_, e)| e.fresh.is_some()).map(|(k, _)| k.clone());
-        let ctx = self.diff_context();
         // Compared already as it was stored, with nothing it reads changed since: that comparison.
         let early = held.and_then(|(_, e)| e.take_early(self.inputs));
+        match early {
+            // Nothing to price: judged.
+            Some(report) if !report.drifts.iter().any(PriceTable::prices) => Start::Done(Some(Judged {
+                costs: vec![None; report.drifts.len()],
+                report,
+                settle,
+            })),
+            early => Start::Costly(Costly {
+                entry,
+                held: held.map(|(k, e)| (&**k, e)),
+                settle,
+                early,
+            }),
+        }
+    }
+
+    /// The costly part of [`Detector::judge`]: the comparison, unless it was made as the object was
+    /// stored, and the prices of its drifts.
+    fn judge_finish(&self, key: &ResourceKey, costly: Costly<'_>) -> Judged {
+        let Costly {
+            entry,
+            held,
+            settle,
+            early,
+        } = costly;
+        let ctx = self.diff_context();
         let report = match early {
             Some(report) => report,
             // A compactly held object is compared in its compiled form, as stored (keyed as the
@@ -1387,11 +1472,11 @@ impl Detector {
                 &report,
             )
         };
-        Some(Judged {
+        Judged {
             report,
             costs,
             settle,
-        })
+        }
     }
 
     /// A key [`Detector::judge`] does not compare: another replica's, no longer desired, its list
