@@ -136,11 +136,13 @@ impl DesiredEntry {
     /// moved out of the prepared object, not copied (an `autoscaling/v1` HorizontalPodAutoscaler
     /// keeps `v1` in its key, compared in its `v2` form).
     fn new(resource: crate::model::Resource, provenance: Arc<Provenance>) -> (ResourceKey, Self) {
-        let version = resource.key.version.clone();
+        let given = crate::object::converts_version(&resource.key).then(|| resource.key.version.clone());
         let object = DesiredObject::new(resource);
         let compiled = Compiled::of(object.object());
         let mut key = object.into_resource().key;
-        key.version = version;
+        if let Some(version) = given {
+            key.version = version;
+        }
         (key, DesiredEntry { compiled, provenance })
     }
 

@@ -101,6 +101,12 @@ fn pod_spec_path(key: &ResourceKey) -> Option<&'static [&'static str]> {
     }
 }
 
+/// Whether preparing a desired object changes the version in its key (see
+/// [`convert_to_compared_version`]).
+pub(crate) fn converts_version(key: &ResourceKey) -> bool {
+    is_hpa_v1(key)
+}
+
 fn is_hpa_v1(key: &ResourceKey) -> bool {
     key.group == "autoscaling" && key.kind == "HorizontalPodAutoscaler" && key.version == "v1"
 }
